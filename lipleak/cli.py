@@ -1,0 +1,70 @@
+"""The ``lipleak-fast`` command line: one subcommand per module in lipleak/commands/."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from . import __version__
+from .errors import LipleakError
+
+# Each module defines add_parser(subparsers) and run(args) -> int.
+COMMANDS = ["sync", "score", "plan", "generate", "report", "models", "doctor"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lipleak-fast",
+        description=(
+            "Score talking-face (lip-sync) videos: SyncNet LSE-C/LSE-D, the lip-leakage "
+            "protocol of Yaman et al. 2025 (SI/AM/XM x CR/AR), and visual quality metrics. "
+            "Numbers follow SPEC.md; every result records the models, versions and settings "
+            "that produced it."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"lipleak-fast {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show full tracebacks instead of one-line errors"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f".commands.{name}", __package__)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith(f"{__package__}.commands."):
+                continue  # command not built yet in this checkout
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except LipleakError as exc:
+        if args.debug:
+            raise
+        print(f"lipleak-fast: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("lipleak-fast: interrupted; finished results are kept", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, details with --debug
+        if args.debug or os.environ.get("LIPLEAK_DEBUG"):
+            raise
+        print(
+            f"lipleak-fast: internal error: {type(exc).__name__}: {exc} (rerun with --debug)",
+            file=sys.stderr,
+        )
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())
