@@ -1,17 +1,24 @@
 """One video in, LSE-C / LSE-D out (SPEC §2): decode → crops → SyncNet → offset search.
 
-Work in progress: the data types below are the stable interface used by the protocol
-layer; ``SyncScorer.score`` is being written.
+Frames stream from the decoder straight into fixed-size SyncNet batches, so memory is
+bounded by the batch size; only the 1024-d embeddings (4 KiB per frame and tower) are
+kept for the offset search. ``detect`` mode decodes twice (detect + track, then crop)
+rather than holding frames.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from . import __version__
+from .errors import InputError
+from .metrics import sync as syncm
 
 # Settings that do not change any number (batch size, backend) are kept out of the hash so
 # that reruns with another batch size reuse finished results.
@@ -77,4 +84,194 @@ class VideoSync:
         return d
 
 
-AudioInput = "str | Path | np.ndarray | None"
+
+class _WindowStream:
+    """Turns consecutive 224x224 crops of one track into SyncNet lip embeddings.
+
+    Window k (frames k..k+4) is emitted when frame k+5 arrives, which reproduces
+    syncnet_python's count N = n_frames - 5; ``limit`` caps it by the audio length.
+    """
+
+    def __init__(self, embed, batch_size: int, limit: int):
+        self.embed = embed
+        self.limit = limit
+        self.ring: deque[np.ndarray] = deque(maxlen=syncm.WINDOW_FRAMES + 1)
+        self.batch = np.empty((batch_size, 3, syncm.WINDOW_FRAMES, 224, 224), np.float32)
+        self.filled = 0
+        self.windows = 0
+        self.embeddings: list[np.ndarray] = []
+
+    @property
+    def done(self) -> bool:
+        return self.windows >= self.limit
+
+    def push(self, crop: np.ndarray) -> None:
+        self.ring.append(crop)
+        if len(self.ring) <= syncm.WINDOW_FRAMES or self.done:
+            return
+        syncm.lip_window(list(self.ring)[: syncm.WINDOW_FRAMES], self.batch[self.filled])
+        self.filled += 1
+        self.windows += 1
+        if self.filled == len(self.batch):
+            self.flush()
+
+    def flush(self) -> None:
+        if self.filled:
+            self.embeddings.append(self.embed(self.batch[: self.filled]))
+            self.filled = 0
+
+    def result(self) -> np.ndarray:
+        self.flush()
+        if not self.embeddings:
+            return np.empty((0, 1024), np.float32)
+        return np.concatenate(self.embeddings)
+
+
+class SyncScorer:
+    """Scores videos with one set of settings; models are loaded once."""
+
+    def __init__(self, settings: SyncSettings | None = None):
+        from .models.syncnet import SyncNet
+
+        self.settings = settings or SyncSettings()
+        if self.settings.mode not in ("prealigned", "detect"):
+            raise ValueError(f"unknown mode {self.settings.mode!r}")
+        self.syncnet = SyncNet.load(self.settings.syncnet, backend=self.settings.backend)
+        self._detector = None
+
+    @property
+    def detector(self):
+        if self._detector is None:
+            from .faces.scrfd import SCRFD
+            from .models import store
+
+            path = store.locate(self.settings.detector)
+            self._detector_sha = store.verify(self.settings.detector, path)
+            self._detector = SCRFD(path, backend=self.settings.backend)
+        return self._detector
+
+    def describe(self) -> dict:
+        """Everything that produced a number: models with sha256, versions, settings."""
+        import av
+        import cv2
+
+        models = {"syncnet": self.syncnet.describe()}
+        if self.settings.mode == "detect":
+            self.detector  # noqa: B018 - loads it so its sha256 is known
+            models["detector"] = {"name": self.settings.detector, "sha256": self._detector_sha}
+        return {
+            "package": "lipleak-fast",
+            "version": __version__,
+            "settings": self.settings.as_dict(),
+            "settings_hash": self.settings.hash(),
+            "models": models,
+            "libraries": {"av": av.__version__, "opencv": cv2.__version__,
+                          "numpy": np.__version__},
+        }
+
+    # -- inputs ---------------------------------------------------------------------
+    def _audio(self, video: Path, audio) -> tuple[np.ndarray, str]:
+        from .io.audio import load_audio
+
+        if audio is None:
+            return load_audio(video), "container"
+        if isinstance(audio, np.ndarray):
+            if audio.ndim != 1 or audio.dtype != np.int16:
+                raise InputError(None, "audio array must be 1-D int16 at 16 kHz", "bad_input")
+            return audio, "array"
+        return load_audio(Path(audio)), str(audio)
+
+    def _frames(self, video: Path):
+        from .io.video import iter_frames
+
+        return iter_frames(video, fps=25.0, reference_frames=self.settings.reference_frames)
+
+    # -- scoring --------------------------------------------------------------------
+    def score(self, video: str | Path, audio=None) -> VideoSync:
+        """LSE-C / LSE-D of one video against its own audio track or ``audio``."""
+        from .io.video import probe
+
+        video = Path(video)
+        info = probe(video)
+        samples, audio_source = self._audio(video, audio)
+        n_audio_frames = len(samples) // syncm.SAMPLES_PER_FRAME
+        if n_audio_frames <= syncm.WINDOW_FRAMES:
+            raise InputError(video, f"too short: {len(samples) / 16000:.2f} s of audio; "
+                             "SyncNet needs more than 0.2 s (5 frames)", "too_short")
+        if self.settings.mode == "prealigned":
+            tracks, n_frames = self._score_prealigned(video, samples, n_audio_frames)
+        else:
+            tracks, n_frames = self._score_detect(video, samples)
+        weights = np.array([t.end_frame - t.start_frame + 1 for t in tracks], np.float64)
+        longest = tracks[int(np.argmax(weights))]
+        return VideoSync(
+            video=str(video), audio_source=audio_source, n_frames=n_frames,
+            src_fps=float(info.src_fps), resampled=bool(info.needs_resample),
+            frame_path="reference-jpeg" if self.settings.reference_frames else "lossless",
+            tracks=tracks, offset=longest.offset,
+            lse_c=float(np.average([t.lse_c for t in tracks], weights=weights)),
+            lse_d=float(np.average([t.lse_d for t in tracks], weights=weights)),
+        )
+
+    def _track_result(self, video: Path, stream: _WindowStream, samples: np.ndarray,
+                      start: int, end: int) -> TrackSync:
+        v = stream.result()
+        n = len(v)
+        if n < 1:
+            raise InputError(video, f"too short: {end - start + 1} frames; SyncNet needs at "
+                             "least 6 frames (0.24 s) of video and audio", "too_short")
+        a = self._embed_audio(syncm.mfcc_windows(samples, n))
+        r = syncm.offset_search(v, a, self.settings.vshift)
+        return TrackSync(start_frame=start, end_frame=end, n_windows=n, offset=int(r["offset"]),
+                         lse_c=float(r["lse_c"]), lse_d=float(r["lse_d"]),
+                         mdist=[float(x) for x in r["mdist"]],
+                         fconf=[float(x) for x in r["fconf"]])
+
+    def _embed_audio(self, windows: np.ndarray) -> np.ndarray:
+        bs = self.settings.batch_size
+        return np.concatenate([self.syncnet.embed_audio(windows[i : i + bs])
+                               for i in range(0, len(windows), bs)])
+
+    def _score_prealigned(self, video: Path, samples: np.ndarray, n_audio_frames: int):
+        from .faces.crop import prealigned_crop
+
+        stream = _WindowStream(self.syncnet.embed_lips, self.settings.batch_size,
+                               n_audio_frames - syncm.WINDOW_FRAMES)
+        n_frames = 0
+        for frame in self._frames(video):
+            n_frames += 1
+            stream.push(prealigned_crop(frame))
+            if stream.done:
+                break  # the audio ends here: later frames cannot enter any window
+        return [self._track_result(video, stream, samples, 0, n_frames - 1)], n_frames
+
+    def _score_detect(self, video: Path, samples: np.ndarray):
+        from .faces.crop import syncnet_crop
+        from .faces.track import track_faces
+
+        s = self.settings
+        detections = [self.detector.detect(frame) for frame in self._frames(video)]
+        n_frames = len(detections)
+        tracks = track_faces(detections, num_failed_det=s.num_failed_det,
+                             min_track=s.min_track, min_face_size=s.min_face_size)
+        if not tracks:
+            raise InputError(video, f"no face track: no face seen for more than {s.min_track} "
+                             f"frames with a mean size above {s.min_face_size:g} px "
+                             f"({n_frames} frames decoded)", "no_face")
+        streams = []
+        for t in tracks:
+            start, end = int(t.frames[0]), int(t.frames[-1])
+            seg = samples[start * syncm.SAMPLES_PER_FRAME : (end + 1) * syncm.SAMPLES_PER_FRAME]
+            limit = len(seg) // syncm.SAMPLES_PER_FRAME - syncm.WINDOW_FRAMES
+            streams.append((t, start, end, seg,
+                            _WindowStream(self.syncnet.embed_lips, s.batch_size, limit)))
+        for idx, frame in enumerate(self._frames(video)):
+            for t, start, end, _, stream in streams:
+                if start <= idx <= end and not stream.done:
+                    i = idx - start
+                    stream.push(syncnet_crop(frame, t.s[i], t.x[i], t.y[i], s.crop_scale))
+            if all(st.done or idx >= end for _, _, end, _, st in streams):
+                break
+        results = [self._track_result(video, st, seg, start, end)
+                   for _, start, end, seg, st in streams]
+        return results, n_frames
