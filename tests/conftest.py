@@ -27,3 +27,21 @@ def clips_dir() -> Path:
     if not CLIPS_DIR.is_dir():
         pytest.fail(f"shared clips not found at {CLIPS_DIR} (set LIPLEAK_SHARED_DIR)")
     return CLIPS_DIR
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory, shared_models) -> Path:
+    """A model dir holding the shared model files, with SyncNet exported to ONNX once.
+
+    Sets LIPLEAK_MODEL_DIR for the rest of the session (subprocesses inherit it); tests
+    that need another model dir use monkeypatch.setenv.
+    """
+    from lipleak.models import store
+    from lipleak.models.syncnet import SyncNet
+
+    d = tmp_path_factory.mktemp("models")
+    os.environ["LIPLEAK_MODEL_DIR"] = str(d)
+    for name in ("syncnet_v2_random", "scrfd_500m", "pfld_68", "fid_inception"):
+        store.fetch(name, source=shared_models)
+    SyncNet.load("syncnet_v2_random")
+    return d
