@@ -1,0 +1,195 @@
+"""SyncNet v2 (Chung & Zisserman 2016) in PyTorch, and a strict loader for its checkpoints.
+
+The layer layout follows the reference implementation (joonson/syncnet_python,
+``SyncNetModel.S``) so that the published ``syncnet_v2.model`` — a legacy ``torch.save`` of
+an ordered dict of 88 tensors — loads by name: the ``nn.Sequential`` indices below are part
+of the checkpoint format (``netcnnaud.18.weight`` …) and must not be renumbered.
+
+Inputs (SPEC §2):
+- lips: B×3×5×224×224 float32, five consecutive BGR frames, values 0..255, no normalisation;
+- audio: B×1×13×20 float32 MFCC (13 coefficients × 20 steps of 10 ms).
+Both towers give B×1024 embeddings that are NOT L2-normalised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lipleak.errors import ModelError
+
+EMBED_DIM = 1024
+LIPS_SHAPE = (3, 5, 224, 224)
+MFCC_SHAPE = (1, 13, 20)
+
+
+def _audio_cnn() -> nn.Sequential:
+    # 13×20 MFCC → 512×1×1. The (1,1) max-pool is a no-op kept only so that indices match.
+    return nn.Sequential(
+        nn.Conv2d(1, 64, kernel_size=3, stride=1, padding=1),
+        nn.BatchNorm2d(64),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=1, stride=1),
+        nn.Conv2d(64, 192, kernel_size=3, stride=1, padding=1),
+        nn.BatchNorm2d(192),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=(1, 2)),
+        nn.Conv2d(192, 384, kernel_size=3, padding=1),
+        nn.BatchNorm2d(384),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(384, 256, kernel_size=3, padding=1),
+        nn.BatchNorm2d(256),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(256, 256, kernel_size=3, padding=1),
+        nn.BatchNorm2d(256),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(256, 512, kernel_size=(5, 4), padding=0),
+        nn.BatchNorm2d(512),
+        nn.ReLU(),
+    )
+
+
+def _lip_cnn() -> nn.Sequential:
+    # 3×5×224×224 frames → 512×1×1×1; only the first convolution mixes the 5 frames.
+    return nn.Sequential(
+        nn.Conv3d(3, 96, kernel_size=(5, 7, 7), stride=(1, 2, 2), padding=0),
+        nn.BatchNorm3d(96),
+        nn.ReLU(inplace=True),
+        nn.MaxPool3d(kernel_size=(1, 3, 3), stride=(1, 2, 2)),
+        nn.Conv3d(96, 256, kernel_size=(1, 5, 5), stride=(1, 2, 2), padding=(0, 1, 1)),
+        nn.BatchNorm3d(256),
+        nn.ReLU(inplace=True),
+        nn.MaxPool3d(kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
+        nn.Conv3d(256, 256, kernel_size=(1, 3, 3), padding=(0, 1, 1)),
+        nn.BatchNorm3d(256),
+        nn.ReLU(inplace=True),
+        nn.Conv3d(256, 256, kernel_size=(1, 3, 3), padding=(0, 1, 1)),
+        nn.BatchNorm3d(256),
+        nn.ReLU(inplace=True),
+        nn.Conv3d(256, 256, kernel_size=(1, 3, 3), padding=(0, 1, 1)),
+        nn.BatchNorm3d(256),
+        nn.ReLU(inplace=True),
+        nn.MaxPool3d(kernel_size=(1, 3, 3), stride=(1, 2, 2)),
+        nn.Conv3d(256, 512, kernel_size=(1, 6, 6), padding=0),
+        nn.BatchNorm3d(512),
+        nn.ReLU(inplace=True),
+    )
+
+
+def _head(out_dim: int = EMBED_DIM) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(512, 512),
+        nn.BatchNorm1d(512),
+        nn.ReLU(),
+        nn.Linear(512, out_dim),
+    )
+
+
+class SyncNetV2(nn.Module):
+    """Both towers of SyncNet v2; attribute names are the checkpoint's key prefixes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.netcnnaud = _audio_cnn()
+        self.netfcaud = _head()
+        self.netfclip = _head()
+        self.netcnnlip = _lip_cnn()
+
+    def forward_audio(self, mfcc: torch.Tensor) -> torch.Tensor:
+        """B×1×13×20 MFCC → B×1024."""
+        return self.netfcaud(torch.flatten(self.netcnnaud(mfcc), 1))
+
+    def forward_lips(self, lips: torch.Tensor) -> torch.Tensor:
+        """B×3×5×224×224 BGR 0..255 → B×1024."""
+        return self.netfclip(torch.flatten(self.netcnnlip(lips), 1))
+
+
+class LipTower(nn.Module):
+    """The lip tower alone, as a module with one input (for ONNX export)."""
+
+    def __init__(self, net: SyncNetV2) -> None:
+        super().__init__()
+        self.netcnnlip = net.netcnnlip
+        self.netfclip = net.netfclip
+
+    def forward(self, lips: torch.Tensor) -> torch.Tensor:
+        return self.netfclip(torch.flatten(self.netcnnlip(lips), 1))
+
+
+class AudioTower(nn.Module):
+    """The audio tower alone, as a module with one input (for ONNX export)."""
+
+    def __init__(self, net: SyncNetV2) -> None:
+        super().__init__()
+        self.netcnnaud = net.netcnnaud
+        self.netfcaud = net.netfcaud
+
+    def forward(self, mfcc: torch.Tensor) -> torch.Tensor:
+        return self.netfcaud(torch.flatten(self.netcnnaud(mfcc), 1))
+
+
+def read_state_dict(path: str | Path) -> Mapping[str, torch.Tensor]:
+    """Read a SyncNet checkpoint file (legacy or zip ``torch.save`` of a name → tensor dict).
+
+    ``weights_only=True`` unpickles only tensors and plain containers, so a checkpoint
+    cannot run code; the published file and the fixture are plain ordered dicts.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: SyncNet checkpoint not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises pickle/zip/runtime errors for foreign files
+        raise ModelError(f"{path}: not a SyncNet checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(state, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise ModelError(f"{path}: not a SyncNet checkpoint (expected a dict of named tensors)")
+    return state
+
+
+def load_state_strict(net: nn.Module, state: Mapping[str, torch.Tensor], source: str = "") -> None:
+    """Copy every tensor of ``state`` into ``net`` by name, or raise ModelError.
+
+    Unknown keys, missing parameters/running statistics and shape mismatches are errors;
+    only BatchNorm ``num_batches_tracked`` counters may be absent (the published file has
+    none, and they play no part in eval mode).
+    """
+    own = net.state_dict()
+    where = f"{source}: " if source else ""
+    unknown = sorted(set(state) - set(own))
+    missing = sorted(k for k in set(own) - set(state) if not k.endswith("num_batches_tracked"))
+    wrong = sorted(
+        f"{k} {tuple(state[k].shape)} (expected {tuple(own[k].shape)})"
+        for k in set(state) & set(own)
+        if tuple(state[k].shape) != tuple(own[k].shape)
+    )
+    not_float = sorted(
+        k for k in set(state) & set(own)
+        if own[k].is_floating_point() and not state[k].is_floating_point()
+    )
+    problems = []
+    if unknown:
+        problems.append(f"unknown keys: {', '.join(unknown)}")
+    if missing:
+        problems.append(f"missing keys: {', '.join(missing)}")
+    if wrong:
+        problems.append(f"shape mismatch: {', '.join(wrong)}")
+    if not_float:
+        problems.append(f"non-float tensors: {', '.join(not_float)}")
+    if problems:
+        raise ModelError(f"{where}not a SyncNet v2 checkpoint: {'; '.join(problems)}")
+    with torch.no_grad():
+        for name, tensor in state.items():
+            own[name].copy_(tensor)
+
+
+def load_syncnet(path: str | Path) -> SyncNetV2:
+    """Build SyncNet v2 with the weights of checkpoint ``path``, in eval mode."""
+    net = SyncNetV2()
+    load_state_strict(net, read_state_dict(path), str(path))
+    return net.eval()

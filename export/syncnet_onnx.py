@@ -1,0 +1,99 @@
+"""Export the two SyncNet towers to ONNX (dynamic batch axis).
+
+    python -m lipleak.export.syncnet_onnx CHECKPOINT OUTDIR
+
+writes OUTDIR/syncnet_lips.onnx (input "lips" B×3×5×224×224 float32 → "embedding" B×1024)
+and OUTDIR/syncnet_audio.onnx (input "mfcc" B×1×13×20 float32 → "embedding" B×1024).
+The TorchScript-based exporter is used (``dynamo=False``): it handles this plain
+convolutional graph directly and gives a stable, small graph.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+from lipleak.errors import LipleakError, ModelError
+
+from .syncnet import LIPS_SHAPE, MFCC_SHAPE, AudioTower, LipTower, load_syncnet
+
+OPSET = 17
+LIPS_FILE = "syncnet_lips.onnx"
+AUDIO_FILE = "syncnet_audio.onnx"
+
+
+def _export_one(module: torch.nn.Module, example: torch.Tensor, input_name: str, out: Path) -> None:
+    """Export ``module`` to ``out`` atomically (temp file in the same folder, then rename)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():
+            # The TorchScript exporter announces its deprecation on every call.
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module,
+                (example,),
+                tmp,
+                input_names=[input_name],
+                output_names=["embedding"],
+                dynamic_axes={input_name: {0: "batch"}, "embedding": {0: "batch"}},
+                opset_version=OPSET,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        import onnx
+
+        onnx.checker.check_model(tmp, full_check=True)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the model dir may be shared
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def export_towers(checkpoint: Path, out_dir: Path) -> dict[str, Path]:
+    """Export the lip and audio towers of SyncNet checkpoint ``checkpoint`` into ``out_dir``.
+
+    Returns {"lips": path, "audio": path}. Each file appears atomically, so a concurrent
+    reader sees either nothing or a complete, checked model.
+    """
+    net = load_syncnet(checkpoint)
+    out_dir = Path(out_dir)
+    paths = {"lips": out_dir / LIPS_FILE, "audio": out_dir / AUDIO_FILE}
+    with torch.no_grad():
+        # Batch 2 as the example so that no size-1 axis gets specialised away.
+        _export_one(LipTower(net).eval(), torch.zeros(2, *LIPS_SHAPE), "lips", paths["lips"])
+        _export_one(AudioTower(net).eval(), torch.zeros(2, *MFCC_SHAPE), "mfcc", paths["audio"])
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m lipleak.export.syncnet_onnx",
+        description="Export the SyncNet v2 lip and audio towers of a checkpoint to ONNX.",
+    )
+    parser.add_argument("checkpoint", type=Path, help="syncnet_v2.model (or a file in its format)")
+    parser.add_argument("out_dir", type=Path, help="folder for syncnet_lips.onnx and syncnet_audio.onnx")
+    args = parser.parse_args(argv)
+    try:
+        paths = export_towers(args.checkpoint, args.out_dir)
+    except LipleakError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:
+        print(f"error: {ModelError(f'cannot write ONNX files: {exc}')}", file=sys.stderr)
+        return ModelError.exit_code
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
