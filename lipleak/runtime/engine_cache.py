@@ -1,0 +1,308 @@
+"""TensorRT engine cache: build once per (model, TensorRT, GPU, precision, profile).
+
+A serialised engine only runs correctly on the TensorRT version and GPU model that built
+it, with the precision and optimisation profile it was built for. The cache key is the
+sha256 over all of these; a JSON sidecar next to each engine repeats the key fields and
+the engine's own sha256. An engine is loaded only when its sidecar matches the wanted key
+field for field and its bytes hash to the recorded value; anything else (stale, foreign,
+truncated, hand-edited) is rebuilt, never loaded.
+
+Layout under ``lipleak.paths.model_dir()/engines/``::
+
+    <key>.engine          serialised engine
+    <key>.json            sidecar: key fields + engine_sha256 + build time
+    timing/<gpu>-cc<cc>-trt<version>.cache   TensorRT timing cache, shared by all models
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import LipleakError, ModelError
+from ..paths import model_dir
+
+KEY_VERSION = 1  # bump when the meaning of a key field changes
+
+Shape = tuple[int, ...]
+# {input name: (min shape, opt shape, max shape)}
+Profile = dict[str, tuple[Shape, Shape, Shape]]
+
+
+# ---------------------------------------------------------------- profile shapes
+
+
+def onnx_inputs(onnx_path: str | Path) -> list[tuple[str, list[int | str | None]]]:
+    """Graph inputs of an ONNX file as (name, dims); a dynamic dim is its symbolic name or
+    None. Initializers listed as inputs (old exporters) are left out.
+
+    Reads the protobuf with ``onnx`` when installed (no weights are loaded); otherwise asks
+    onnxruntime, which is always present where models run.
+    """
+    path = Path(onnx_path)
+    if not path.is_file():
+        raise ModelError(f"{path}: ONNX model file not found")
+    try:
+        import onnx
+    except ImportError:
+        return _onnx_inputs_ort(path)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and friends
+        raise ModelError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from exc
+    inits = {i.name for i in model.graph.initializer}
+    out = []
+    for inp in model.graph.input:
+        if inp.name in inits:
+            continue
+        dims: list[int | str | None] = []
+        for d in inp.type.tensor_type.shape.dim:
+            if d.HasField("dim_value"):
+                dims.append(int(d.dim_value))
+            elif d.HasField("dim_param"):
+                dims.append(d.dim_param)
+            else:
+                dims.append(None)
+        out.append((inp.name, dims))
+    return out
+
+
+def _onnx_inputs_ort(path: Path) -> list[tuple[str, list[int | str | None]]]:
+    try:
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises untyped errors
+        raise ModelError(f"{path}: cannot read ONNX inputs: {exc}") from exc
+    return [(i.name, list(i.shape)) for i in sess.get_inputs()]
+
+
+def profile_shapes(onnx_path: str | Path, min_batch: int = 1, opt_batch: int | None = None,
+                   max_batch: int = 64) -> Profile:
+    """The optimisation profile for ``onnx_path``: axis 0 of every input is the batch.
+
+    A dynamic batch axis gets (min_batch, opt_batch, max_batch) — opt defaults to
+    max_batch because scoring runs full batches except for each video's last one. A fixed
+    batch axis gets that size for all three. Any other dynamic axis is an error: the
+    project's models have fixed image sizes, and guessing a range would silently build a
+    slow or wrong engine.
+    """
+    opt_batch = max_batch if opt_batch is None else opt_batch
+    if not 1 <= min_batch <= opt_batch <= max_batch:
+        raise LipleakError(f"batch profile needs 1 <= min <= opt <= max, got "
+                           f"{min_batch}/{opt_batch}/{max_batch}")
+    profile: Profile = {}
+    for name, dims in onnx_inputs(onnx_path):
+        if not dims:
+            raise ModelError(f"{onnx_path}: input {name!r} is a scalar; no batch axis")
+        rest = dims[1:]
+        bad = [i + 1 for i, d in enumerate(rest) if not isinstance(d, int) or d <= 0]
+        if bad:
+            raise ModelError(f"{onnx_path}: input {name!r} has dynamic non-batch axes {bad} "
+                             f"(shape {dims}); export it with fixed sizes")
+        tail = tuple(int(d) for d in rest)
+        b = dims[0]
+        if isinstance(b, int) and b > 0:
+            shapes = ((b, *tail),) * 3
+        else:
+            shapes = ((min_batch, *tail), (opt_batch, *tail), (max_batch, *tail))
+        profile[name] = shapes
+    if not profile:
+        raise ModelError(f"{onnx_path}: the graph has no inputs")
+    return profile
+
+
+# ------------------------------------------------------------------------- key
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class EngineKey:
+    onnx_sha256: str
+    trt_version: str
+    gpu_name: str
+    compute_capability: str
+    precision: str
+    profile: tuple  # ((name, min, opt, max), ...) sorted by name, shapes as tuples
+
+    def fields(self) -> dict:
+        d = asdict(self)
+        d["profile"] = [[n, list(a), list(b), list(c)] for n, a, b, c in self.profile]
+        d["key_version"] = KEY_VERSION
+        return d
+
+    def digest(self) -> str:
+        blob = json.dumps(self.fields(), sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+def make_key(onnx_path: str | Path, trt_version: str, gpu_name: str, compute_capability: str,
+             precision: str, profile: Profile, onnx_sha256: str | None = None) -> EngineKey:
+    prof = tuple((n, tuple(a), tuple(b), tuple(c)) for n, (a, b, c) in sorted(profile.items()))
+    return EngineKey(onnx_sha256 or file_sha256(onnx_path), str(trt_version), str(gpu_name),
+                     str(compute_capability), str(precision), prof)
+
+
+# ---------------------------------------------------------------------- layout
+
+
+def cache_dir(root: str | Path | None = None) -> Path:
+    return Path(root) if root is not None else model_dir() / "engines"
+
+
+def engine_path(key: EngineKey, root: str | Path | None = None) -> Path:
+    return cache_dir(root) / f"{key.digest()}.engine"
+
+
+def sidecar_path(key: EngineKey, root: str | Path | None = None) -> Path:
+    return cache_dir(root) / f"{key.digest()}.json"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_") or "unknown"
+
+
+def timing_cache_path(gpu_name: str, compute_capability: str, trt_version: str,
+                      root: str | Path | None = None) -> Path:
+    """One timing cache per GPU model and TensorRT version: timings measured on one GPU
+    are meaningless on another, and TensorRT rejects caches from other versions."""
+    name = f"{_slug(gpu_name)}-cc{_slug(compute_capability)}-trt{_slug(trt_version)}.cache"
+    return cache_dir(root) / "timing" / name
+
+
+# ------------------------------------------------------------------ atomic write
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def _build_lock(path: Path):
+    """An exclusive lock file so that two processes do not build the same engine at once;
+    a no-op where fcntl does not exist (the atomic writes still keep the cache sound)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+# ------------------------------------------------------------------ load / build
+
+
+@dataclass
+class CachedEngine:
+    data: bytes  # the serialised engine
+    path: Path
+    built: bool  # True when this call built it
+    build_seconds: float | None  # when built
+    reason: str  # why it was (re)built, or "cache hit"
+
+
+def check_cached(key: EngineKey, root: str | Path | None = None) -> tuple[bytes | None, str]:
+    """The cached engine bytes for ``key`` if sidecar and bytes verify, else None and why."""
+    eng, side = engine_path(key, root), sidecar_path(key, root)
+    if not eng.is_file():
+        return None, "no cached engine"
+    if not side.is_file():
+        return None, "engine without sidecar"
+    try:
+        meta = json.loads(side.read_text())
+    except (OSError, ValueError) as exc:
+        return None, f"unreadable sidecar ({type(exc).__name__})"
+    want = key.fields()
+    stale = sorted(k for k in want if meta.get(k) != want[k])
+    if stale:
+        return None, "sidecar mismatch in " + ", ".join(stale)
+    data = eng.read_bytes()
+    if hashlib.sha256(data).hexdigest() != meta.get("engine_sha256"):
+        return None, "engine bytes do not match the sidecar sha256 (corrupt or replaced)"
+    return data, "cache hit"
+
+
+BuildFn = Callable[[Path, Path, Path], None]  # (onnx_path, out_engine_path, timing_cache_path)
+
+
+def load_or_build(key: EngineKey, onnx_path: str | Path, build: BuildFn,
+                  root: str | Path | None = None,
+                  validate: Callable[[bytes], bool] | None = None) -> CachedEngine:
+    """The engine for ``key``: from the cache when it verifies, else built by ``build``.
+
+    ``build(onnx_path, out_path, timing_cache_path)`` must write a serialised engine to
+    ``out_path`` (a temporary name in the cache folder) or raise. The engine is moved into
+    place only after the build returned, then its sidecar is written; an exception leaves
+    no engine and no sidecar behind. ``validate(bytes)`` (e.g. TensorRT deserialisation)
+    lets a cache hit that TensorRT refuses be rebuilt instead of failing.
+    """
+    eng, side = engine_path(key, root), sidecar_path(key, root)
+    data, why = check_cached(key, root)
+    if data is not None and (validate is None or validate(data)):
+        return CachedEngine(data, eng, False, None, why)
+    if data is not None:
+        why = "cached engine failed to deserialise"
+    with _build_lock(eng.with_suffix(".lock")):
+        # Another process may have built it while this one waited for the lock.
+        data2, _ = check_cached(key, root)
+        if data2 is not None and (validate is None or validate(data2)):
+            return CachedEngine(data2, eng, False, None, "cache hit (built concurrently)")
+        eng.parent.mkdir(parents=True, exist_ok=True)
+        # The stale pair goes first, so a crash mid-build cannot leave an old engine next
+        # to a sidecar that no longer describes it.
+        side.unlink(missing_ok=True)
+        eng.unlink(missing_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{eng.name}.", suffix=".building", dir=eng.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        timing = timing_cache_path(key.gpu_name, key.compute_capability, key.trt_version, root)
+        t0 = time.perf_counter()
+        try:
+            build(Path(onnx_path), tmp, timing)
+            seconds = time.perf_counter() - t0
+            data = tmp.read_bytes()
+            if not data:
+                raise ModelError(f"{onnx_path}: the engine builder wrote an empty engine")
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, eng)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        meta = dict(key.fields(), engine_sha256=hashlib.sha256(data).hexdigest(),
+                    onnx_path=str(onnx_path), built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    build_seconds=round(seconds, 3))
+        atomic_write_bytes(side, (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode())
+    return CachedEngine(data, eng, True, seconds, why)
