@@ -1,0 +1,88 @@
+"""The reference tool's JPEG round trip, in process (``--reference-frames``).
+
+syncnet_python extracts frames with ``ffmpeg -i VIDEO -f image2 %06d.jpg`` and reads them
+back with ``cv2.imread``. With no quality option the CLI uses the mjpeg encoder's rate
+control at the codec's default 200 kb/s (q between 2 and 31, chosen per frame from the
+bits spent so far), full-range 4:2:0 (yuvj420p; newer ffmpeg says yuv420p + pc range,
+the same bytes), one encoder thread (the CLI forces 1 for MJPEG), time base 1/25, and
+converts the decoded frame to full range with libswscale's bicubic (the CLI's default
+flags). Because rate control carries state from frame to frame, one ``MjpegRoundTrip``
+must see a video's frames in order, and a fresh one is needed per video.
+
+Measured against the ffmpeg 9 binary (imageio-ffmpeg): the JPEG bytes are identical apart
+from the COM segment, which carries the libavcodec version string.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import cv2
+import numpy as np
+
+DEFAULT_BIT_RATE = 200_000  # libavcodec's default "b" option, which the CLI leaves alone
+
+
+class MjpegRoundTrip:
+    """Encode frames one by one as the ffmpeg CLI's image2/mjpeg output, decode with cv2."""
+
+    def __init__(self, fps: int = 25, sample_aspect_ratio: Fraction | None = None):
+        self.fps = fps
+        # SAR only changes the JFIF APP0 header (absent when unknown), never pixels.
+        self.sar = sample_aspect_ratio
+        self._enc = None
+        self._size: tuple[int, int] | None = None
+        self._n = 0
+
+    def _open(self, width: int, height: int):
+        import av
+
+        enc = av.CodecContext.create("mjpeg", "w")
+        enc.width, enc.height = width, height
+        enc.pix_fmt = "yuvj420p"
+        enc.time_base = Fraction(1, self.fps)
+        enc.framerate = Fraction(self.fps)
+        enc.bit_rate = DEFAULT_BIT_RATE
+        enc.thread_count = 1
+        if self.sar:
+            enc.sample_aspect_ratio = self.sar
+        enc.open()
+        self._enc, self._size = enc, (width, height)
+
+    def encode(self, frame) -> bytes:
+        """One frame (``av.VideoFrame`` from the decoder, or BGR uint8 array) -> JPEG bytes."""
+        import av
+
+        if isinstance(frame, np.ndarray):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")
+        if self._enc is None:
+            self._open(frame.width, frame.height)
+        elif (frame.width, frame.height) != self._size:
+            raise ValueError("frame size changed inside one video")
+        yuv = frame.reformat(format="yuvj420p", interpolation="BICUBIC")
+        yuv.pts, yuv.time_base = self._n, Fraction(1, self.fps)
+        self._n += 1
+        packets = self._enc.encode(yuv)
+        if len(packets) != 1:  # mjpeg is intra-only without delay: one packet per frame
+            raise RuntimeError(f"mjpeg encoder returned {len(packets)} packets for one frame")
+        return bytes(packets[0])
+
+    def __call__(self, frame) -> np.ndarray:
+        """Round trip: BGR uint8 H×W×3 as ``cv2.imread`` reads the CLI's JPEG."""
+        data = self.encode(frame)
+        return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+
+
+def strip_comments(jpeg: bytes) -> bytes:
+    """Drop COM (0xFFFE) segments before the image data; they hold the encoder's version."""
+    out, i = bytearray(jpeg[:2]), 2
+    while i + 4 <= len(jpeg) and jpeg[i] == 0xFF:
+        marker = jpeg[i + 1]
+        if marker == 0xDA:  # start of scan: entropy-coded data follows, copy the rest
+            break
+        n = int.from_bytes(jpeg[i + 2:i + 4], "big")
+        if marker != 0xFE:
+            out += jpeg[i:i + 2 + n]
+        i += 2 + n
+    out += jpeg[i:]
+    return bytes(out)
