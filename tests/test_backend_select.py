@@ -1,0 +1,214 @@
+"""Backend selection: probes replaced by fakes, so every GPU situation can be checked on
+a CPU-only machine; the CPU backend is opened for real on a tiny ONNX model."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from lipleak.errors import LipleakError, ModelError
+from lipleak.runtime import select
+from lipleak.runtime.base import open_model as base_open_model
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+RNG = np.random.default_rng(7)
+W = RNG.standard_normal((3, 2)).astype(np.float32)
+B = RNG.standard_normal(2).astype(np.float32)
+
+
+def tiny_onnx(path, batch="batch"):
+    """y = x @ W + b with x: (batch, 3); ``batch`` an int makes the batch axis fixed."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 2])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["y"])],
+        "tiny", [x], [y],
+        [numpy_helper.from_array(W, "W"), numpy_helper.from_array(B, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+GPU = select.GpuInfo(0, "NVIDIA H100 80GB HBM3", "9.0", 81559, "550.54", "12.4", "fake")
+
+
+def fake_env(monkeypatch, gpu=True, trt=True, cuda_py=True, providers=("CPUExecutionProvider",)):
+    monkeypatch.setattr(select, "probe_gpu", lambda index=0: (GPU, "") if gpu else
+                        (None, "no CUDA GPU: fake probe"))
+    monkeypatch.setattr(select, "probe_tensorrt", lambda: ("10.9.0", "") if trt else
+                        (None, "tensorrt not importable (fake)"))
+    monkeypatch.setattr(select, "probe_cuda_python", lambda: ("12.8", "") if cuda_py else
+                        (None, "cuda-python not installed (fake)"))
+    monkeypatch.setattr(select, "probe_ort", lambda: (list(providers), "", "1.99")
+                        if providers is not None else (None, "onnxruntime not importable", None))
+
+
+@pytest.mark.parametrize("gpu,trt,cuda_py,providers,expect", [
+    (True, True, True, ("CUDAExecutionProvider", "CPUExecutionProvider"), "tensorrt"),
+    (True, False, True, ("CUDAExecutionProvider", "CPUExecutionProvider"), "ort-cuda"),
+    (True, True, False, ("CUDAExecutionProvider", "CPUExecutionProvider"), "ort-cuda"),
+    (True, False, True, ("CPUExecutionProvider",), "cpu"),
+    # TensorRT and the CUDA provider installed but no GPU: everything GPU is out.
+    (False, True, True, ("CUDAExecutionProvider", "CPUExecutionProvider"), "cpu"),
+])
+def test_auto_order(monkeypatch, gpu, trt, cuda_py, providers, expect):
+    fake_env(monkeypatch, gpu, trt, cuda_py, providers)
+    name, why = select.resolve_backend("auto")
+    assert name == expect
+    if expect != "tensorrt":
+        assert "tensorrt:" in why  # says why the better backend was skipped
+
+
+def test_available_backends_reasons(monkeypatch):
+    fake_env(monkeypatch, gpu=False, trt=False, providers=("CPUExecutionProvider",))
+    av = select.available_backends()
+    assert set(av) == {"tensorrt", "ort-cuda", "ort-tensorrt", "cpu"}
+    ok, why = av["tensorrt"]
+    assert not ok and "no CUDA GPU" in why and "tensorrt not importable" in why
+    ok, why = av["ort-cuda"]
+    assert not ok and "CUDAExecutionProvider" in why and "onnxruntime-gpu" in why
+    assert av["cpu"] == (True, "onnxruntime 1.99 CPUExecutionProvider")
+
+    fake_env(monkeypatch, gpu=True, trt=True)
+    ok, why = select.available_backends()["tensorrt"]
+    assert ok and "10.9.0" in why and "H100" in why and "9.0" in why
+
+
+def test_provider_present_but_no_gpu(monkeypatch):
+    fake_env(monkeypatch, gpu=False, providers=("CUDAExecutionProvider", "CPUExecutionProvider"))
+    ok, why = select.available_backends()["ort-cuda"]
+    assert not ok and "no CUDA GPU" in why
+
+
+@pytest.mark.parametrize("backend", ["tensorrt", "ort-cuda", "ort-tensorrt"])
+def test_explicit_unavailable_backend_errors(monkeypatch, tmp_path, backend):
+    fake_env(monkeypatch, gpu=False)
+    model = tiny_onnx(tmp_path / "m.onnx")
+    with pytest.raises(LipleakError, match=f"backend '{backend}' is not available here: .+"):
+        select.open_model(model, backend)
+
+
+def test_unknown_backend_and_precision(monkeypatch, tmp_path):
+    fake_env(monkeypatch)
+    model = tiny_onnx(tmp_path / "m.onnx")
+    with pytest.raises(LipleakError, match="unknown backend 'cuda'"):
+        select.open_model(model, "cuda")
+    with pytest.raises(LipleakError, match="unknown precision 'int8'"):
+        select.open_model(model, "cpu", precision="int8")
+    with pytest.raises(LipleakError, match="max_batch"):
+        select.open_model(model, "cpu", max_batch=0)
+
+
+def test_fp16_needs_tensorrt(monkeypatch, tmp_path):
+    fake_env(monkeypatch, gpu=False)
+    model = tiny_onnx(tmp_path / "m.onnx")
+    with pytest.raises(LipleakError, match="fp16.*needs the tensorrt backend"):
+        select.open_model(model, "cpu", precision="fp16")
+    with pytest.raises(LipleakError, match="fp16.*needs the tensorrt backend"):
+        select.open_model(model, "auto", precision="fp16")
+
+
+def test_no_backend_at_all(monkeypatch):
+    fake_env(monkeypatch, gpu=False, providers=None)
+    with pytest.raises(LipleakError, match="no backend can run models here"):
+        select.resolve_backend("auto")
+
+
+def test_missing_model_is_model_error(monkeypatch, tmp_path):
+    fake_env(monkeypatch)
+    with pytest.raises(ModelError, match="not found"):
+        select.open_model(tmp_path / "missing.onnx", "auto")
+
+
+def test_cpu_backend_runs_a_real_model(tmp_path):
+    """No fakes: the real probes on this machine, the real onnxruntime session."""
+    model = tiny_onnx(tmp_path / "m.onnx")
+    rt = base_open_model(model, "cpu")
+    x = RNG.standard_normal((5, 3)).astype(np.float32)
+    y = rt.run({"x": x})["y"]
+    np.testing.assert_allclose(y, x @ W + B, rtol=1e-6, atol=1e-6)
+    info = rt.describe()
+    assert info.backend == "cpu" and info.details["providers"] == ["CPUExecutionProvider"]
+    assert [s.name for s in rt.inputs] == ["x"] and rt.inputs[0].shape[1] == 3
+
+
+def test_auto_falls_back_when_tensorrt_fails_to_open(monkeypatch, tmp_path, caplog):
+    """auto: an engine that cannot be built is logged and the next backend is used;
+    TensorRT-only options are dropped for the onnxruntime fallback."""
+    fake_env(monkeypatch, gpu=True, trt=True, providers=("CPUExecutionProvider",))
+    opened = []
+    real_open_one = select._open_one
+
+    def open_one(name, path, precision, max_batch, opts):
+        opened.append((name, dict(opts)))
+        if name == "tensorrt":
+            raise ModelError("TensorRT's ONNX parser failed: fake")
+        return real_open_one(name, path, precision, max_batch, opts)
+
+    monkeypatch.setattr(select, "_open_one", open_one)
+    model = tiny_onnx(tmp_path / "m.onnx")
+    with caplog.at_level(logging.WARNING, logger="lipleak.runtime.select"):
+        rt = select.open_model(model, "auto", opt_batch=16, threads=1)
+    assert [n for n, _ in opened] == ["tensorrt", "cpu"]
+    assert opened[0][1] == {"opt_batch": 16} and opened[1][1] == {"threads": 1}
+    assert rt.describe().backend == "cpu"
+    assert "backend tensorrt failed" in caplog.text and "trying cpu" in caplog.text
+
+
+def test_explicit_backend_does_not_fall_back(monkeypatch, tmp_path):
+    fake_env(monkeypatch, gpu=True, trt=True)
+
+    def open_one(name, *a):
+        raise ModelError(f"{name} broke")
+
+    monkeypatch.setattr(select, "_open_one", open_one)
+    with pytest.raises(ModelError, match="tensorrt broke"):
+        select.open_model(tiny_onnx(tmp_path / "m.onnx"), "tensorrt")
+
+
+def test_options_for_the_wrong_backend(tmp_path):
+    model = tiny_onnx(tmp_path / "m.onnx")
+    with pytest.raises(LipleakError, match=r"\['opt_batch'\] do not apply to backend 'cpu'"):
+        select.open_model(model, "cpu", opt_batch=8)
+
+
+def test_parse_nvidia_smi():
+    text = ("0, NVIDIA H100 80GB HBM3, 9.0, 81559, 550.54.15\n"
+            "1, NVIDIA A10G, 8.6, 23028, 550.54.15\n")
+    gpus = select.parse_nvidia_smi(text)
+    assert [(g.index, g.name, g.compute_capability, g.memory_mb, g.driver) for g in gpus] == [
+        (0, "NVIDIA H100 80GB HBM3", "9.0", 81559, "550.54.15"),
+        (1, "NVIDIA A10G", "8.6", 23028, "550.54.15")]
+    assert select.parse_nvidia_smi("") == []
+
+
+def test_probe_gpus_respects_hidden_devices(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    gpus, why = select.probe_gpus()
+    assert gpus == [] and "CUDA_VISIBLE_DEVICES" in why
+
+
+def test_probe_gpus_without_any_probe(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+
+    def no_cudart():
+        raise ImportError("no cuda")
+
+    def no_smi():
+        raise FileNotFoundError("nvidia-smi not found on PATH")
+
+    monkeypatch.setattr(select, "_gpus_from_cudart", no_cudart)
+    monkeypatch.setattr(select, "_gpus_from_nvidia_smi", no_smi)
+    gpus, why = select.probe_gpus()
+    assert gpus == [] and "cuda-python not installed" in why and "nvidia-smi not found" in why
+    monkeypatch.setattr(select, "_gpus_from_nvidia_smi",
+                        lambda: select.parse_nvidia_smi("0, NVIDIA L4, 8.9, 23034, 560.1\n"))
+    gpus, why = select.probe_gpus()
+    assert why == "" and gpus[0].name == "NVIDIA L4"
+    assert select.probe_gpu(1) == (None, "no CUDA device 1 (found 1)")
