@@ -1,0 +1,133 @@
+"""SyncNet v2 towers behind the runtime interface: lip windows and MFCC windows → embeddings.
+
+The checkpoint (``syncnet_v2.model`` or a file in its format) is exported once to two ONNX
+files, ``model_dir()/onnx/syncnet-<checkpoint sha256[:16]>/syncnet_{lips,audio}.onnx``;
+later runs only open them. Exporting needs torch (the ``export`` extra); scoring does not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError
+from ..paths import model_dir
+from ..runtime.base import Runtime, open_model
+from . import registry, store
+
+EMBED_DIM = 1024
+LIPS_SHAPE = (3, 5, 224, 224)
+MFCC_SHAPE = (1, 13, 20)
+LIPS_FILE = "syncnet_lips.onnx"
+AUDIO_FILE = "syncnet_audio.onnx"
+
+
+def onnx_folder(checkpoint_sha256: str, onnx_root: Path | None = None) -> Path:
+    """Where the ONNX towers of the checkpoint with this sha256 live."""
+    root = model_dir() / "onnx" if onnx_root is None else Path(onnx_root)
+    return root / f"syncnet-{checkpoint_sha256[:16]}"
+
+
+def export_onnx(checkpoint: Path, folder: Path) -> dict[str, Path]:
+    """Export both towers of ``checkpoint`` into ``folder`` (needs torch)."""
+    try:
+        from ..export.syncnet_onnx import export_towers
+    except ImportError as exc:
+        raise ModelError(
+            f"the SyncNet ONNX files for {checkpoint} are not in {folder} and exporting them "
+            f"needs torch and onnx ({exc}); install the export extra "
+            "(pip install 'lipleak-fast[export]') or run `lipleak-fast models export` "
+            "where it is installed and copy the model dir"
+        ) from exc
+    try:
+        return export_towers(checkpoint, folder)
+    except OSError as exc:
+        raise ModelError(
+            f"cannot write the SyncNet ONNX files into {folder}: {exc} "
+            "(point LIPLEAK_MODEL_DIR at a writable folder)"
+        ) from exc
+
+
+def resolve_checkpoint(name_or_path: str | Path) -> tuple[Path, str, str | None]:
+    """(path, sha256, registry name or None) of a registry name or a checkpoint path.
+
+    A registry name must be in the model dir with the registry's sha256. A path is taken
+    as given; it is named after the registry entry with the same sha256, if any.
+    """
+    if isinstance(name_or_path, str) and name_or_path in registry.MODELS:
+        spec = registry.get(name_or_path)
+        if spec.kind != "syncnet":
+            raise ModelError(f"{name_or_path} is a {spec.kind} model, not a SyncNet checkpoint")
+        path = store.locate(spec.name)
+        return path, store.verify(spec.name, path), spec.name
+    path = Path(name_or_path).expanduser()
+    if not path.is_file():
+        known = ", ".join(n for n, s in registry.MODELS.items() if s.kind == "syncnet")
+        raise ModelError(f"{path}: no such SyncNet checkpoint (a file, or one of: {known})")
+    sha = store.file_sha256(path)
+    spec = registry.by_sha256(sha)
+    return path, sha, spec.name if spec else None
+
+
+def _check_batch(x: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != len(shape) + 1 or x.shape[1:] != shape:
+        raise ValueError(f"{what} must be B×{'×'.join(map(str, shape))}, got {x.shape}")
+    return x
+
+
+class SyncNet:
+    """The two SyncNet towers as ONNX models on one backend. Embeddings are not normalised."""
+
+    def __init__(self, checkpoint: Path, sha256: str, name: str | None,
+                 lips: Runtime, audio: Runtime):
+        self.checkpoint = checkpoint
+        self.sha256 = sha256
+        self.name = name
+        self.lips = lips
+        self.audio = audio
+
+    @classmethod
+    def load(cls, name_or_path: str | Path = "syncnet_v2", backend: str = "auto",
+             onnx_root: Path | None = None) -> SyncNet:
+        """Open SyncNet from a registry name (in the model dir) or a checkpoint path.
+
+        The ONNX towers are exported on first use (``onnx_root`` overrides the
+        ``model_dir()/onnx`` folder they go in); each file appears atomically, so
+        concurrent first runs never open a half-written model.
+        """
+        path, sha, name = resolve_checkpoint(name_or_path)
+        folder = onnx_folder(sha, onnx_root)
+        files = {"lips": folder / LIPS_FILE, "audio": folder / AUDIO_FILE}
+        if not all(p.is_file() for p in files.values()):
+            files = export_onnx(path, folder)
+        return cls(path, sha, name, open_model(files["lips"], backend),
+                   open_model(files["audio"], backend))
+
+    def embed_lips(self, x: np.ndarray) -> np.ndarray:
+        """B×3×5×224×224 float32 (five BGR frames, 0..255) → B×1024 float32."""
+        x = _check_batch(x, LIPS_SHAPE, "lip windows")
+        if len(x) == 0:
+            return np.zeros((0, EMBED_DIM), np.float32)
+        return self.lips.run({"lips": x})["embedding"]
+
+    def embed_audio(self, x: np.ndarray) -> np.ndarray:
+        """B×1×13×20 float32 MFCC windows → B×1024 float32."""
+        x = _check_batch(x, MFCC_SHAPE, "MFCC windows")
+        if len(x) == 0:
+            return np.zeros((0, EMBED_DIM), np.float32)
+        return self.audio.run({"mfcc": x})["embedding"]
+
+    def describe(self) -> dict:
+        """What computed the embeddings: checkpoint, ONNX files and backend (for results)."""
+        lips, audio = self.lips.describe(), self.audio.describe()
+        return {
+            "checkpoint": {"name": self.name, "path": str(self.checkpoint),
+                           "sha256": self.sha256},
+            "onnx": {"lips": {"path": lips.model_path, "sha256": lips.model_sha256},
+                     "audio": {"path": audio.model_path, "sha256": audio.model_sha256}},
+            "backend": lips.backend,
+            "runtime": asdict(lips),
+        }
