@@ -32,14 +32,15 @@ class MjpegRoundTrip:
         self.sar = sample_aspect_ratio
         self._enc = None
         self._size: tuple[int, int] | None = None
+        self._pix_fmt: str | None = None
         self._n = 0
 
-    def _open(self, width: int, height: int):
+    def _open(self, width: int, height: int, pix_fmt: str):
         import av
 
         enc = av.CodecContext.create("mjpeg", "w")
         enc.width, enc.height = width, height
-        enc.pix_fmt = "yuvj420p"
+        enc.pix_fmt = pix_fmt
         enc.time_base = Fraction(1, self.fps)
         enc.framerate = Fraction(self.fps)
         enc.bit_rate = DEFAULT_BIT_RATE
@@ -47,19 +48,25 @@ class MjpegRoundTrip:
         if self.sar:
             enc.sample_aspect_ratio = self.sar
         enc.open()
-        self._enc, self._size = enc, (width, height)
+        self._enc, self._size, self._pix_fmt = enc, (width, height), pix_fmt
 
     def encode(self, frame) -> bytes:
-        """One frame (``av.VideoFrame`` from the decoder, or BGR uint8 array) -> JPEG bytes."""
+        """One frame (``av.VideoFrame`` from the decoder, or BGR uint8 array) -> JPEG bytes.
+
+        A decoded YUV frame is coded 4:2:0 as the CLI does for video input. A BGR array is
+        coded 4:4:4, which is what the CLI picks for RGB input (e.g. png frames).
+        """
         import av
 
+        pix_fmt = "yuvj420p"
         if isinstance(frame, np.ndarray):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")
+            pix_fmt = "yuvj444p"
         if self._enc is None:
-            self._open(frame.width, frame.height)
-        elif (frame.width, frame.height) != self._size:
-            raise ValueError("frame size changed inside one video")
-        yuv = frame.reformat(format="yuvj420p", interpolation="BICUBIC")
+            self._open(frame.width, frame.height, pix_fmt)
+        elif (frame.width, frame.height, pix_fmt) != (*self._size, self._pix_fmt):
+            raise ValueError("frame size or kind changed inside one video")
+        yuv = frame.reformat(format=pix_fmt, interpolation="BICUBIC")
         yuv.pts, yuv.time_base = self._n, Fraction(1, self.fps)
         self._n += 1
         packets = self._enc.encode(yuv)
