@@ -70,6 +70,23 @@ def test_bgr_array_input_equals_cli_from_png(tmp_path):
         assert strip_comments(a) == strip_comments(b), i
 
 
+def test_qscale_equals_cli(tmp_path):
+    """run_pipeline.py's detection frames: ``-qscale:v 2 -threads 1``."""
+    clip = CLIPS_DIR / "real03_aoc.mp4"
+    ref = cli_jpegs(clip, tmp_path / "ref", n=8, inputs=())
+    ref_q = tmp_path / "q"
+    ref_q.mkdir()
+    subprocess.run([FFMPEG, "-v", "error", "-i", str(clip), "-qscale:v", "2", "-threads", "1",
+                    "-frames:v", "8", "-f", "image2", str(ref_q / "%06d.jpg")], check=True)
+    with av.open(str(clip)) as c:
+        s = c.streams.video[0]
+        rt = MjpegRoundTrip(sample_aspect_ratio=s.sample_aspect_ratio, qscale=2)
+        ours = [rt.encode(f) for f in islice(c.decode(s), 8)]
+    for i, a in enumerate(ours):
+        assert strip_comments(a) == strip_comments((ref_q / f"{i + 1:06d}.jpg").read_bytes()), i
+        assert len(a) > 1.2 * len(ref[i])  # q=2 is far finer than the rate-controlled default
+
+
 def test_strip_comments():
     body = b"\xff\xdb\x00\x04ab" + b"\xff\xda\x00\x03x\xff\xfe\x00"  # FFFE after SOS is data
     jpeg = b"\xff\xd8" + b"\xff\xfe\x00\x05abc" + body

@@ -1,7 +1,8 @@
 """The reference tool's JPEG round trip, in process (``--reference-frames``).
 
-syncnet_python extracts frames with ``ffmpeg -i VIDEO -f image2 %06d.jpg`` and reads them
-back with ``cv2.imread``. With no quality option the CLI uses the mjpeg encoder's rate
+syncnet_python's SyncNetInstance.evaluate extracts frames with
+``ffmpeg -y -i VIDEO -threads 1 -f image2 %06d.jpg`` and reads them back with ``cv2.imread``
+(its run_pipeline.py adds ``-qscale:v 2`` for the detection frames: ``qscale=2``). With no quality option the CLI uses the mjpeg encoder's rate
 control at the codec's default 200 kb/s (q between 2 and 31, chosen per frame from the
 bits spent so far), full-range 4:2:0 (yuvj420p; newer ffmpeg says yuv420p + pc range,
 the same bytes), one encoder thread (the CLI forces 1 for MJPEG), time base 1/25, and
@@ -21,13 +22,18 @@ import cv2
 import numpy as np
 
 DEFAULT_BIT_RATE = 200_000  # libavcodec's default "b" option, which the CLI leaves alone
+FF_QP2LAMBDA = 118
 
 
 class MjpegRoundTrip:
     """Encode frames one by one as the ffmpeg CLI's image2/mjpeg output, decode with cv2."""
 
-    def __init__(self, fps: int = 25, sample_aspect_ratio: Fraction | None = None):
+    def __init__(self, fps: int = 25, sample_aspect_ratio: Fraction | None = None,
+                 qscale: int | None = None):
         self.fps = fps
+        # qscale=2 reproduces run_pipeline.py's detection frames (``-qscale:v 2``); None is
+        # SyncNetInstance.evaluate's extraction (rate control at the default bit rate).
+        self.qscale = qscale
         # SAR only changes the JFIF APP0 header (absent when unknown), never pixels.
         self.sar = sample_aspect_ratio
         self._enc = None
@@ -43,7 +49,10 @@ class MjpegRoundTrip:
         enc.pix_fmt = pix_fmt
         enc.time_base = Fraction(1, self.fps)
         enc.framerate = Fraction(self.fps)
-        enc.bit_rate = DEFAULT_BIT_RATE
+        if self.qscale is None:
+            enc.bit_rate = DEFAULT_BIT_RATE
+        else:  # what the CLI's -qscale:v sets: fixed quantiser, lambda = q * FF_QP2LAMBDA
+            enc.options = {"flags": "+qscale", "global_quality": str(self.qscale * FF_QP2LAMBDA)}
         enc.thread_count = 1
         if self.sar:
             enc.sample_aspect_ratio = self.sar
