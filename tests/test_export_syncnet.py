@@ -142,6 +142,20 @@ def test_foreign_files_give_model_error(tmp_path, content):
         load_syncnet(tmp_path / "absent.model")
 
 
+class OldStyleDict(dict):
+    """Stands for whatever an old pickle may hold that the weights-only unpickler refuses."""
+
+
+def test_full_unpickling_only_for_published_files(state, tmp_path, monkeypatch):
+    import lipleak.export.syncnet as mod
+
+    path = _save_legacy(OldStyleDict(state), tmp_path / "old.model")
+    with pytest.raises(ModelError, match="not a SyncNet checkpoint.*Unpickl"):
+        load_syncnet(path)  # unknown file: never unpickled in full
+    monkeypatch.setattr(mod, "_is_published", lambda p: p == path)
+    assert torch.equal(load_syncnet(path).netfclip[3].bias, state["netfclip.3.bias"])
+
+
 # --- architecture oracle -------------------------------------------------------------------
 
 def _bn(x, s, p):
