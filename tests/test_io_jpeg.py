@@ -84,7 +84,8 @@ def test_qscale_equals_cli(tmp_path):
         ours = [rt.encode(f) for f in islice(c.decode(s), 8)]
     for i, a in enumerate(ours):
         assert strip_comments(a) == strip_comments((ref_q / f"{i + 1:06d}.jpg").read_bytes()), i
-        assert len(a) > 1.2 * len(ref[i])  # q=2 is far finer than the rate-controlled default
+    # q=2 spends far more bits than the rate-controlled default
+    assert sum(map(len, ours)) > 1.5 * sum(map(len, ref))
 
 
 def test_strip_comments():
