@@ -1,0 +1,230 @@
+"""GPU path (issue 7): run with ``pytest -m gpu tests/test_gpu.py -s`` on an NVIDIA machine
+with the ``gpu`` and ``export`` extras. Skipped (with the reason) anywhere else.
+
+What is checked:
+- FP32 TensorRT embeddings of both SyncNet towers against onnxruntime CPU, including a
+  batch larger than the profile (split) and device-resident inputs;
+- LSE-C / LSE-D of every shared clip with FP32 TensorRT against the CPU backend, within
+  1e-3 (issue 7 acceptance 2); FP16 drift on the same clips, measured and printed;
+- the engine cache: a second open builds nothing; the build CLI;
+- onnxruntime CUDA provider against CPU (when onnxruntime-gpu is installed);
+- DALI frames against the CPU decoder (maximum and mean absolute difference printed).
+
+Set LIPLEAK_GPU_RECORD=1 to also write the measured numbers to
+bench/results/gpu_tests_<date>.json (GPU name, driver, TensorRT/DALI/onnxruntime versions).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import CLIPS, ROOT, SHARED_MODELS
+
+from lipleak.runtime import select
+
+pytestmark = pytest.mark.gpu
+
+_backends = select.available_backends()
+if not _backends["tensorrt"][0]:
+    pytest.skip(f"GPU tests need a CUDA GPU and TensorRT: {_backends['tensorrt'][1]}",
+                allow_module_level=True)
+
+pytest.importorskip("torch", reason="the GPU tests export the SyncNet towers (export extra)")
+
+CHECKPOINT = SHARED_MODELS / "syncnet_v2_random.model"
+RECORD: dict = {"embeddings": {}, "lse": [], "dali": []}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A private model dir: ONNX towers and engines built here, not in the user's cache."""
+    d = tmp_path_factory.mktemp("models")
+    old = os.environ.get("LIPLEAK_MODEL_DIR")
+    os.environ["LIPLEAK_MODEL_DIR"] = str(d)
+    yield d
+    if old is None:
+        os.environ.pop("LIPLEAK_MODEL_DIR", None)
+    else:
+        os.environ["LIPLEAK_MODEL_DIR"] = old
+
+
+@pytest.fixture(scope="module")
+def towers(model_dir):
+    from lipleak.models.syncnet import SyncNet
+
+    cpu = SyncNet.load(CHECKPOINT, backend="cpu")
+    return {"lips": Path(cpu.lips.describe().model_path),
+            "audio": Path(cpu.audio.describe().model_path), "cpu": cpu}
+
+
+def _rt(path, precision="fp32", max_batch=32, backend="tensorrt"):
+    if backend == "tensorrt":
+        return select.open_model(path, backend, precision=precision, max_batch=max_batch)
+    return select.open_model(path, backend)
+
+
+def _inputs(seed=0, n=11):
+    rng = np.random.default_rng(seed)
+    return {"lips": rng.uniform(0, 255, (n, 3, 5, 224, 224)).astype(np.float32),
+            "mfcc": rng.normal(0, 10, (n, 1, 13, 20)).astype(np.float32)}
+
+
+def _rel(a, b):
+    return float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(b)))))
+
+
+@pytest.mark.parametrize("tower,name", [("lips", "lips"), ("audio", "mfcc")])
+def test_fp32_embeddings_match_cpu(towers, tower, name):
+    x = _inputs()[name]
+    cpu = towers["cpu"].lips if tower == "lips" else towers["cpu"].audio
+    ref = cpu.run({name: x})["embedding"]
+    trt_rt = _rt(towers[tower])
+    got = trt_rt.run({name: x})["embedding"]
+    info = trt_rt.describe()
+    assert info.backend == "tensorrt" and info.details["precision"] == "fp32"
+    assert info.details["tf32"] is False
+    rel = _rel(got, ref)
+    print(f"\n{tower}: fp32 TensorRT vs CPU max |Δ| / max|ref| = {rel:.2e}")
+    RECORD["embeddings"][f"{tower}_fp32_rel_maxdiff"] = rel
+    assert rel < 1e-4
+    # 70 rows > max_batch 32: split in three chunks, same numbers
+    big = np.concatenate([x] * 7)[:70]
+    np.testing.assert_allclose(trt_rt.run({name: big})["embedding"],
+                               np.concatenate([ref] * 7)[:70], rtol=0, atol=1e-4 * max(1, np.abs(ref).max()))
+
+
+@pytest.mark.parametrize("tower,name", [("lips", "lips"), ("audio", "mfcc")])
+def test_fp16_embedding_drift_is_measured(towers, tower, name):
+    x = _inputs(1)[name]
+    cpu = towers["cpu"].lips if tower == "lips" else towers["cpu"].audio
+    ref = cpu.run({name: x})["embedding"]
+    got = _rt(towers[tower], "fp16").run({name: x})["embedding"]
+    rel = _rel(got, ref)
+    print(f"\n{tower}: fp16 TensorRT vs CPU max |Δ| / max|ref| = {rel:.2e}")
+    RECORD["embeddings"][f"{tower}_fp16_rel_maxdiff"] = rel
+    assert np.isfinite(got).all() and rel < 0.05
+
+
+def test_engine_cache_reused_on_second_open(towers):
+    a = _rt(towers["audio"], max_batch=16)
+    b = _rt(towers["audio"], max_batch=16)
+    assert b.describe().details["engine_cache"] == "cache hit"
+    assert b.describe().details["build_seconds"] is None
+    assert a.engine_path == b.engine_path and b.engine_path.is_file()
+    assert b.engine_path.with_suffix(".json").is_file()
+    c = _rt(towers["audio"], max_batch=8)  # another profile: another engine
+    assert c.engine_path != b.engine_path
+
+
+def test_device_inputs_skip_the_host(towers):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch without CUDA: no device array to feed")
+    x = _inputs(2)["mfcc"]
+    rt = _rt(towers["audio"])
+    dev = torch.from_numpy(x).cuda().contiguous()
+    torch.cuda.synchronize()
+    np.testing.assert_array_equal(rt.run({"mfcc": dev})["embedding"], rt.run({"mfcc": x})["embedding"])
+
+
+def test_build_cli(towers, tmp_path):
+    out = tmp_path / "audio.engine"
+    res = subprocess.run([sys.executable, "-m", "lipleak.export.tensorrt_build",
+                          str(towers["audio"]), str(out), "--max-batch", "8"],
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr
+    assert out.stat().st_size > 0 and "fp32" in res.stdout
+    import tensorrt as trt
+    from lipleak.export.tensorrt_build import trt_logger
+
+    engine = trt.Runtime(trt_logger()).deserialize_cuda_engine(out.read_bytes())
+    assert engine is not None and engine.num_io_tensors == 2
+
+
+def test_ort_cuda_matches_cpu(towers):
+    if not _backends["ort-cuda"][0]:
+        pytest.skip(_backends["ort-cuda"][1])
+    x = _inputs(3)["mfcc"]
+    ref = towers["cpu"].audio.run({"mfcc": x})["embedding"]
+    got = _rt(towers["audio"], backend="ort-cuda").run({"mfcc": x})["embedding"]
+    assert _rel(got, ref) < 1e-4
+
+
+@pytest.fixture(scope="module")
+def scorers(model_dir, towers):
+    from lipleak.models.syncnet import SyncNet
+    from lipleak.sync_video import SyncScorer, SyncSettings
+
+    out = {}
+    for label, backend in (("cpu", "cpu"), ("trt_fp32", "tensorrt")):
+        out[label] = SyncScorer(SyncSettings(syncnet=str(CHECKPOINT), backend=backend))
+    fp16 = SyncScorer(SyncSettings(syncnet=str(CHECKPOINT), backend="cpu"))
+    cpu_net = fp16.syncnet
+    fp16.syncnet = SyncNet(cpu_net.checkpoint, cpu_net.sha256, cpu_net.name,
+                           _rt(towers["lips"], "fp16"), _rt(towers["audio"], "fp16"))
+    out["trt_fp16"] = fp16
+    return out
+
+
+@pytest.mark.parametrize("clip", CLIPS, ids=[c.stem for c in CLIPS])
+def test_lse_fp32_tensorrt_equals_cpu(scorers, clip):
+    ref = scorers["cpu"].score(clip)
+    got = scorers["trt_fp32"].score(clip)
+    half = scorers["trt_fp16"].score(clip)
+    row = {"clip": clip.name, "cpu": [ref.lse_c, ref.lse_d, ref.offset],
+           "trt_fp32": [got.lse_c, got.lse_d, got.offset],
+           "trt_fp16": [half.lse_c, half.lse_d, half.offset],
+           "fp32_dC": abs(got.lse_c - ref.lse_c), "fp32_dD": abs(got.lse_d - ref.lse_d),
+           "fp16_dC": abs(half.lse_c - ref.lse_c), "fp16_dD": abs(half.lse_d - ref.lse_d)}
+    RECORD["lse"].append(row)
+    print(f"\n{clip.stem}: cpu C={ref.lse_c:.4f} D={ref.lse_d:.4f} off={ref.offset} | "
+          f"trt32 ΔC={row['fp32_dC']:.1e} ΔD={row['fp32_dD']:.1e} | "
+          f"trt16 ΔC={row['fp16_dC']:.1e} ΔD={row['fp16_dD']:.1e} off={half.offset}")
+    assert got.n_frames == ref.n_frames
+    assert row["fp32_dC"] <= 1e-3 and row["fp32_dD"] <= 1e-3
+    assert got.offset == ref.offset
+    assert np.isfinite([half.lse_c, half.lse_d]).all()
+
+
+@pytest.mark.parametrize("clip", CLIPS[:3], ids=[c.stem for c in CLIPS[:3]])
+@pytest.mark.parametrize("size", [None, (224, 224)])
+def test_dali_frames_vs_cpu(clip, size):
+    from lipleak.io import dali
+    from lipleak.io import video as cpu_video
+
+    ok, why = dali.dali_available()
+    if not ok:
+        pytest.skip(why)
+    choice = dali.choose_decoder(clip)
+    if choice.decoder != "dali":
+        pytest.skip(f"{clip.name}: {choice.reason}")
+    gpu = list(dali.iter_frames(clip, size=size, decoder="dali"))
+    cpu = [dali.cpu_transform(f, None, size) for f in cpu_video.iter_frames(clip)]
+    assert len(gpu) == len(cpu)
+    diff = np.abs(np.stack(gpu).astype(np.int16) - np.stack(cpu).astype(np.int16))
+    row = {"clip": clip.name, "size": size, "max_abs": int(diff.max()),
+           "mean_abs": float(diff.mean())}
+    RECORD["dali"].append(row)
+    print(f"\nDALI vs CPU {clip.stem} size={size}: max |Δ|={row['max_abs']} "
+          f"mean |Δ|={row['mean_abs']:.3f}")
+    # Different YUV->RGB and resize kernels: a few levels on average, never a shifted frame.
+    assert row["mean_abs"] < 3.0
+
+
+def teardown_module(module):
+    if os.environ.get("LIPLEAK_GPU_RECORD") != "1":
+        return
+    from lipleak.commands.doctor import collect
+
+    env = collect()
+    out = ROOT / "bench" / "results" / f"gpu_tests_{_dt.date.today().isoformat()}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"date": _dt.datetime.now().isoformat(timespec="seconds"),
+                               "environment": env, "results": RECORD}, indent=1) + "\n")
