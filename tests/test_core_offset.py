@@ -177,7 +177,9 @@ def test_matches_torch_pairwise_distance():
         # syncnet_python's calc_pdist, in float64.
         want = torch.stack(
             [
-                F.pairwise_distance(v[[i], :].repeat(2 * vshift + 1, 1), apad[i : i + 2 * vshift + 1])
+                F.pairwise_distance(
+                    v[[i], :].repeat(2 * vshift + 1, 1), apad[i : i + 2 * vshift + 1]
+                )
                 for i in range(n)
             ]
         ).numpy()

@@ -43,7 +43,9 @@ def read_frames(path, count, size=224):
             break
         h, w = frame.shape[:2]
         side = min(h, w)
-        crop = frame[(h - side) // 2 : (h - side) // 2 + side, (w - side) // 2 : (w - side) // 2 + side]
+        crop = frame[
+            (h - side) // 2 : (h - side) // 2 + side, (w - side) // 2 : (w - side) // 2 + side
+        ]
         frames.append(cv2.resize(crop, (size, size)))
     cap.release()
     return np.stack(frames)
@@ -65,7 +67,9 @@ def test_ssim_psnr_real_frames(real_frames):
         got = _core.ssim(real_frames, other)
         assert got.shape == (len(real_frames),) and got.dtype == np.float64
         np.testing.assert_allclose(got, ssim_ref(real_frames, other), rtol=0, atol=1e-6)
-        np.testing.assert_allclose(_core.psnr(real_frames, other), psnr_ref(real_frames, other), rtol=1e-12)
+        np.testing.assert_allclose(
+            _core.psnr(real_frames, other), psnr_ref(real_frames, other), rtol=1e-12
+        )
 
 
 @pytest.mark.parametrize("shape", [(3, 23, 31, 3), (2, 11, 11, 3), (2, 40, 17, 1), (1, 64, 48, 4)])
