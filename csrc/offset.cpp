@@ -26,7 +26,8 @@ inline d4 load4(const double* p) {
     return x;
 }
 
-// Squared distances of R rows w[q] (video + eps, double) to one audio row a (double).
+// Squared distances || w[q] - a + eps ||^2 of R video rows w[q] to one audio row a, both
+// in double; (w - a) + eps in the order of torch's pairwise_distance.
 // Each output sums eight fixed lanes (element k goes to lane k % 8), combined in a fixed
 // order: the same association for R = 1 or 2, any alignment and any blocking, so a
 // chunked call reproduces a full call bit for bit.
@@ -34,11 +35,12 @@ template <int R>
 __attribute__((always_inline)) inline void sq_dists(const double* const* w, const double* a,
                                                     int64_t d, double* out) {
     d4 acc[R][2] = {};
+    const d4 eps = {kPairEps, kPairEps, kPairEps, kPairEps};
     int64_t k = 0;
     for (; k + 8 <= d; k += 8) {
         const d4 a0 = load4(a + k), a1 = load4(a + k + 4);
         for (int q = 0; q < R; ++q) {
-            const d4 t0 = load4(w[q] + k) - a0, t1 = load4(w[q] + k + 4) - a1;
+            const d4 t0 = (load4(w[q] + k) - a0) + eps, t1 = (load4(w[q] + k + 4) - a1) + eps;
             acc[q][0] += t0 * t0;
             acc[q][1] += t1 * t1;
         }
@@ -47,7 +49,7 @@ __attribute__((always_inline)) inline void sq_dists(const double* const* w, cons
         double l[8];
         std::memcpy(l, acc[q], sizeof l);
         for (int r = 0; k + r < d; ++r) {
-            const double t = w[q][k + r] - a[k + r];
+            const double t = (w[q][k + r] - a[k + r]) + kPairEps;
             l[r] += t * t;
         }
         out[q] = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
@@ -99,11 +101,11 @@ void shift_distances(const float* video, int64_t n, const float* audio, int64_t 
 #pragma omp for schedule(dynamic)
         for (int64_t blk = 0; blk < blocks; ++blk) {
             const int64_t i0 = blk * kBlock, i1 = std::min(n, i0 + kBlock);
-            // Video rows + eps in double; every entry starts as the distance to a zero
+            // Video rows in double; every entry starts as the distance to a zero
             // (padding) row, computed by the same kernel as a real zero audio row would be.
             for (int64_t i = i0; i < i1; ++i) {
                 double* w = wbuf.data() + (i - i0) * d;
-                for (int64_t k = 0; k < d; ++k) w[k] = static_cast<double>(video[i * d + k]) + kPairEps;
+                for (int64_t k = 0; k < d; ++k) w[k] = static_cast<double>(video[i * d + k]);
                 std::fill(arow.begin(), arow.end(), 0.0);
                 const double* wp[1] = {w};
                 double sq;
