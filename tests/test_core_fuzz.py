@@ -217,7 +217,9 @@ def test_specific_rejections():
     with pytest.raises(ValueError, match="vshift"):
         _core.offset_search(v, v, 10**9)
     far = _core.shift_distances(v, v, 100_000, 5)  # the largest vshift: all but padding
-    np.testing.assert_allclose(far[:, 0], np.linalg.norm(v + 1e-6, axis=1), rtol=1e-12)
+    np.testing.assert_allclose(
+        far[:, 0], np.linalg.norm(v.astype(np.float64) + 1e-6, axis=1), rtol=1e-12
+    )
     with pytest.raises(ValueError, match="row0"):
         _core.shift_distances(v, v, 15, -1)
     with pytest.raises(ValueError, match="same length"):
