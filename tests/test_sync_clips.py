@@ -81,6 +81,6 @@ def test_cli_json_is_deterministic_and_records_provenance(model_dir):
     a, b = (json.loads(o) for o in outs)
     assert a["result"] == b["result"]
     prov = a["provenance"]
-    assert prov["models"]["syncnet"]["sha256"] == (
+    assert prov["models"]["syncnet"]["checkpoint"]["sha256"] == (
         "4e3e685a6a869399262ec78e8d41286a886c60ca1f470607b641eec2c9b9bc53")
     assert prov["settings"]["mode"] == "prealigned" and "version" in prov

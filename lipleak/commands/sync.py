@@ -91,7 +91,8 @@ def run(args) -> int:
     print(f"{'video':>5} {'':>11} {result.offset:>6} {result.lse_c:>8.4f} {result.lse_d:>8.4f}"
           "   (frame-weighted mean over tracks; offset of the longest track)")
     d = scorer.describe()
-    sn = d["models"]["syncnet"]
+    ckpt = d["models"]["syncnet"]["checkpoint"]
     print(f"settings {d['settings_hash']}: mode={args.mode} vshift={args.vshift}; "
-          f"syncnet {sn.get('name', args.syncnet)} sha256 {str(sn.get('sha256', '?'))[:16]}…")
+          f"syncnet {ckpt['name']} sha256 {ckpt['sha256'][:16]}…; "
+          f"backend {d['models']['syncnet']['backend']}")
     return 0
