@@ -1,0 +1,46 @@
+"""Helpers shared by the benchmarks: paths, machine description, result files."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("LIPLEAK_SHARED_DIR", ROOT.parent / "shared"))
+CLIPS_DIR = SHARED / "data" / "clips"
+RESULTS = ROOT / "bench" / "results"
+
+
+def machine() -> dict:
+    cpu = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"platform": platform.platform(), "python": platform.python_version(),
+            "cpu": cpu, "cpu_count": os.cpu_count()}
+
+
+def write_result(name: str, payload: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    date = _dt.date.today().isoformat()
+    path = RESULTS / f"{name}_{date}.json"
+    payload = {"date": date, "machine": machine(), **payload}
+    path.write_text(json.dumps(payload, indent=1) + "\n")
+    return path
+
+
+def model_env(tmp: Path) -> Path:
+    """Point LIPLEAK_MODEL_DIR at a scratch dir holding the shared model files."""
+    from lipleak.models import store
+
+    os.environ["LIPLEAK_MODEL_DIR"] = str(tmp)
+    for name in ("syncnet_v2_random", "scrfd_500m"):
+        store.fetch(name, source=SHARED / "models")
+    return tmp
