@@ -8,8 +8,8 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import CLIPS, CLIPS_DIR, WAVS
 
+from conftest import CLIPS, CLIPS_DIR, WAVS
 from lipleak.errors import InputError
 from lipleak.io.audio import load_audio, write_wav
 

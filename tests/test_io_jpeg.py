@@ -11,8 +11,8 @@ import cv2
 import imageio_ffmpeg
 import numpy as np
 import pytest
-from conftest import CLIPS, CLIPS_DIR
 
+from conftest import CLIPS, CLIPS_DIR
 from lipleak.io.jpeg import MjpegRoundTrip, strip_comments
 from lipleak.io.video import iter_frames
 

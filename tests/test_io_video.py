@@ -14,8 +14,8 @@ import cv2
 import imageio_ffmpeg
 import numpy as np
 import pytest
-from conftest import CLIPS, CLIPS_DIR
 
+from conftest import CLIPS, CLIPS_DIR
 from lipleak.errors import InputError
 from lipleak.io.video import iter_frames, probe
 
