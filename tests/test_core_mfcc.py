@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import WAVS
 
+from conftest import WAVS
 from lipleak import _core
 
 psf = pytest.importorskip("python_speech_features")

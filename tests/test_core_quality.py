@@ -11,8 +11,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from conftest import CLIPS
 
+from conftest import CLIPS
 from lipleak import _core
 
 skm = pytest.importorskip("skimage.metrics")
