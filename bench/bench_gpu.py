@@ -134,7 +134,6 @@ def bench_fid_features(backend: str, clips, tmp: Path, timer: Timer) -> dict:
     """Inception features for every frame's prealigned 224 crop (the all-metrics extra)."""
     try:
         from lipleak.export.inception_onnx import export
-
         from lipleak.faces.crop import prealigned_crop
         from lipleak.io.video import iter_frames
         from lipleak.models.inception import FIDInception

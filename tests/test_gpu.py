@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CLIPS, ROOT, SHARED_MODELS
 
+from conftest import CLIPS, ROOT, SHARED_MODELS
 from lipleak.runtime import select
 
 pytestmark = pytest.mark.gpu
@@ -142,6 +142,7 @@ def test_build_cli(towers, tmp_path):
     assert res.returncode == 0, res.stderr
     assert out.stat().st_size > 0 and "fp32" in res.stdout
     import tensorrt as trt
+
     from lipleak.export.tensorrt_build import trt_logger
 
     engine = trt.Runtime(trt_logger()).deserialize_cuda_engine(out.read_bytes())
