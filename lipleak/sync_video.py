@@ -22,7 +22,7 @@ from .metrics import sync as syncm
 
 # Settings that do not change any number (batch size, backend) are kept out of the hash so
 # that reruns with another batch size reuse finished results.
-_NOT_HASHED = ("batch_size", "backend")
+_NOT_HASHED = ("batch_size", "backend", "decoder")
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,10 @@ class SyncSettings:
     num_failed_det: int = 25
     detector: str = "scrfd_500m"
     syncnet: str = "syncnet_v2"
+    precision: str = "fp32"  # "fp16" only on TensorRT; it moves numbers, so it is hashed
     batch_size: int = 32
     backend: str = "auto"
+    decoder: str = "auto"  # "auto" (DALI when usable, else CPU), "cpu", "dali"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -136,7 +138,9 @@ class SyncScorer:
         self.settings = settings or SyncSettings()
         if self.settings.mode not in ("prealigned", "detect"):
             raise ValueError(f"unknown mode {self.settings.mode!r}")
-        self.syncnet = SyncNet.load(self.settings.syncnet, backend=self.settings.backend)
+        self.syncnet = SyncNet.load(self.settings.syncnet, backend=self.settings.backend,
+                                    precision=self.settings.precision,
+                                    max_batch=max(self.settings.batch_size, 1))
         self._detector = None
 
     @property
@@ -182,9 +186,15 @@ class SyncScorer:
         return load_audio(Path(audio)), str(audio)
 
     def _frames(self, video: Path):
-        from .io.video import iter_frames
+        """BGR frames at 25 fps: DALI on a GPU when it can decode this file, else PyAV."""
+        if self.settings.decoder == "cpu":
+            from .io.video import iter_frames
 
-        return iter_frames(video, fps=25.0, reference_frames=self.settings.reference_frames)
+            return iter_frames(video, fps=25.0, reference_frames=self.settings.reference_frames)
+        from .io.dali import iter_frames
+
+        return iter_frames(video, decoder=self.settings.decoder,
+                           reference_frames=self.settings.reference_frames)
 
     # -- scoring --------------------------------------------------------------------
     def score(self, video: str | Path, audio=None) -> VideoSync:

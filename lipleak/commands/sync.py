@@ -36,8 +36,16 @@ def add_sync_options(p: argparse.ArgumentParser) -> None:
                    help="detect mode: keep face tracks longer than this (reference: 100)")
     g.add_argument("--min-face-size", type=float, default=100.0, metavar="PX",
                    help="detect mode: keep tracks whose mean box side exceeds this (reference: 100)")
-    g.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "ort-cuda", "cpu"),
-                   help="inference backend; auto picks the best available. Default: %(default)s")
+    g.add_argument("--backend", default="auto",
+                   choices=("auto", "tensorrt", "ort-cuda", "ort-tensorrt", "cpu"),
+                   help="inference backend; auto picks the best available (see `doctor`). "
+                   "Default: %(default)s")
+    g.add_argument("--precision", default="fp32", choices=("fp32", "fp16"),
+                   help="fp16 runs on TensorRT only and moves LSE slightly (recorded in the "
+                   "settings). Default: %(default)s")
+    g.add_argument("--decoder", default="auto", choices=("auto", "cpu", "dali"),
+                   help="video decoder: DALI on the GPU when usable, else PyAV on the CPU. "
+                   "Default: %(default)s")
 
 
 def settings_from_args(args):
@@ -48,7 +56,8 @@ def settings_from_args(args):
     return SyncSettings(mode=args.mode, reference_frames=args.reference_frames,
                         vshift=args.vshift, min_track=args.min_track,
                         min_face_size=args.min_face_size, detector=args.detector,
-                        syncnet=args.syncnet, batch_size=args.batch_size, backend=args.backend)
+                        syncnet=args.syncnet, batch_size=args.batch_size, backend=args.backend,
+                        precision=args.precision, decoder=args.decoder)
 
 
 def add_parser(sub) -> None:

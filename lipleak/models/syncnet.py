@@ -91,7 +91,8 @@ class SyncNet:
 
     @classmethod
     def load(cls, name_or_path: str | Path = "syncnet_v2", backend: str = "auto",
-             onnx_root: Path | None = None) -> SyncNet:
+             onnx_root: Path | None = None, precision: str = "fp32",
+             max_batch: int = 64) -> SyncNet:
         """Open SyncNet from a registry name (in the model dir) or a checkpoint path.
 
         The ONNX towers are exported on first use (``onnx_root`` overrides the
@@ -103,8 +104,9 @@ class SyncNet:
         files = {"lips": folder / LIPS_FILE, "audio": folder / AUDIO_FILE}
         if not all(p.is_file() for p in files.values()):
             files = export_onnx(path, folder)
-        return cls(path, sha, name, open_model(files["lips"], backend),
-                   open_model(files["audio"], backend))
+        return cls(path, sha, name,
+                   open_model(files["lips"], backend, precision=precision, max_batch=max_batch),
+                   open_model(files["audio"], backend, precision=precision, max_batch=max_batch))
 
     def embed_lips(self, x: np.ndarray) -> np.ndarray:
         """B×3×5×224×224 float32 (five BGR frames, 0..255) → B×1024 float32."""

@@ -40,7 +40,7 @@ class Runtime(Protocol):
     def describe(self) -> RuntimeInfo: ...
 
 
-BACKENDS = ("auto", "tensorrt", "ort-cuda", "cpu")
+BACKENDS = ("auto", "tensorrt", "ort-cuda", "ort-tensorrt", "cpu")
 
 
 def open_model(onnx_path: str | Path, backend: str = "auto", **options) -> Runtime:

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 # "ort-tensorrt" (onnxruntime's TensorRT execution provider) can be asked for by name;
 # auto never picks it because native TensorRT does the same job with a cache we control.
-SELECTABLE = (*BACKENDS, "ort-tensorrt")
+SELECTABLE = BACKENDS
 AUTO_ORDER = ("tensorrt", "ort-cuda", "cpu")
 PRECISIONS = ("fp32", "fp16")
 
