@@ -76,6 +76,7 @@ class VideoSync:
     offset: int  # offset of the longest track
     lse_c: float  # frame-weighted mean over tracks
     lse_d: float
+    decoder: str = "cpu"  # which decoder produced the frames ("cpu" = PyAV, or "dali")
 
     def to_dict(self, verbose: bool = False) -> dict:
         d = asdict(self)
@@ -185,15 +186,23 @@ class SyncScorer:
             return audio, "array"
         return load_audio(Path(audio)), str(audio)
 
+    def _decoder(self, video: Path, info) -> str:
+        if self.settings.decoder == "cpu":
+            return "cpu"
+        from .io.dali import choose_decoder
+
+        return choose_decoder(video, self.settings.decoder, self.settings.reference_frames,
+                              info).decoder
+
     def _frames(self, video: Path):
         """BGR frames at 25 fps: DALI on a GPU when it can decode this file, else PyAV."""
-        if self.settings.decoder == "cpu":
+        if self._decoder_used == "cpu":
             from .io.video import iter_frames
 
             return iter_frames(video, fps=25.0, reference_frames=self.settings.reference_frames)
         from .io.dali import iter_frames
 
-        return iter_frames(video, decoder=self.settings.decoder,
+        return iter_frames(video, decoder="dali",
                            reference_frames=self.settings.reference_frames)
 
     # -- scoring --------------------------------------------------------------------
@@ -203,6 +212,7 @@ class SyncScorer:
 
         video = Path(video)
         info = probe(video)
+        self._decoder_used = self._decoder(video, info)
         samples, audio_source = self._audio(video, audio)
         n_audio_frames = len(samples) // syncm.SAMPLES_PER_FRAME
         if n_audio_frames <= syncm.WINDOW_FRAMES:
@@ -221,6 +231,7 @@ class SyncScorer:
             tracks=tracks, offset=longest.offset,
             lse_c=float(np.average([t.lse_c for t in tracks], weights=weights)),
             lse_d=float(np.average([t.lse_d for t in tracks], weights=weights)),
+            decoder=self._decoder_used,
         )
 
     def _track_result(self, video: Path, stream: _WindowStream, samples: np.ndarray,
