@@ -7,11 +7,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import CLIPS_DIR, SHARED_MODELS
-from lipleak.export.arcface import export_random, iresnet50
 from skimage.transform import SimilarityTransform
 
+from conftest import CLIPS_DIR, SHARED_MODELS
 from lipleak.errors import InputError
+from lipleak.export.arcface import export_random, iresnet50
 from lipleak.faces.align import TEMPLATE, estimate_norm, norm_crop, umeyama_similarity
 from lipleak.metrics.csim import CSIMAccumulator, cosine_similarity, video_csim
 from lipleak.models.arcface import ArcFace, preprocess

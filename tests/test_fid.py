@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import CLIPS_DIR, SHARED_MODELS
 from scipy import linalg
 
+from conftest import CLIPS_DIR, SHARED_MODELS
 from lipleak.errors import InputError
 from lipleak.metrics import fid as fidmod
 from lipleak.metrics.fid import FeatureStats, compute_stats, frechet_distance
