@@ -4,63 +4,230 @@
 #include <cmath>
 #include <cstring>
 
-namespace lipleak {
-namespace {
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define LIPLEAK_X86 1
+#endif
 
-constexpr double kPairEps = 1e-6;  // torch.nn.functional.pairwise_distance's eps
-constexpr int64_t kBlock = 32;     // video rows per work item (their doubles stay in L2)
-
-// AVX2 copies of the hot loop where the compiler and OS support ifunc dispatch. Built with
-// -ffp-contract=off, every copy rounds identically, so the numbers never depend on the CPU.
+// Vectorised copies of plain loops where the compiler and OS support ifunc dispatch; with
+// per-element IEEE operations and -ffp-contract=off they round exactly like the default copy.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define LIPLEAK_CLONES __attribute__((target_clones("avx2", "default")))
+#define LIPLEAK_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define LIPLEAK_CLONES
 #endif
 
-typedef double d4 __attribute__((vector_size(32)));
+namespace lipleak {
+namespace {
 
-inline d4 load4(const double* p) {
-    d4 x;
-    std::memcpy(&x, p, sizeof x);
-    return x;
+constexpr double kPairEps = 1e-6;  // torch.nn.functional.pairwise_distance's eps
+constexpr float kPairEpsF = static_cast<float>(kPairEps);
+constexpr int kRows = 4;             // video rows per work item: 16 KiB of floats at d = 1024
+constexpr int kLanes = 16;           // float32 partial sums per distance; element k -> lane k % 16
+constexpr int64_t kFlushSteps = 32;  // 16-element steps between float32 -> double flushes
+// n * S * d above which threads start: ~2 ms of serial work (N ~ 1000 at d = 1024). Below
+// that, start-up and cores busy with decoding or inference cost more than they give.
+constexpr int64_t kParallelWork = int64_t{1} << 25;
+
+// The float32 kernel (SPEC §2 distances, as torch computes pairwise_distance in float32):
+// per element t = (w - a) + eps rounded to float32, then acc[k % 16] = fma(t, t, acc[k % 16])
+// in float32. Every 32 steps (512 elements) the 16 float32 lanes are added into 16 double
+// lanes, which bounds the float32 rounding to ~32 ulp of the sum whatever d is. The copies
+// below (AVX-512, AVX2, portable scalar) do exactly these per-lane IEEE operations in this
+// order, and all reductions across lanes are the same scalar code, so every copy gives the
+// same bits; -ffp-contract=off keeps the compiler from fusing anything on its own.
+//
+// Lanes(w, r, a, dv, dl): for the first r <= kRows rows w[q], dl[q][l] = the double lanes
+// over the first dv elements (dv a multiple of 16).
+using LanesFn = void (*)(const float* const*, int, const float*, int64_t, double (*)[kLanes]);
+
+template <int R>
+inline void lanes_scalar_r(const float* const* w, const float* a, int64_t dv, double (*dl)[kLanes]) {
+    for (int64_t k = 0; k < dv;) {
+        float acc[R][kLanes] = {};
+        const int64_t kend = std::min(dv, k + kFlushSteps * kLanes);
+        for (; k < kend; k += kLanes)
+            for (int q = 0; q < R; ++q)
+                for (int l = 0; l < kLanes; ++l) {
+                    const float t = (w[q][k + l] - a[k + l]) + kPairEpsF;
+                    acc[q][l] = std::fma(t, t, acc[q][l]);
+                }
+        for (int q = 0; q < R; ++q)
+            for (int l = 0; l < kLanes; ++l) dl[q][l] += static_cast<double>(acc[q][l]);
+    }
 }
 
-// Squared distances || w[q] - a + eps ||^2 of R video rows w[q] to one audio row a, both
-// in double; (w - a) + eps in the order of torch's pairwise_distance.
-// Each output sums eight fixed lanes (element k goes to lane k % 8), combined in a fixed
-// order: the same association for R = 1 or 2, any alignment and any blocking, so a
-// chunked call reproduces a full call bit for bit.
+void lanes_scalar(const float* const* w, int r, const float* a, int64_t dv, double (*dl)[kLanes]) {
+    switch (r) {
+        case 1: lanes_scalar_r<1>(w, a, dv, dl); break;
+        case 2: lanes_scalar_r<2>(w, a, dv, dl); break;
+        case 3: lanes_scalar_r<3>(w, a, dv, dl); break;
+        default: lanes_scalar_r<4>(w, a, dv, dl); break;
+    }
+}
+
+#ifdef LIPLEAK_X86
+#define LIPLEAK_AVX512 __attribute__((target("avx512f,fma")))
+#define LIPLEAK_AVX2 __attribute__((target("avx2,fma")))
+
+// dl[l] += lane l of acc, in double.
+LIPLEAK_AVX512 inline void flush_avx512(__m512 acc, double* dl) {
+    alignas(64) float f[kLanes];
+    _mm512_store_ps(f, acc);
+    for (int l = 0; l < kLanes; ++l) dl[l] += static_cast<double>(f[l]);
+}
+
 template <int R>
-__attribute__((always_inline)) inline void sq_dists(const double* const* w, const double* a,
-                                                    int64_t d, double* out) {
-    d4 acc[R][2] = {};
-    const d4 eps = {kPairEps, kPairEps, kPairEps, kPairEps};
-    int64_t k = 0;
-    for (; k + 8 <= d; k += 8) {
-        const d4 a0 = load4(a + k), a1 = load4(a + k + 4);
+LIPLEAK_AVX512 inline void lanes_avx512_r(const float* const* w, const float* a, int64_t dv,
+                                          double (*dl)[kLanes]) {
+    const __m512 eps = _mm512_set1_ps(kPairEpsF);
+    for (int64_t k = 0; k < dv;) {
+        __m512 acc[R];
+        for (int q = 0; q < R; ++q) acc[q] = _mm512_setzero_ps();
+        const int64_t kend = std::min(dv, k + kFlushSteps * kLanes);
+        for (; k < kend; k += kLanes) {
+            const __m512 av = _mm512_loadu_ps(a + k);
+            for (int q = 0; q < R; ++q) {
+                const __m512 t = _mm512_add_ps(_mm512_sub_ps(_mm512_loadu_ps(w[q] + k), av), eps);
+                acc[q] = _mm512_fmadd_ps(t, t, acc[q]);
+            }
+        }
+        for (int q = 0; q < R; ++q) flush_avx512(acc[q], dl[q]);
+    }
+}
+
+LIPLEAK_AVX512 void lanes_avx512(const float* const* w, int r, const float* a, int64_t dv,
+                                 double (*dl)[kLanes]) {
+    switch (r) {
+        case 1: lanes_avx512_r<1>(w, a, dv, dl); break;
+        case 2: lanes_avx512_r<2>(w, a, dv, dl); break;
+        case 3: lanes_avx512_r<3>(w, a, dv, dl); break;
+        default: lanes_avx512_r<4>(w, a, dv, dl); break;
+    }
+}
+
+// dl[l] += lane l of acc, in double.
+LIPLEAK_AVX2 inline void flush_avx2(__m256 acc, double* dl) {
+    alignas(32) float f[kLanes / 2];
+    _mm256_store_ps(f, acc);
+    for (int l = 0; l < kLanes / 2; ++l) dl[l] += static_cast<double>(f[l]);
+}
+
+template <int R>
+LIPLEAK_AVX2 inline void lanes_avx2_r(const float* const* w, const float* a, int64_t dv,
+                                      double (*dl)[kLanes]) {
+    const __m256 eps = _mm256_set1_ps(kPairEpsF);
+    for (int64_t k = 0; k < dv;) {
+        __m256 acc[R][2];  // lanes 0..7 and 8..15
+        for (int q = 0; q < R; ++q) acc[q][0] = acc[q][1] = _mm256_setzero_ps();
+        const int64_t kend = std::min(dv, k + kFlushSteps * kLanes);
+        for (; k < kend; k += kLanes) {
+            const __m256 a0 = _mm256_loadu_ps(a + k), a1 = _mm256_loadu_ps(a + k + 8);
+            for (int q = 0; q < R; ++q) {
+                const __m256 t0 = _mm256_add_ps(_mm256_sub_ps(_mm256_loadu_ps(w[q] + k), a0), eps);
+                const __m256 t1 = _mm256_add_ps(_mm256_sub_ps(_mm256_loadu_ps(w[q] + k + 8), a1), eps);
+                acc[q][0] = _mm256_fmadd_ps(t0, t0, acc[q][0]);
+                acc[q][1] = _mm256_fmadd_ps(t1, t1, acc[q][1]);
+            }
+        }
         for (int q = 0; q < R; ++q) {
-            const d4 t0 = (load4(w[q] + k) - a0) + eps, t1 = (load4(w[q] + k + 4) - a1) + eps;
-            acc[q][0] += t0 * t0;
-            acc[q][1] += t1 * t1;
+            flush_avx2(acc[q][0], dl[q]);
+            flush_avx2(acc[q][1], dl[q] + 8);
         }
     }
-    for (int q = 0; q < R; ++q) {
-        double l[8];
-        std::memcpy(l, acc[q], sizeof l);
-        for (int r = 0; k + r < d; ++r) {
-            const double t = (w[q][k + r] - a[k + r]) + kPairEps;
+}
+
+LIPLEAK_AVX2 void lanes_avx2(const float* const* w, int r, const float* a, int64_t dv,
+                             double (*dl)[kLanes]) {
+    switch (r) {
+        case 1: lanes_avx2_r<1>(w, a, dv, dl); break;
+        case 2: lanes_avx2_r<2>(w, a, dv, dl); break;
+        case 3: lanes_avx2_r<3>(w, a, dv, dl); break;
+        default: lanes_avx2_r<4>(w, a, dv, dl); break;
+    }
+}
+#endif
+
+bool isa_available(OffsetIsa isa) {
+    switch (isa) {
+        case OffsetIsa::Auto:
+        case OffsetIsa::Scalar: return true;
+#ifdef LIPLEAK_X86
+        case OffsetIsa::Avx2:
+            return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        case OffsetIsa::Avx512:
+            return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+#endif
+        default: return false;
+    }
+}
+
+LanesFn lanes_fn(OffsetIsa isa) {
+    if (isa == OffsetIsa::Auto)
+        isa = isa_available(OffsetIsa::Avx512) ? OffsetIsa::Avx512
+              : isa_available(OffsetIsa::Avx2) ? OffsetIsa::Avx2
+                                               : OffsetIsa::Scalar;
+    switch (isa) {
+#ifdef LIPLEAK_X86
+        case OffsetIsa::Avx512: return lanes_avx512;
+        case OffsetIsa::Avx2: return lanes_avx2;
+#endif
+        default: return lanes_scalar;
+    }
+}
+
+// The 16 double lanes summed in one fixed tree.
+inline double sum_lanes(const double* l) {
+    double h[kLanes / 2];
+    for (int i = 0; i < kLanes / 2; ++i) h[i] = l[i] + l[i + kLanes / 2];
+    return ((h[0] + h[4]) + (h[2] + h[6])) + ((h[1] + h[5]) + (h[3] + h[7]));
+}
+
+// Squared float32-kernel distances of rows w[0..r) to the audio row a: the SIMD lanes, the
+// d % 16 tail elements as one-term lanes, then one fixed summation tree in double.
+void sq_dists_f32(LanesFn lanes, const float* const* w, int r, const float* a, int64_t d,
+                  double* out) {
+    double dl[kRows][kLanes];
+    for (int q = 0; q < r; ++q) std::fill(dl[q], dl[q] + kLanes, 0.0);
+    const int64_t dv = d - d % kLanes;
+    if (dv > 0) lanes(w, r, a, dv, dl);
+    for (int q = 0; q < r; ++q) {
+        for (int64_t l = 0; dv + l < d; ++l) {
+            const float t = (w[q][dv + l] - a[dv + l]) + kPairEpsF;
+            dl[q][l] += static_cast<double>(t * t);
+        }
+        out[q] = sum_lanes(dl[q]);
+    }
+}
+
+// || w - a + eps ||^2 entirely in double (the floats convert exactly; 32 lanes, element k to
+// lane k % 32, fixed order): the padding distances, and the fallback for the rare pairs the
+// float32 kernel cannot resolve (see accurate_in_f32). Many independent lanes keep the
+// vectorised copies from waiting on one chain of additions.
+LIPLEAK_CLONES double sq_dist_f64(const float* w, const float* a, int64_t d) {
+    constexpr int kL = 2 * kLanes;
+    double l[kL] = {};
+    int64_t k = 0;
+    for (; k + kL <= d; k += kL)
+        for (int r = 0; r < kL; ++r) {
+            const double t = (static_cast<double>(w[k + r]) - static_cast<double>(a[k + r])) + kPairEps;
             l[r] += t * t;
         }
-        out[q] = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+    for (int r = 0; k + r < d; ++r) {
+        const double t = (static_cast<double>(w[k + r]) - static_cast<double>(a[k + r])) + kPairEps;
+        l[r] += t * t;
     }
+    for (int r = 0; r < kLanes; ++r) l[r] += l[r + kLanes];
+    return sum_lanes(l);
 }
 
-LIPLEAK_CLONES void sq_dist1(const double* const* w, const double* a, int64_t d, double* out) {
-    sq_dists<1>(w, a, d, out);
-}
-LIPLEAK_CLONES void sq_dist2(const double* const* w, const double* a, int64_t d, double* out) {
-    sq_dists<2>(w, a, d, out);
+// Whether a float32-kernel squared distance over d elements is within ~1e-6 (relative) of
+// the exact one. Not when float32 overflowed (|w - a| beyond ~1.8e19), nor when the distance
+// is tiny (RMS of w - a + eps under ~3e-6): there rounding w - a and 1e-6 to float32 (up to
+// ~6e-14 per element) is no longer negligible, and w - a = -1e-6 gives exactly 0. Real
+// embeddings are nowhere near either bound; such pairs are recomputed in double.
+inline bool accurate_in_f32(double sq, int64_t d) {
+    return sq >= 1e-11 * static_cast<double>(d) && std::isfinite(sq);
 }
 
 // Median of an odd-length vector (the exact middle value).
@@ -88,51 +255,59 @@ std::vector<double> medfilt_zero(const std::vector<double>& x, int64_t k) {
 
 }  // namespace
 
+bool offset_isa_available(OffsetIsa isa) { return isa_available(isa); }
+
 void shift_distances(const float* video, int64_t n, const float* audio, int64_t m, int64_t d,
-                     int64_t vshift, int64_t row0, double* out) {
+                     int64_t vshift, int64_t row0, double* out, OffsetIsa isa) {
+    const LanesFn lanes = lanes_fn(isa_available(isa) ? isa : OffsetIsa::Scalar);
     const int64_t S = 2 * vshift + 1;
-    const int64_t blocks = (n + kBlock - 1) / kBlock;
-    // Threads only for long inputs (~20 ms of serial work and up): below that, start-up and
-    // cores busy with decoding or inference cost more than they give.
-    const bool par = blocks > 1 && n * S * d > (int64_t{1} << 26);
-#pragma omp parallel if (par)
-    {
-        std::vector<double> wbuf(static_cast<size_t>(kBlock * d)), arow(static_cast<size_t>(d));
-#pragma omp for schedule(dynamic)
-        for (int64_t blk = 0; blk < blocks; ++blk) {
-            const int64_t i0 = blk * kBlock, i1 = std::min(n, i0 + kBlock);
-            // Video rows in double; every entry starts as the distance to a zero
-            // (padding) row, computed by the same kernel as a real zero audio row would be.
-            for (int64_t i = i0; i < i1; ++i) {
-                double* w = wbuf.data() + (i - i0) * d;
-                for (int64_t k = 0; k < d; ++k) w[k] = static_cast<double>(video[i * d + k]);
-                std::fill(arow.begin(), arow.end(), 0.0);
-                const double* wp[1] = {w};
-                double sq;
-                sq_dist1(wp, arow.data(), d, &sq);
-                std::fill(out + i * S, out + (i + 1) * S, std::sqrt(sq));
-            }
-            // Audio row j meets video row i at shift s = j - row0 - i + vshift.
-            const int64_t j_lo = std::max<int64_t>(0, row0 + i0 - vshift);
-            const int64_t j_hi = std::min<int64_t>(m, row0 + i1 - 1 + vshift + 1);
-            for (int64_t j = j_lo; j < j_hi; ++j) {
-                for (int64_t k = 0; k < d; ++k) arow[k] = static_cast<double>(audio[j * d + k]);
-                const int64_t ia = std::max(i0, j - row0 - vshift);
-                const int64_t ib = std::min(i1, j - row0 + vshift + 1);
-                int64_t i = ia;
-                for (; i + 2 <= ib; i += 2) {
-                    const double* wp[2] = {wbuf.data() + (i - i0) * d, wbuf.data() + (i + 1 - i0) * d};
-                    double sq[2];
-                    sq_dist2(wp, arow.data(), d, sq);
-                    out[i * S + (j - row0 - i + vshift)] = std::sqrt(sq[0]);
-                    out[(i + 1) * S + (j - row0 - i - 1 + vshift)] = std::sqrt(sq[1]);
-                }
-                for (; i < ib; ++i) {
-                    const double* wp[1] = {wbuf.data() + (i - i0) * d};
-                    double sq;
-                    sq_dist1(wp, arow.data(), d, &sq);
-                    out[i * S + (j - row0 - i + vshift)] = std::sqrt(sq);
-                }
+    // Audio rows any video row can meet. An all-zero audio row is padding by another name:
+    // its pairs keep the padding distance, so the two can never differ. zeros_before[j - jr0]
+    // counts the zero rows in [jr0, j).
+    const int64_t jr0 = std::min(m, std::max<int64_t>(0, row0 - vshift));
+    const int64_t jr1 = std::max(jr0, std::min<int64_t>(m, row0 + n + vshift));
+    std::vector<int64_t> zeros_before(static_cast<size_t>(jr1 - jr0 + 1), 0);
+    for (int64_t j = jr0; j < jr1; ++j) {
+        const float* a = audio + j * d;
+        const bool zero = std::all_of(a, a + d, [](float x) { return x == 0.0f; });
+        zeros_before[static_cast<size_t>(j - jr0 + 1)] = zeros_before[static_cast<size_t>(j - jr0)] + zero;
+    }
+    const auto zero_rows = [&](int64_t j0, int64_t j1) {  // zero rows in [j0, j1) within [jr0, jr1)
+        j0 = std::clamp(j0, jr0, jr1);
+        j1 = std::clamp(j1, jr0, jr1);
+        return j1 > j0 ? zeros_before[static_cast<size_t>(j1 - jr0)] - zeros_before[static_cast<size_t>(j0 - jr0)] : 0;
+    };
+    const std::vector<float> zeros(static_cast<size_t>(d), 0.0f);
+    const int64_t groups = (n + kRows - 1) / kRows;
+    // Each entry is computed on its own, so the thread count never changes a number.
+    const bool par = groups > 1 && n * S * d > kParallelWork;
+#pragma omp parallel for schedule(dynamic, 8) if (par)
+    for (int64_t g = 0; g < groups; ++g) {
+        const int64_t i0 = g * kRows, i1 = std::min(n, i0 + kRows);
+        // Rows whose shifts reach padding (or zero rows) start as the distance to a zero row,
+        // in double; the others have every entry written below.
+        for (int64_t i = i0; i < i1; ++i) {
+            const int64_t lo = row0 + i - vshift, hi = row0 + i + vshift + 1;
+            if (lo >= 0 && hi <= m && zero_rows(lo, hi) == 0) continue;
+            std::fill(out + i * S, out + (i + 1) * S,
+                      std::sqrt(sq_dist_f64(video + i * d, zeros.data(), d)));
+        }
+        // Audio row j meets video row i at shift s = j - row0 - i + vshift.
+        const int64_t j_lo = std::max(jr0, row0 + i0 - vshift);
+        const int64_t j_hi = std::min(jr1, row0 + i1 + vshift);
+        for (int64_t j = j_lo; j < j_hi; ++j) {
+            if (zero_rows(j, j + 1)) continue;
+            const float* a = audio + j * d;
+            const int64_t ia = std::max(i0, j - row0 - vshift);
+            const int64_t ib = std::min(i1, j - row0 + vshift + 1);
+            const float* wp[kRows];
+            for (int64_t i = ia; i < ib; ++i) wp[i - ia] = video + i * d;
+            double sq[kRows];
+            sq_dists_f32(lanes, wp, static_cast<int>(ib - ia), a, d, sq);
+            for (int64_t i = ia; i < ib; ++i) {
+                double q = sq[i - ia];
+                if (!accurate_in_f32(q, d)) q = sq_dist_f64(video + i * d, a, d);
+                out[i * S + (j - row0 - i + vshift)] = std::sqrt(q);
             }
         }
     }

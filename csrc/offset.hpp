@@ -7,12 +7,24 @@
 
 namespace lipleak {
 
+// Copies of the float32 distance kernel. They give identical bits; Auto picks the fastest the
+// CPU runs, the others exist so that tests can check that claim.
+enum class OffsetIsa { Auto, Scalar, Avx2, Avx512 };
+
+// Whether this build and CPU can run the given copy.
+bool offset_isa_available(OffsetIsa isa);
+
 // out[i*S + s] = || video[i] - apad[row0 + i + s] + 1e-6 ||_2 with S = 2*vshift+1 and apad
 // = vshift zero rows, audio (m rows), zero rows for ever after. Rows are d floats long.
-// Each (i, s) entry is computed the same way whatever the row range or thread count, so a
-// chunked call (row0 > 0) reproduces the rows of a full call bit for bit.
+// Pairs with real audio rows are computed like torch's float32 pairwise_distance (difference,
+// eps and squares in float32; float32 partial sums gathered in double; relative error
+// below ~1e-6), pairs with padding or all-zero audio rows in double.
+// Each (i, s) entry is computed the same way whatever the row range, thread count or ISA
+// copy, so a chunked call (row0 > 0) reproduces the rows of a full call bit for bit.
+// An ISA the CPU lacks falls back to Scalar.
 void shift_distances(const float* video, int64_t n, const float* audio, int64_t m, int64_t d,
-                     int64_t vshift, int64_t row0, double* out);
+                     int64_t vshift, int64_t row0, double* out,
+                     OffsetIsa isa = OffsetIsa::Auto);
 
 struct SyncStats {
     std::vector<double> mdist;  // mean over frames, one per shift
