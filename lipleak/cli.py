@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"lipleak-fast: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # output piped into `head` and friends
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("lipleak-fast: interrupted; finished results are kept", file=sys.stderr)
         return 130

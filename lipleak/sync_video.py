@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from . import __version__, _core
 from .errors import InputError
 from .metrics import sync as syncm
 
@@ -88,21 +88,81 @@ class VideoSync:
 
 
 
+class _StreamingSearch:
+    """Offset search fed batch by batch, so memory does not grow with video length.
+
+    Row i of the distance matrix needs audio embeddings i-vshift .. i+vshift; it is final
+    once video window i+vshift exists (then all those audio rows are real, not padding),
+    or when the stream ends (rows past the last window are the zero padding). Rows are
+    computed by the core's ``shift_distances`` with ``row0``, which gives bit for bit the
+    rows of the one-shot search; only the N x (2*vshift+1) distances are kept.
+    """
+
+    def __init__(self, syncnet, samples: np.ndarray, vshift: int, batch_size: int):
+        self.syncnet = syncnet
+        self.vshift = vshift
+        self.batch_size = batch_size
+        self.cc = _core.mfcc(np.ascontiguousarray(samples, dtype=np.int16)).T  # 13 x T
+        self.v = np.empty((0, 1024), np.float32)  # pending video rows [v0, n_video)
+        self.v0 = 0
+        self.a = np.empty((0, 1024), np.float32)  # audio rows [a0, a0 + len(a))
+        self.a0 = 0
+        self.n_video = 0
+        self.rows: list[np.ndarray] = []
+
+    def _audio_rows(self, hi: int) -> None:
+        """Make sure audio embeddings exist up to row ``hi`` (exclusive)."""
+        while self.a0 + len(self.a) < hi:
+            lo = self.a0 + len(self.a)
+            n = min(self.batch_size, hi - lo)
+            win = np.empty((n, 1, 13, syncm.WINDOW_MFCC), np.float32)
+            for j in range(n):
+                c = syncm.MFCC_PER_FRAME * (lo + j)
+                win[j, 0] = self.cc[:, c : c + syncm.WINDOW_MFCC]
+            self.a = np.concatenate([self.a, self.syncnet.embed_audio(win)])
+
+    def _finalize(self, upto: int, n_total: int | None) -> None:
+        """Compute distance rows [v0, upto); ``n_total`` is the window count once known."""
+        if upto <= self.v0:
+            return
+        hi = upto + self.vshift if n_total is None else min(n_total, upto + self.vshift)
+        self._audio_rows(hi)
+        lo = max(0, self.v0 - self.vshift)
+        audio = self.a[lo - self.a0 : hi - self.a0]
+        chunk = self.v[: upto - self.v0]
+        self.rows.append(_core.shift_distances(chunk, audio, self.vshift, self.v0 - lo))
+        self.v = self.v[upto - self.v0 :]
+        self.v0 = upto
+        keep = max(0, self.v0 - self.vshift) - self.a0  # audio rows no longer needed
+        if keep > 0:
+            self.a, self.a0 = self.a[keep:], self.a0 + keep
+
+    def add(self, emb: np.ndarray) -> None:
+        self.v = np.concatenate([self.v, emb])
+        self.n_video += len(emb)
+        self._finalize(self.n_video - self.vshift, None)
+
+    def finish(self) -> dict:
+        self._finalize(self.n_video, self.n_video)
+        return _core.sync_stats(np.concatenate(self.rows))
+
+
 class _WindowStream:
     """Turns consecutive 224x224 crops of one track into SyncNet lip embeddings.
 
     Window k (frames k..k+4) is emitted when frame k+5 arrives, which reproduces
     syncnet_python's count N = n_frames - 5; ``limit`` caps it by the audio length.
+    Embeddings go straight into the streaming offset search.
     """
 
-    def __init__(self, embed, batch_size: int, limit: int):
-        self.embed = embed
-        self.limit = limit
+    def __init__(self, syncnet, samples: np.ndarray, vshift: int, batch_size: int):
+        self.syncnet = syncnet
+        self.limit = len(samples) // syncm.SAMPLES_PER_FRAME - syncm.WINDOW_FRAMES
+        self.search = _StreamingSearch(syncnet, samples, vshift, batch_size)
         self.ring: deque[np.ndarray] = deque(maxlen=syncm.WINDOW_FRAMES + 1)
         self.batch = np.empty((batch_size, 3, syncm.WINDOW_FRAMES, 224, 224), np.float32)
         self.filled = 0
         self.windows = 0
-        self.embeddings: list[np.ndarray] = []
 
     @property
     def done(self) -> bool:
@@ -120,14 +180,13 @@ class _WindowStream:
 
     def flush(self) -> None:
         if self.filled:
-            self.embeddings.append(self.embed(self.batch[: self.filled]))
+            self.search.add(self.syncnet.embed_lips(self.batch[: self.filled]))
             self.filled = 0
 
-    def result(self) -> np.ndarray:
+    def result(self) -> dict | None:
+        """The offset search over all windows, or None when there were none."""
         self.flush()
-        if not self.embeddings:
-            return np.empty((0, 1024), np.float32)
-        return np.concatenate(self.embeddings)
+        return self.search.finish() if self.windows else None
 
 
 class SyncScorer:
@@ -219,7 +278,7 @@ class SyncScorer:
             raise InputError(video, f"too short: {len(samples) / 16000:.2f} s of audio; "
                              "SyncNet needs more than 0.2 s (5 frames)", "too_short")
         if self.settings.mode == "prealigned":
-            tracks, n_frames = self._score_prealigned(video, samples, n_audio_frames)
+            tracks, n_frames = self._score_prealigned(video, samples)
         else:
             tracks, n_frames = self._score_detect(video, samples)
         weights = np.array([t.end_frame - t.start_frame + 1 for t in tracks], np.float64)
@@ -234,37 +293,29 @@ class SyncScorer:
             decoder=self._decoder_used,
         )
 
-    def _track_result(self, video: Path, stream: _WindowStream, samples: np.ndarray,
-                      start: int, end: int) -> TrackSync:
-        v = stream.result()
-        n = len(v)
-        if n < 1:
+    def _track_result(self, video: Path, stream: _WindowStream, start: int,
+                      end: int) -> TrackSync:
+        r = stream.result()
+        if r is None:
             raise InputError(video, f"too short: {end - start + 1} frames; SyncNet needs at "
                              "least 6 frames (0.24 s) of video and audio", "too_short")
-        a = self._embed_audio(syncm.mfcc_windows(samples, n))
-        r = syncm.offset_search(v, a, self.settings.vshift)
-        return TrackSync(start_frame=start, end_frame=end, n_windows=n, offset=int(r["offset"]),
-                         lse_c=float(r["lse_c"]), lse_d=float(r["lse_d"]),
-                         mdist=[float(x) for x in r["mdist"]],
+        return TrackSync(start_frame=start, end_frame=end, n_windows=stream.windows,
+                         offset=int(r["offset"]), lse_c=float(r["lse_c"]),
+                         lse_d=float(r["lse_d"]), mdist=[float(x) for x in r["mdist"]],
                          fconf=[float(x) for x in r["fconf"]])
 
-    def _embed_audio(self, windows: np.ndarray) -> np.ndarray:
-        bs = self.settings.batch_size
-        return np.concatenate([self.syncnet.embed_audio(windows[i : i + bs])
-                               for i in range(0, len(windows), bs)])
-
-    def _score_prealigned(self, video: Path, samples: np.ndarray, n_audio_frames: int):
+    def _score_prealigned(self, video: Path, samples: np.ndarray):
         from .faces.crop import prealigned_crop
 
-        stream = _WindowStream(self.syncnet.embed_lips, self.settings.batch_size,
-                               n_audio_frames - syncm.WINDOW_FRAMES)
+        stream = _WindowStream(self.syncnet, samples, self.settings.vshift,
+                               self.settings.batch_size)
         n_frames = 0
         for frame in self._frames(video):
             n_frames += 1
             stream.push(prealigned_crop(frame))
             if stream.done:
                 break  # the audio ends here: later frames cannot enter any window
-        return [self._track_result(video, stream, samples, 0, n_frames - 1)], n_frames
+        return [self._track_result(video, stream, 0, n_frames - 1)], n_frames
 
     def _score_detect(self, video: Path, samples: np.ndarray):
         from .faces.crop import syncnet_crop
@@ -283,9 +334,8 @@ class SyncScorer:
         for t in tracks:
             start, end = int(t.frames[0]), int(t.frames[-1])
             seg = samples[start * syncm.SAMPLES_PER_FRAME : (end + 1) * syncm.SAMPLES_PER_FRAME]
-            limit = len(seg) // syncm.SAMPLES_PER_FRAME - syncm.WINDOW_FRAMES
             streams.append((t, start, end, seg,
-                            _WindowStream(self.syncnet.embed_lips, s.batch_size, limit)))
+                            _WindowStream(self.syncnet, seg, s.vshift, s.batch_size)))
         for idx, frame in enumerate(self._frames(video)):
             for t, start, end, _, stream in streams:
                 if start <= idx <= end and not stream.done:
@@ -293,6 +343,6 @@ class SyncScorer:
                     stream.push(syncnet_crop(frame, t.s[i], t.x[i], t.y[i], s.crop_scale))
             if all(st.done or idx >= end for _, _, end, _, st in streams):
                 break
-        results = [self._track_result(video, st, seg, start, end)
+        results = [self._track_result(video, st, start, end)
                    for _, start, end, seg, st in streams]
         return results, n_frames
