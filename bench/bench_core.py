@@ -1,15 +1,19 @@
 """Benchmark of lipleak._core against the Python ways of computing the same numbers.
 
 Offset search (SPEC §2) for N = 250 (10 s at 25 fps) and 1500 (1 min) frames of 1024-d
-embeddings, against: a pure-Python loop over frames and shifts (numpy per pair), the
-reference tool's per-frame loop (syncnet_python's calc_pdist: one distance call per frame,
-in numpy and in torch), and numpy vectorised over frames (a loop over the 31 shifts).
-Also MFCC vs python_speech_features, SSIM vs skimage and PSNR vs numpy.
+embeddings, against: (a) a pure-Python loop over frames and shifts (one numpy distance per
+(frame, shift) pair, the reference tool's "Python loop of distances" shape), (b) the
+reference tool's per-frame loop (syncnet_python's calc_pdist: one pairwise_distance call per
+frame, in torch and in numpy), (c) numpy vectorised over frames (a loop over the 31 shifts).
+The core is timed with its default threads and, in a child process, with OMP_NUM_THREADS=1
+(the baselines are single-threaded). Also MFCC vs python_speech_features, SSIM vs skimage
+and PSNR vs numpy.
 
     python bench/bench_core.py [--out bench/results/core_<date>.json] [--repeat 5]
 
-Times are the best of --repeat runs (wall clock, seconds). Writes a JSON with machine
-info and prints a table.
+Times are the best of --repeat runs (wall clock, seconds; the core's offset search the
+best of 4x as many). Writes a JSON with machine info and the load average before and after
+each offset task, and prints a table. Target (issue 2): core >= 50x the Python loop (a).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import datetime as dt
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,6 +34,8 @@ from lipleak import _core
 
 ROOT = Path(__file__).resolve().parents[1]
 VSHIFT = 15
+TARGET_VS_PYTHON_LOOP = 50.0
+PYTHON_LOOP = "python loop over frames and shifts (numpy)"
 
 
 def best_time(fn, repeat):
@@ -83,15 +90,43 @@ def vectorised_numpy(video, audio):
     return mdist, d
 
 
-def bench_offset(n, repeat, rows):
+def offset_inputs(n):
     rng = np.random.default_rng(n)
     video = rng.standard_normal((n, 1024)).astype(np.float32)
     audio = rng.standard_normal((n, 1024)).astype(np.float32)
-    core = best_time(lambda: _core.offset_search(video, audio, VSHIFT), repeat * 4)
+    return video, audio
+
+
+def core_offset_time(n, repeat):
+    video, audio = offset_inputs(n)
+    _core.offset_search(video, audio, VSHIFT)  # warm-up: pages, thread pool
+    return best_time(lambda: _core.offset_search(video, audio, VSHIFT), repeat * 4)
+
+
+def core_offset_time_one_thread(n, repeat):
+    """core_offset_time in a child process with OMP_NUM_THREADS=1."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import bench_core; "
+        f"print(bench_core.core_offset_time({n}, {repeat}))"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def loadavg():
+    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+
+
+def bench_offset(n, repeat, rows):
+    load_before = loadavg()
+    video, audio = offset_inputs(n)
+    core = core_offset_time(n, repeat)
+    core1 = core_offset_time_one_thread(n, repeat)
     base = {
-        "python loop over frames and shifts (numpy)": best_time(
-            lambda: python_loop(video, audio), max(1, repeat // 2)
-        ),
+        PYTHON_LOOP: best_time(lambda: python_loop(video, audio), repeat),
         "per-frame loop, calc_pdist style (numpy)": best_time(
             lambda: per_frame_numpy(video, audio), repeat
         ),
@@ -103,11 +138,22 @@ def bench_offset(n, repeat, rows):
         )
     except ImportError:
         pass
+    load_after = loadavg()
     for name, t in base.items():
         rows.append(
-            {"task": f"offset search N={n}", "baseline": name, "baseline_s": t, "core_s": core}
+            {
+                "task": f"offset search N={n}",
+                "baseline": name,
+                "baseline_s": t,
+                "core_s": core,
+                "core_1thread_s": core1,
+                "speedup_1thread": t / core1,
+                "loadavg_before": load_before,
+                "loadavg_after": load_after,
+            }
         )
     items = 8
+    rng = np.random.default_rng(n + 1)
     videos = [rng.standard_normal((n, 1024)).astype(np.float32) for _ in range(items)]
     audios = [rng.standard_normal((n, 1024)).astype(np.float32) for _ in range(items)]
     batch = best_time(lambda: _core.offset_search_batch(videos, audios, VSHIFT), repeat)
@@ -201,9 +247,43 @@ def machine_info():
             )
     except (OSError, StopIteration):
         pass
-    if hasattr(os, "getloadavg"):
-        info["loadavg_at_start"] = os.getloadavg()
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    info["offset_kernels"] = [isa for isa in ("avx512", "avx2", "scalar") if kernel_available(isa)]
+    info["loadavg_at_start"] = loadavg()
     return info
+
+
+def kernel_available(isa):
+    one = np.ones((1, 1), np.float32)
+    try:
+        _core._shift_distances_isa(one, one, 0, 0, isa)
+    except ValueError:
+        return False
+    return True
+
+
+def target_summary(rows):
+    """Issue 2's target: core >= 50x the pure-Python loop, per N, default and one thread."""
+    out = []
+    for r in rows:
+        if r["baseline"] == PYTHON_LOOP:
+            out.append(
+                {
+                    "task": r["task"],
+                    "target_speedup": TARGET_VS_PYTHON_LOOP,
+                    "speedup": r["speedup"],
+                    "speedup_1thread": r["speedup_1thread"],
+                    "met": r["speedup"] >= TARGET_VS_PYTHON_LOOP,
+                    "met_1thread": r["speedup_1thread"] >= TARGET_VS_PYTHON_LOOP,
+                }
+            )
+    return out
 
 
 def main(argv=None):
@@ -222,15 +302,25 @@ def main(argv=None):
     for r in rows:
         r["speedup"] = r["baseline_s"] / r["core_s"]
 
-    print(f"{'task':36} {'baseline':44} {'baseline s':>11} {'core s':>10} {'x':>8}")
+    print(f"{'task':36} {'baseline':44} {'baseline s':>11} {'core s':>10} {'x':>8} {'x 1 thr':>8}")
     for r in rows:
+        one = f"{r['speedup_1thread']:8.1f}" if "speedup_1thread" in r else ""
         print(
             f"{r['task']:36} {r['baseline']:44} {r['baseline_s']:11.5f} {r['core_s']:10.5f} "
-            f"{r['speedup']:8.1f}"
+            f"{r['speedup']:8.1f} {one}"
         )
+    targets = target_summary(rows)
+    for t in targets:
+        print(
+            f"target >= {t['target_speedup']:.0f}x the Python loop, {t['task']}: "
+            f"{t['speedup']:.1f}x ({'met' if t['met'] else 'NOT met'}), one thread "
+            f"{t['speedup_1thread']:.1f}x ({'met' if t['met_1thread'] else 'NOT met'})"
+        )
+    info["loadavg_at_end"] = loadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
-        json.dumps({"date": today, "machine": info, "results": rows}, indent=2) + "\n"
+        json.dumps({"date": today, "machine": info, "targets": targets, "results": rows}, indent=2)
+        + "\n"
     )
     print(f"wrote {args.out}")
 
