@@ -82,7 +82,10 @@ class FeatureStats:
         if self.n < 2:
             raise InputError(None, f"FID needs at least 2 frames, got {self.n}", "too_short")
         mu = self.sum / self.n
-        cov = (self.sum_outer - self.n * np.outer(mu, mu)) / (self.n - 1)
+        cov = np.outer(mu, mu)  # in place from here: one d×d temporary, not four
+        cov *= -self.n
+        cov += self.sum_outer
+        cov /= self.n - 1
         return mu, cov
 
     def save(self, path: str | Path) -> Path:
