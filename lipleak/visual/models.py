@@ -1,0 +1,104 @@
+"""The models behind the visual metrics, loaded once per settings.
+
+- SCRFD (boxes + 5 keypoints), PFLD (68 landmarks): registry names, sha256-verified.
+- FID Inception: the verified TorchScript is exported to ONNX once, to the file that
+  ``lipleak-fast models export`` writes (MODEL_DIR/onnx/<name>-<sha256[:16]>.onnx).
+- ArcFace: a registry name (verified) or a path to any ArcFace ONNX. A registry model
+  missing from the model dir is not an error: CSIM is then reported as not computed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import ModelError
+from ..models import registry, store
+from ..paths import model_dir
+from .settings import VisualSettings
+
+
+def inception_onnx_path(name: str = "fid_inception") -> tuple[Path, str]:
+    """(ONNX path, TorchScript sha256): exported from the verified TorchScript if absent."""
+    src = store.locate(name)
+    sha = store.verify(name, src)
+    out = model_dir() / "onnx" / f"{name}-{sha[:16]}.onnx"
+    if out.is_file():
+        return out, sha
+    try:
+        from ..export.inception_onnx import export
+    except ModuleNotFoundError as exc:
+        raise ModelError(
+            f"the FID Inception ONNX {out} is missing and exporting it needs torch and onnx "
+            f"({exc}); install the export extra or run `lipleak-fast models export` on a "
+            "machine that has them and copy the model dir") from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # A private temporary name: two processes exporting at once never share a file.
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".onnx", dir=out.parent)
+    os.close(fd)
+    try:
+        export(src, tmp)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out, sha
+
+
+def resolve_arcface(name_or_path: str) -> tuple[Path | None, str | None, str | None]:
+    """(path, sha256, reason): path None with the reason when a registry model is absent."""
+    if name_or_path in registry.MODELS:
+        spec = registry.get(name_or_path)
+        if spec.kind != "identity":
+            raise ModelError(f"model {name_or_path} is a {spec.kind} model, not an ArcFace model")
+        path = model_dir() / spec.filename
+        if not path.is_file():
+            return None, None, (f"ArcFace model {name_or_path} ({spec.filename}) not in the "
+                                f"model dir {model_dir()}; get it with {store.fetch_hint(spec)}")
+        return path, store.verify(name_or_path, path), None
+    path = Path(name_or_path).expanduser()
+    if not path.is_file():
+        raise ModelError(f"{name_or_path}: neither a registry model name nor an ArcFace ONNX file")
+    return path, store.file_sha256(path), None
+
+
+class VisualModels:
+    """SCRFD, PFLD, FID Inception and (when available) ArcFace for one ``VisualSettings``."""
+
+    def __init__(self, settings: VisualSettings):
+        from ..faces.landmarks import PFLD
+        from ..faces.scrfd import SCRFD
+        from ..models.arcface import ArcFace
+        from ..models.inception import FIDInception
+
+        s = settings
+        det_path = store.locate(s.detector)
+        lm_path = store.locate(s.landmarks)
+        self.info: dict[str, dict] = {
+            "detector": {"name": s.detector, "path": str(det_path),
+                         "sha256": store.verify(s.detector, det_path)},
+            "landmarks": {"name": s.landmarks, "path": str(lm_path),
+                          "sha256": store.verify(s.landmarks, lm_path)},
+        }
+        self.detector = SCRFD(det_path, backend=s.backend)
+        self.pfld = PFLD(lm_path, backend=s.backend, batch_size=s.batch_size)
+        onnx, ts_sha = inception_onnx_path(s.fid_model)
+        self.inception = FIDInception(onnx, backend=s.backend, batch_size=s.batch_size)
+        self.info["fid"] = {"name": s.fid_model, "torchscript_sha256": ts_sha, "onnx": str(onnx)}
+        path, sha, self.arcface_reason = resolve_arcface(s.arcface)
+        self.arcface = None if path is None else ArcFace(path, backend=s.backend,
+                                                          batch_size=s.batch_size)
+        self.info["arcface"] = {"name": s.arcface, "path": None if path is None else str(path),
+                                "sha256": sha, "missing_reason": self.arcface_reason}
+
+    def describe(self) -> dict:
+        out = {k: dict(v) for k, v in self.info.items()}
+        runtimes = {"detector": self.detector.model, "landmarks": self.pfld.runtime,
+                    "fid": self.inception.runtime}
+        if self.arcface is not None:
+            runtimes["arcface"] = self.arcface.runtime
+        for key, rt in runtimes.items():
+            out[key]["backend"] = rt.describe().backend
+        out["landmarks"]["model"] = self.pfld.name
+        return out
