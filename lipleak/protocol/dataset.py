@@ -1,0 +1,80 @@
+"""Where things are in a protocol directory, and which audio scores which cell (SPEC §1).
+
+    DIR/AM/CR/<stem>.mp4   DIR/AM/AR/…   DIR/XM/CR/…   DIR/XM/AR/…   DIR/SI/CR/…   DIR/SI/AR/…
+    DIR/gt/<stem>.mp4 (or --gt PATH)     DIR/plan.json (optional, or --plan PATH)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError, LipleakError
+
+SETUPS = ("AM", "XM", "SI")
+REFERENCES = ("CR", "AR")
+CELLS = tuple((s, r) for s in SETUPS for r in REFERENCES)
+VIDEO_EXTS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv")
+GT_SETUP, GT_REF = "GT", "-"
+
+
+def find_videos(folder: Path) -> dict[str, Path]:
+    """stem -> video file in ``folder`` (not recursive); two files with one stem is an error."""
+    out: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and p.suffix.lower() in VIDEO_EXTS and not p.name.startswith("."):
+            if ".partial" in p.suffixes:
+                continue  # a generator output still being written
+            if p.stem in out:
+                raise LipleakError(f"{folder}: two videos named {p.stem!r} "
+                                   f"({out[p.stem].name}, {p.name})")
+            out[p.stem] = p
+    return out
+
+
+def gt_audio_source(video: Path) -> Path:
+    """The GT audio: a sibling <stem>.wav when there is one, else the video's own track."""
+    wav = video.with_suffix(".wav")
+    return wav if wav.is_file() else video
+
+
+@dataclass
+class Layout:
+    root: Path
+    gt_dir: Path
+    gt: dict[str, Path]  # stem -> GT video
+    cells: dict[tuple[str, str], dict[str, Path]]  # (setup, ref) -> stem -> generated video
+    not_run: list[tuple[str, str]]  # cells whose folder does not exist
+    missing: dict[tuple[str, str], list[str]]  # GT stems absent from a cell that was run
+    extra: dict[tuple[str, str], list[str]]  # generated stems with no GT (not scored)
+
+
+def discover(root: Path, gt: Path | None = None,
+             planned: dict[str, Path] | None = None) -> Layout:
+    """The protocol folders of ``root``. GT videos come from ``gt``, else DIR/gt/, else
+    the plan's list (``planned``: stem -> GT video)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(root, "not a directory", "missing")
+    gt_dir = Path(gt) if gt else root / "gt"
+    if not gt_dir.is_dir() and gt is None and planned:
+        gt_videos = dict(planned)
+        gt_dir = root
+    elif not gt_dir.is_dir():
+        raise InputError(gt_dir, "ground-truth folder not found (put the GT videos in DIR/gt/, "
+                         "pass --gt PATH, or score the folder `plan` wrote)", "missing")
+    else:
+        gt_videos = find_videos(gt_dir)
+    if not gt_videos:
+        raise InputError(gt_dir, "no ground-truth videos found", "missing")
+    cells, not_run, missing, extra = {}, [], {}, {}
+    for cell in CELLS:
+        folder = root / cell[0] / cell[1]
+        if not folder.is_dir():
+            not_run.append(cell)
+            continue
+        videos = find_videos(folder)
+        cells[cell] = {s: p for s, p in videos.items() if s in gt_videos}
+        missing[cell] = sorted(set(gt_videos) - set(videos))
+        extra[cell] = sorted(set(videos) - set(gt_videos))
+    return Layout(root, gt_dir, gt_videos, cells, not_run, missing, extra)

@@ -1,0 +1,129 @@
+"""`plan`: the audio, reference frames and jobs of every protocol generation.
+
+For each GT video (sorted by stem) the plan writes, under OUT_DIR:
+
+- ``audio/AM/<stem>.wav``: the GT's own audio, 16 kHz mono int16;
+- ``audio/SI/<stem>.wav``: digital silence (exact zeros) of the same length;
+- ``audio/XM/<stem>.wav``: the audio of another video, chosen by a seeded derangement (a
+  random permutation with no fixed point, drawn by rejection from numpy's PCG64 with the
+  seed), never the video's own. Length rule: the driving audio is cut to the GT's length
+  when longer and repeated from its start when shorter, so every generation has the GT's
+  length and frame count;
+- AR reference frame indices: ``first`` → [0], ``random`` → one seeded index,
+  ``multi:K`` → K distinct seeded indices (sorted); CR uses the current frame;
+- ``jobs.jsonl``: one job per (video, setup, reference) and ``plan.json``.
+
+Paths inside the plan are relative to OUT_DIR (GT videos are absolute), and nothing in it
+depends on time or machine, so the same inputs and seed give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, LipleakError
+from ..io.audio import load_audio, write_wav
+from ..io.video import probe
+from .dataset import CELLS, find_videos, gt_audio_source
+
+PLAN_VERSION = 1
+
+
+def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random permutation of range(n) with no fixed point (n >= 2)."""
+    if n < 2:
+        raise ValueError("a derangement needs at least 2 items")
+    while True:
+        p = rng.permutation(n)
+        if not np.any(p == np.arange(n)):
+            return p
+
+
+def fit_length(audio: np.ndarray, n: int) -> np.ndarray:
+    """Cut ``audio`` to ``n`` samples, or repeat it from its start until it has ``n``."""
+    if len(audio) == 0:
+        return np.zeros(n, np.int16)
+    reps = -(-n // len(audio))
+    return np.tile(audio, reps)[:n].astype(np.int16)
+
+
+def reference_frames(ar: str, n_frames: int, rng: np.random.Generator) -> list[int]:
+    if ar == "first":
+        return [0]
+    if ar == "random":
+        return [int(rng.integers(n_frames))]
+    if ar.startswith("multi:"):
+        try:
+            k = int(ar.split(":", 1)[1])
+        except ValueError:
+            raise LipleakError(f"--ar {ar!r}: expected multi:K with an integer K") from None
+        if k < 1:
+            raise LipleakError(f"--ar {ar!r}: K must be at least 1")
+        return sorted(int(i) for i in rng.choice(n_frames, size=min(k, n_frames), replace=False))
+    raise LipleakError(f"--ar {ar!r}: choose first, random or multi:K")
+
+
+def make_plan(gt_dir: Path, out_dir: Path, seed: int = 0, ar: str = "first") -> dict:
+    gt_dir, out_dir = Path(gt_dir), Path(out_dir)
+    if not gt_dir.is_dir():
+        raise InputError(gt_dir, "not a directory", "missing")
+    videos = find_videos(gt_dir)
+    if len(videos) < 2:
+        raise LipleakError(
+            f"{gt_dir}: {len(videos)} video(s) found; the mismatched-audio setup (XM) needs at "
+            "least 2 videos, since a video is never driven by its own audio")
+    stems = sorted(videos)
+    rng = np.random.default_rng(seed)
+    perm = derangement(len(stems), rng)
+    audios, n_frames = {}, {}
+    for s in stems:
+        audios[s] = load_audio(gt_audio_source(videos[s]))
+        n_frames[s] = probe(videos[s]).n_frames
+    items, jobs = [], []
+    for i, s in enumerate(stems):
+        driver = stems[perm[i]]
+        n = len(audios[s])
+        files = {"AM": audios[s], "SI": np.zeros(n, np.int16),
+                 "XM": fit_length(audios[driver], n)}
+        rel = {}
+        for setup, samples in files.items():
+            rel[setup] = f"audio/{setup}/{s}.wav"
+            (out_dir / "audio" / setup).mkdir(parents=True, exist_ok=True)
+            write_wav(out_dir / rel[setup], samples)
+        ar_frames = reference_frames(ar, max(1, n_frames[s]), rng)
+        items.append({"stem": s, "video": str(videos[s].resolve()), "n_frames": n_frames[s],
+                      "n_samples": n, "xm_driver": driver, "audio": rel,
+                      "ar_frames": ar_frames})
+        for setup, ref in CELLS:
+            jobs.append({"stem": s, "video": str(videos[s].resolve()), "setup": setup,
+                         "reference": ref, "audio": rel[setup],
+                         "reference_frames": "current" if ref == "CR" else ar_frames,
+                         "output": f"{setup}/{ref}/{s}.mp4"})
+    plan = {"version": PLAN_VERSION, "seed": seed, "ar": ar,
+            "xm_length_rule": "cut to the GT length, or repeated from the start when shorter",
+            "videos": items}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "plan.json").write_text(json.dumps(plan, indent=1, sort_keys=True) + "\n")
+    (out_dir / "jobs.jsonl").write_text(
+        "".join(json.dumps(j, sort_keys=True) + "\n" for j in jobs))
+    return plan
+
+
+def load_plan(path: Path) -> tuple[dict, Path]:
+    """The plan and its folder (paths in it are relative to that folder)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "plan.json"
+    if not path.is_file():
+        raise InputError(path, "plan not found (make one with `lipleak-fast plan`)", "missing")
+    try:
+        plan = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"not a plan file: {exc}", "bad_input") from None
+    if plan.get("version") != PLAN_VERSION:
+        raise InputError(path, f"plan version {plan.get('version')} is not {PLAN_VERSION}",
+                         "bad_input")
+    return plan, path.parent
