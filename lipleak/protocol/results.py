@@ -39,14 +39,15 @@ CREATE TABLE IF NOT EXISTS results (
 
 
 def inputs_hash(*paths) -> str:
-    """Identity of the input files: path, size and modification time (not their bytes)."""
+    """Identity of the input files: name, size and modification time (not their bytes, and
+    not their folder, so that a moved or copied DIR is not rescored)."""
     h = hashlib.sha256()
     for p in paths:
         if p is None:
             h.update(b"-")
             continue
         st = os.stat(p)
-        h.update(f"{Path(p).resolve()}|{st.st_size}|{st.st_mtime_ns};".encode())
+        h.update(f"{Path(p).name}|{st.st_size}|{st.st_mtime_ns};".encode())
     return h.hexdigest()[:16]
 
 
