@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 
 W, H, M = 640, 420, 60  # size and margin
-INK, GRID, BLUE, RED = (40, 40, 40), (225, 225, 225), (180, 110, 30), (50, 60, 200)
+INK, GRID = (40, 40, 40), (225, 225, 225)
+PALETTE = ((180, 110, 30), (50, 60, 200), (60, 150, 60))  # BGR: blue, red, green
 
 
 def _canvas(title: str, xlabel: str, ylabel: str) -> np.ndarray:
@@ -67,7 +68,7 @@ def scatter(series: dict[str, list[tuple[float, float]]], title: str, xlabel: st
         cv2.line(img, _to_px(lo, lo, xr, yr), _to_px(hi, hi, xr, yr), (160, 160, 160), 1,
                  cv2.LINE_AA)
     for i, (name, s) in enumerate(series.items()):
-        color = (BLUE, RED)[i % 2]
+        color = PALETTE[i % len(PALETTE)]
         for x, y in s:
             cv2.circle(img, _to_px(x, y, xr, yr), 5, color, -1, cv2.LINE_AA)
         cv2.circle(img, (W - 150, 40 + 18 * i), 5, color, -1, cv2.LINE_AA)
@@ -93,7 +94,7 @@ def histogram(series: dict[str, list[float]], title: str, xlabel: str, bins: int
     _axes(img, (lo, hi), (0, top))
     k = max(1, len(series))
     for i, (name, c) in enumerate(counts.items()):
-        color = (BLUE, RED)[i % 2]
+        color = PALETTE[i % len(PALETTE)]
         for j, n in enumerate(c):
             if n == 0:
                 continue
