@@ -1,0 +1,308 @@
+"""Issue 6, acceptance 1: every kind of bad or unusual input goes through ``score DIR``.
+
+For each input the run finishes, the item ends with a status and a one-line reason in the
+results store and in results.csv / report.md, the good items are scored, and the exit
+status follows the policy (0 all scored, 4 some videos failed). Cheap cases share one
+protocol directory scored once (``--no-visual``); face cases (detect mode and the visual
+metrics) share a second one built from a real clip; the 4K clip has its own run so that
+its peak memory can be measured. All media are made here with the imageio-ffmpeg binary,
+PyAV and soundfile; nothing is committed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+import soundfile as sf
+from scipy.signal import resample_poly
+
+import synth
+from conftest import CLIPS_DIR
+from lipleak.io.audio import load_audio
+from lipleak.io.video import iter_frames, probe
+from media import write_video
+
+PY = sys.executable
+FF = imageio_ffmpeg.get_ffmpeg_exe()
+SYNCNET = ("--syncnet", "syncnet_v2_random")
+
+
+def ff(*args) -> None:
+    subprocess.run([FF, "-v", "error", "-y", *map(str, args)], check=True, timeout=120)
+
+
+def score(root: Path, *extra, db: Path | None = None, maxrss: bool = False):
+    """``lipleak-fast score`` in a child; with ``maxrss`` its peak RSS (KiB) is printed."""
+    args = ["score", str(root), *SYNCNET, "--quiet", *map(str, extra)]
+    if db is not None:
+        args += ["--db", str(db)]
+    if maxrss:
+        code = ("import resource, sys; from lipleak.cli import main; rc = main(sys.argv[1:]); "
+                "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
+                "file=sys.stderr); sys.exit(rc)")
+        cmd = [PY, "-c", code, *args]
+    else:
+        cmd = [PY, "-m", "lipleak", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+def units(db: Path, grp: str = "sync") -> dict[tuple[str, str, str], dict]:
+    con = sqlite3.connect(db)
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        rows = con.execute("SELECT stem, setup, reference, status, reason, detail FROM units "
+                           "WHERE grp = ?", (grp,)).fetchall()
+        n_metric = dict(((s, st, r), n) for s, st, r, n in con.execute(
+            "SELECT stem, setup, reference, COUNT(*) FROM results WHERE grp = ? "
+            "GROUP BY stem, setup, reference", (grp,)))
+    finally:
+        con.close()
+    out = {}
+    for s, st, r, status, reason, detail in rows:
+        out[(s, st, r)] = {"status": status, "reason": reason, "detail": json.loads(detail),
+                           "n_metric_rows": n_metric.get((s, st, r), 0)}
+    return out
+
+
+def csv_failures(root: Path) -> dict[tuple[str, str, str], str]:
+    with open(root / "results.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    width = len(rows[0])
+    return {(r[0], r[1], r[2]): r[width] for r in rows[1:] if len(r) > width}
+
+
+def assert_failed(u: dict, root: Path, key: tuple, *statuses: str) -> None:
+    """The unit failed with one of ``statuses``: one-line reason in store, csv and report."""
+    row = u[key]
+    assert row["status"] == "failed", (key, row)
+    status, _, cause = row["reason"].partition(": ")
+    assert status in statuses, (key, row["reason"])
+    assert cause and "\n" not in row["reason"] and "Traceback" not in row["reason"]
+    assert csv_failures(root)[key] == f"failed (sync): {row['reason']}"
+    assert row["reason"] in (root / "report.md").read_text()
+
+
+def assert_scored(u: dict, key: tuple) -> dict:
+    row = u[key]
+    assert row["status"] == "ok", (key, row)
+    assert row["n_metric_rows"] == 5  # lse_c, lse_d, offset, n_frames, n_tracks
+    d = row["detail"]
+    assert np.isfinite(d["lse_c"]) and np.isfinite(d["lse_d"]) and d["n_frames"] > 5
+    return d
+
+
+# ------------------------------------------------------------------------------ media
+
+
+def wav_variants(src_wav: Path, folder: Path, stem: str) -> dict[str, Path]:
+    """The GT audio as stereo 48 kHz, 8 kHz mono, float32 and clipped WAVs."""
+    a = sf.read(str(src_wav), dtype="int16")[0].astype(np.float64)
+    out = {}
+    st48 = resample_poly(a, 3, 1) / 32768
+    sf.write(folder / f"{stem}_stereo48k.wav", np.stack([st48, 0.5 * st48], 1), 48000,
+             subtype="PCM_16")
+    sf.write(folder / f"{stem}_mono8k.wav", resample_poly(a, 1, 2) / 32768, 8000,
+             subtype="PCM_16")
+    sf.write(folder / f"{stem}_float.wav", (a / 32768).astype(np.float32), 16000,
+             subtype="FLOAT")
+    sf.write(folder / f"{stem}_clipped.wav", np.clip(a * 20, -32768, 32767).astype(np.int16),
+             16000, subtype="PCM_16")
+    for k in ("stereo48k", "mono8k", "float", "clipped"):
+        out[k] = folder / f"{stem}_{k}.wav"
+    return out
+
+
+def build_inputs_dir(root: Path) -> dict[str, str]:
+    """DIR/gt with good synthetic clips and one stem per bad or unusual input; AM/CR with
+    generations of the good clips (one shorter, one longer than its GT). Returns the
+    expected outcome per GT stem: "ok" or the allowed failure statuses joined by '|'."""
+    gt, am = root / "gt", root / "AM" / "CR"
+    gt.mkdir(parents=True)
+    am.mkdir(parents=True)
+    work = root.parent / "work"
+    work.mkdir()
+    expect: dict[str, str] = {}
+    good = [synth.make_clip(gt / f"good{i}.mp4", 200 + i, seconds=1.2) for i in range(2)]
+    expect.update(good0="ok", good1="ok")
+    base = synth.make_clip(work / "base.mp4", 300, seconds=2.0)
+    base_wav = base.with_suffix(".wav")
+
+    # generated videos shorter (0.6 s) and longer (2 s) than their 1.2-s GT
+    frames = list(iter_frames(good[0]))
+    write_video(am / "good0.mp4", frames[:15], audio=load_audio(good[0])[: 15 * 640])
+    frames1 = list(iter_frames(good[1]))
+    write_video(am / "good1.mp4", frames1 + frames1[:20], audio=load_audio(good[1]))
+
+    # truncated: moov first (faststart) so the header survives and the frames stop early
+    ff("-i", base, "-c", "copy", "-movflags", "+faststart", work / "fast.mp4")
+    data = (work / "fast.mp4").read_bytes()
+    (gt / "truncated.mp4").write_bytes(data[: len(data) * 2 // 5])
+    # the same, video only with an intact sibling wav: the video decoder meets the cut
+    ff("-i", base, "-an", "-c", "copy", "-movflags", "+faststart", work / "fast_v.mp4")
+    data = (work / "fast_v.mp4").read_bytes()
+    (gt / "truncated_video.mp4").write_bytes(data[: len(data) * 2 // 5])
+    shutil.copy(base_wav, gt / "truncated_video.wav")
+    # truncated with the moov atom at the end (how PyAV and most tools write): unreadable
+    data = base.read_bytes()
+    (gt / "truncated_nomoov.mp4").write_bytes(data[: len(data) // 2])
+    (gt / "zero.mp4").write_bytes(b"")
+    (gt / "text.mp4").write_text("this is a text file, not a video\n")
+    expect.update(truncated="decode_error", truncated_video="decode_error",
+                  truncated_nomoov="not_a_video", zero="not_a_video",
+                  text="not_a_video")
+
+    ff("-i", base, "-an", "-c", "copy", gt / "noaudio.mp4")  # no sibling wav either
+    ff("-i", base, "-vn", "-c:a", "copy", gt / "audioonly.mp4")
+    expect.update(noaudio="no_audio", audioonly="no_video_stream")
+
+    # one frame, and 0.1 s of video and audio
+    ff("-i", base, "-frames:v", "1", "-an", gt / "oneframe.mp4")
+    shutil.copy(base_wav, gt / "oneframe.wav")
+    ff("-i", base, "-t", "0.1", gt / "tenth.mp4")
+    expect.update(oneframe="too_short", tenth="too_short")
+
+    # other frame rates, resampled to 25 fps; the VFR clip as it is
+    for name, rate in (("fps60", "60"), ("fps23976", "24000/1001"), ("fps30", "30")):
+        ff("-i", base, "-vf", f"fps={rate}", "-c:v", "libx264", "-preset", "ultrafast",
+           "-c:a", "copy", gt / f"{name}.mp4")
+        expect[name] = "ok"
+    (gt / "vfr.mp4").symlink_to(CLIPS_DIR / "raw_vfr_suit_man.mp4")
+    expect["vfr"] = "ok"
+
+    # pixel formats and geometry
+    ff("-i", base, "-vf", "scale=223:301", "-pix_fmt", "yuv444p", "-c:v", "libx264",
+       "-c:a", "copy", gt / "odd223x301.mp4")
+    ff("-i", base, "-vf", "scale=160:128", "-c:a", "copy", work / "wide.mp4")
+    ff("-display_rotation", "90", "-i", work / "wide.mp4", "-c", "copy", gt / "rotated.mp4")
+    ff("-i", base, "-pix_fmt", "gray", "-c:v", "libx264", "-c:a", "copy", gt / "gray.mp4")
+    ff("-i", base, "-pix_fmt", "yuv420p10le", "-c:v", "libx264", "-c:a", "copy",
+       gt / "tenbit.mp4")
+    expect.update(odd223x301="ok", rotated="ok", gray="ok", tenbit="ok")
+
+    # audio formats as the GT sibling .wav (the video's own track is left out)
+    for kind, wav in wav_variants(base_wav, work, "base").items():
+        ff("-i", base, "-an", "-c", "copy", gt / f"wav_{kind}.mp4")
+        shutil.copy(wav, gt / f"wav_{kind}.wav")
+        expect[f"wav_{kind}"] = "ok"
+
+    # names with spaces and non-ASCII characters, in GT and in a cell
+    odd = "a clip — été 日本"
+    shutil.copy(good[0], gt / f"{odd}.mp4")
+    shutil.copy(good[0].with_suffix(".wav"), gt / f"{odd}.wav")
+    shutil.copy(good[0], am / f"{odd}.mp4")
+    expect[odd] = "ok"
+    return expect
+
+
+@pytest.fixture(scope="module")
+def inputs_run(model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("inputs") / "DIR"
+    expect = build_inputs_dir(root)
+    proc = score(root, "--no-visual")
+    return root, expect, proc
+
+
+def test_run_finishes_with_exit_4_and_no_traceback(inputs_run):
+    root, expect, proc = inputs_run
+    assert proc.returncode == 4, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+    data = json.loads((root / "results.json").read_text())
+    failed = {f["stem"] for f in data["failures"]}
+    assert failed == {s for s, e in expect.items() if e != "ok"}
+
+
+@pytest.mark.parametrize("stem", ["truncated", "truncated_video", "truncated_nomoov", "zero", "text", "noaudio",
+                                  "audioonly", "oneframe", "tenth"])
+def test_bad_input_fails_with_a_status_and_one_line_reason(inputs_run, stem):
+    root, expect, _ = inputs_run
+    u = units(root / "results.sqlite")
+    assert_failed(u, root, (stem, "GT", "-"), *expect[stem].split("|"))
+    # its row in the store carries no numbers, and the good videos were scored
+    assert u[(stem, "GT", "-")]["n_metric_rows"] == 5
+    for good in ("good0", "good1"):
+        assert_scored(u, (good, "GT", "-"))
+
+
+def test_truncated_reason_says_where_decoding_stopped(inputs_run):
+    root, _, _ = inputs_run
+    u = units(root / "results.sqlite")
+    # with audio, the audio decoder meets the cut first (the GT audio is read first)
+    assert "audio decode error" in u[("truncated", "GT", "-")]["reason"]
+    reason = u[("truncated_video", "GT", "-")]["reason"]
+    assert "file is truncated" in reason and "decoding stopped at" in reason
+
+
+@pytest.mark.parametrize("stem,src_fps", [("fps60", 60.0), ("fps23976", 24000 / 1001),
+                                          ("fps30", 30.0)])
+def test_other_frame_rates_are_resampled_and_scored(inputs_run, stem, src_fps):
+    root, _, _ = inputs_run
+    d = assert_scored(units(root / "results.sqlite"), (stem, "GT", "-"))
+    assert d["resampled"] is True and d["src_fps"] == pytest.approx(src_fps, rel=1e-4)
+    # 2 s of video at 25 fps; scoring stops with the audio (2 s: 50 frames)
+    assert abs(d["n_frames"] - 50) <= 1
+
+
+def test_variable_frame_rate_clip_is_scored(inputs_run):
+    root, _, _ = inputs_run
+    d = assert_scored(units(root / "results.sqlite"), ("vfr", "GT", "-"))
+    info = probe(CLIPS_DIR / "raw_vfr_suit_man.mp4")
+    assert d["resampled"] is True
+    assert d["n_frames"] <= info.n_frames and d["n_frames"] >= info.n_frames - 2
+
+
+@pytest.mark.parametrize("stem", ["odd223x301", "rotated", "gray", "tenbit"])
+def test_unusual_geometry_and_pixel_formats_are_scored(inputs_run, stem):
+    root, _, _ = inputs_run
+    d = assert_scored(units(root / "results.sqlite"), (stem, "GT", "-"))
+    assert abs(d["n_frames"] - 50) <= 1
+
+
+def test_rotation_metadata_is_applied(inputs_run):
+    root, _, _ = inputs_run
+    info = probe(root / "gt" / "rotated.mp4")
+    assert info.rotation in (90, 270) and (info.width, info.height) == (128, 160)
+    frame = next(iter_frames(root / "gt" / "rotated.mp4"))
+    assert frame.shape == (160, 128, 3)
+
+
+@pytest.mark.parametrize("kind", ["stereo48k", "mono8k", "float", "clipped"])
+def test_gt_wav_formats_are_scored(inputs_run, kind):
+    root, _, _ = inputs_run
+    d = assert_scored(units(root / "results.sqlite"), (f"wav_{kind}", "GT", "-"))
+    assert abs(d["n_frames"] - 50) <= 1
+    # every format decodes to 2 s of 16 kHz mono int16 (the resamplers keep the length)
+    a = load_audio(root / "gt" / f"wav_{kind}.wav")
+    assert a.dtype == np.int16 and abs(len(a) - 32000) <= 8
+
+
+def test_generated_shorter_or_longer_than_gt(inputs_run):
+    root, _, _ = inputs_run
+    u = units(root / "results.sqlite")
+    gt0 = assert_scored(u, ("good0", "GT", "-"))
+    short = assert_scored(u, ("good0", "AM", "CR"))
+    long_ = assert_scored(u, ("good1", "AM", "CR"))
+    assert gt0["n_frames"] == 30
+    assert short["n_frames"] == 15  # the shorter video is scored over its own length
+    # the longer one stops where the GT audio (1.2 s = 30 frames) ends: later frames
+    # cannot enter a SyncNet window
+    assert long_["n_frames"] == 30
+
+
+def test_names_with_spaces_and_non_ascii(inputs_run):
+    root, _, _ = inputs_run
+    u = units(root / "results.sqlite")
+    odd = "a clip — été 日本"
+    gt = assert_scored(u, (odd, "GT", "-"))
+    am = assert_scored(u, (odd, "AM", "CR"))
+    assert (am["lse_c"], am["lse_d"]) == (gt["lse_c"], gt["lse_d"])  # the same file
+    with open(root / "results.csv", newline="", encoding="utf-8") as f:
+        assert sum(r[0] == odd for r in csv.reader(f)) == 2
