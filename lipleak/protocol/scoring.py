@@ -10,6 +10,11 @@ prescribes, one committed unit at a time.
 
 Work is ordered by stem so that a GT video's analysis (faces, landmarks, features) is made
 once and reused by its six generations; it is also cached on disk next to the database.
+
+Two halves: ``UnitScorer`` holds the models and turns one stem's ``StemTask`` into
+``UnitResult``s (pure computation plus the per-video feature files); ``DirectoryScorer`` is
+the driver: discovery, the skip logic and the only writer to the results store. Both the
+local loop and the Ray workers of ``distributed.py`` run the same ``UnitScorer``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,80 +95,138 @@ class Unit:
     video: Path
 
 
-class DirectoryScorer:
-    """Scores the units of one protocol directory into its results store."""
+@dataclass(frozen=True)
+class UnitJob:
+    """One unit to compute: the groups still to do and the inputs hash to commit them with."""
 
-    def __init__(self, root: Path, opts: ScoreOptions):
-        self.root = Path(root)
-        self.opts = opts
-        self.plan = self._plan()
-        planned = None if self.plan is None else {
-            v["stem"]: Path(v["video"]) for v in self.plan[0]["videos"]}
-        self.layout: Layout = discover(self.root, opts.gt, planned)
-        self.db_path = Path(opts.db) if opts.db else self.root / "results.sqlite"
-        self.driving = None if self.plan is None else {
-            v["stem"]: self.plan[1] / v["audio"]["XM"] for v in self.plan[0]["videos"]}
-        self._gt_audio: dict[str, np.ndarray | InputError] = {}
-        self._gt_analysis: dict[str, object] = {}
-        self.sync = SyncScorer(opts.sync)
+    unit: Unit
+    groups: tuple[str, ...]
+    inputs_hash: str
+
+
+@dataclass(frozen=True)
+class StemTask:
+    """The pending units of one stem (its GT first), with every path a worker reads.
+
+    Plain data, so it pickles to a Ray worker; ``absolute()`` makes the paths mean the same
+    on every node of a shared filesystem.
+    """
+
+    root: Path
+    stem: str
+    gt_video: Path
+    has_plan: bool
+    driving: Path | None  # the plan's XM driving audio of this stem
+    jobs: tuple[UnitJob, ...]
+
+    def absolute(self) -> StemTask:
+        def a(p):
+            return None if p is None else Path(p).absolute()
+
+        jobs = tuple(UnitJob(Unit(j.unit.stem, j.unit.setup, j.unit.reference, a(j.unit.video)),
+                             j.groups, j.inputs_hash) for j in self.jobs)
+        return StemTask(a(self.root), self.stem, a(self.gt_video), self.has_plan, a(self.driving),
+                        jobs)
+
+
+@dataclass
+class UnitResult:
+    """What the driver commits for one unit and group (``status`` "failed": no numbers)."""
+
+    stem: str
+    setup: str
+    reference: str
+    grp: str
+    settings_hash: str
+    inputs_hash: str
+    metrics: dict
+    reasons: dict = field(default_factory=dict)
+    detail: dict = field(default_factory=dict)
+    status: str = "ok"
+    reason: str | None = None  # "<status>: <cause>" of a failed unit
+    message: str | None = None  # the one-line error shown on the progress bar
+    last: bool = False  # the unit's last pending group: the progress bar moves on
+
+    @property
+    def label(self) -> str:
+        return f"{self.setup}/{self.reference}/{self.stem} [{self.grp}]"
+
+    @classmethod
+    def failed(cls, job: UnitJob, grp: str, settings_hash: str, status: str, cause: str,
+               message: str, last: bool) -> UnitResult:
+        u = job.unit
+        names = SYNC_METRICS if grp == "sync" else ()
+        return cls(u.stem, u.setup, u.reference, grp, settings_hash, job.inputs_hash,
+                   dict.fromkeys(names), status="failed", reason=f"{status}: {cause}",
+                   message=message, last=last)
+
+
+class UnitScorer:
+    """The worker half: holds the models (loaded once) and scores one stem's units.
+
+    Used in process by the local loop and inside each Ray actor. It writes only the
+    per-video files that are its own output (Inception features, the cached GT analysis);
+    the results store is the driver's.
+    """
+
+    def __init__(self, sync: SyncSettings, visual=None):
+        self.sync = SyncScorer(sync)
         sync_desc = self.sync.describe()
-        self.hashes = {"sync": group_hash(opts.sync.hashed_dict(), _model_shas(sync_desc))}
+        self.hashes = {"sync": group_hash(sync.hashed_dict(), _model_shas(sync_desc))}
         self.provenance = {"sync": sync_desc}
         self.visual = None
-        if opts.visual is not None:
+        if visual is not None:
             from ..visual import VisualScorer
 
-            self.visual = VisualScorer(opts.visual)
+            self.visual = VisualScorer(visual)
             vdesc = self.visual.describe()
-            self.hashes["visual"] = group_hash(opts.visual.hashed_dict(), _model_shas(vdesc))
+            self.hashes["visual"] = group_hash(visual.hashed_dict(), _model_shas(vdesc))
             self.provenance["visual"] = vdesc
+        self._task: StemTask | None = None
+        self._gt_audio: np.ndarray | InputError | None = None
+        self._gt_analysis = None
 
-    # -- inputs ---------------------------------------------------------------------------
-    def _plan(self) -> tuple[dict, Path] | None:
-        path = self.opts.plan or (self.root / "plan.json")
-        if self.opts.plan is None and not Path(path).is_file():
-            return None
-        return load_plan(path)
+    @property
+    def groups(self) -> tuple[str, ...]:
+        return ("sync",) if self.visual is None else ("sync", "visual")
 
-    def units(self) -> list[Unit]:
-        out = []
-        for stem in sorted(self.layout.gt):
-            out.append(Unit(stem, GT_SETUP, GT_REF, self.layout.gt[stem]))
-            for setup, ref in CELLS:
-                video = self.layout.cells.get((setup, ref), {}).get(stem)
-                if video is not None:
-                    out.append(Unit(stem, setup, ref, video))
-        return out
+    def score_stem(self, task: StemTask) -> Iterator[UnitResult]:
+        """One result per (unit, pending group), in the task's order, as each is ready."""
+        # a stem's GT audio and analysis are kept for its units only: work is ordered by stem
+        self._task, self._gt_audio, self._gt_analysis = task, None, None
+        fns = {"sync": self.score_sync, "visual": self.score_visual}
+        for job in task.jobs:
+            for i, grp in enumerate(job.groups):
+                last = i == len(job.groups) - 1
+                h = self.hashes[grp]
+                u = job.unit
+                try:
+                    metrics, reasons, detail = fns[grp](u)
+                except InputError as exc:
+                    yield UnitResult.failed(job, grp, h, exc.status, exc.cause, str(exc), last)
+                    continue
+                yield UnitResult(u.stem, u.setup, u.reference, grp, h, job.inputs_hash,
+                                 metrics, reasons, detail, last=last)
 
+    # -- audio ----------------------------------------------------------------------------
     def gt_audio(self, stem: str) -> np.ndarray:
-        if stem not in self._gt_audio:
-            src = gt_audio_source(self.layout.gt[stem])
+        if self._gt_audio is None:
             try:
-                self._gt_audio[stem] = load_audio(src)
+                self._gt_audio = load_audio(gt_audio_source(self._task.gt_video))
             except InputError as exc:
-                self._gt_audio[stem] = exc
-        a = self._gt_audio[stem]
+                self._gt_audio = exc
+        a = self._gt_audio
         if isinstance(a, InputError):
             raise InputError(a.path, f"GT audio: {a.cause}", a.status)
         return a
 
-    def audio_files(self, u: Unit) -> list[Path | None]:
-        """Files whose change must trigger a rescore of this unit."""
-        gt = self.layout.gt[u.stem]
-        files = [u.video, gt_audio_source(gt)]
-        if u.setup == "XM" and self.driving is not None:
-            files.append(self.driving.get(u.stem))
-        if u.setup != GT_SETUP:
-            files.append(gt)
-        return files
-
     def sync_audio(self, u: Unit):
         if u.setup == "XM":
-            if self.driving is None:
+            if not self._task.has_plan:
                 return None  # the generated video's own track is the driving audio
-            if u.stem not in self.driving:
+            if self._task.driving is None:
                 raise InputError(u.video, "the plan has no driving audio for this stem", "bad_input")
-            return load_audio(self.driving[u.stem])
+            return load_audio(self._task.driving)
         return self.gt_audio(u.stem)
 
     def motion_audio(self, u: Unit) -> np.ndarray:
@@ -183,10 +247,10 @@ class DirectoryScorer:
     def gt_analysis(self, stem: str):
         from ..visual import GTAnalysis
 
-        if stem in self._gt_analysis:
-            return self._gt_analysis[stem]
-        cache = state_dir(self.root) / "gt" / self.hashes["visual"] / f"{stem}.npz"
-        video = self.layout.gt[stem]
+        if self._gt_analysis is not None:
+            return self._gt_analysis
+        cache = state_dir(self._task.root) / "gt" / self.hashes["visual"] / f"{stem}.npz"
+        video = self._task.gt_video
         key = inputs_hash(video)
         gta = None
         if cache.is_file() and cache.with_suffix(".key").is_file() \
@@ -199,7 +263,7 @@ class DirectoryScorer:
             gta = self.visual.analyze_gt(video)
             gta.save(cache)
             cache.with_suffix(".key").write_text(key)
-        self._gt_analysis = {stem: gta}  # keep one: work is ordered by stem
+        self._gt_analysis = gta
         return gta
 
     def score_visual(self, u: Unit) -> tuple[dict, dict, dict]:
@@ -217,7 +281,7 @@ class DirectoryScorer:
                                                      "mouth_audio_lag": am.reason}
             detail = {"n_frames": gta.n_frames}
         else:
-            r = self.visual.score(u.video, gta, self.layout.gt[u.stem], self.motion_audio(u),
+            r = self.visual.score(u.video, gta, self._task.gt_video, self.motion_audio(u),
                                   u.setup)
             feats, metrics, reasons, detail = r.features, dict(r.metrics), dict(r.reasons), {}
             for k, v in list(metrics.items()):
@@ -225,60 +289,152 @@ class DirectoryScorer:
                     metrics[k] = None
             for k in reasons:
                 metrics.setdefault(k, None)
-        _save_npy(features_path(self.root, self.hashes["visual"], u.setup, u.reference, u.stem),
-                  feats)
+        _save_npy(features_path(self._task.root, self.hashes["visual"], u.setup, u.reference,
+                                u.stem), feats)
         return metrics, reasons, detail
+
+
+class LocalExecutor:
+    """Scores stems one after the other in this process."""
+
+    def __init__(self, sync: SyncSettings, visual=None):
+        self.worker = UnitScorer(sync, visual)
+
+    def start(self) -> tuple[dict, dict]:
+        return self.worker.hashes, self.worker.provenance
+
+    def run(self, tasks: Iterator[StemTask], commit: Callable[[UnitResult], None]) -> None:
+        for task in tasks:
+            for r in self.worker.score_stem(task):
+                commit(r)
+
+    def close(self) -> None:
+        pass
+
+
+class DirectoryScorer:
+    """The driver: finds the units of one protocol directory, skips what is done, hands the
+    rest to an executor (this process, or Ray workers) and commits each result it gets back.
+
+    ``executor`` needs ``start() -> (hashes, provenance)``, ``run(tasks, commit)`` and
+    ``close()``; None scores in this process (models loaded here, at once).
+    """
+
+    def __init__(self, root: Path, opts: ScoreOptions, executor=None):
+        self.root = Path(root)
+        self.opts = opts
+        self.plan = self._plan()
+        planned = None if self.plan is None else {
+            v["stem"]: Path(v["video"]) for v in self.plan[0]["videos"]}
+        self.layout: Layout = discover(self.root, opts.gt, planned)
+        self.db_path = Path(opts.db) if opts.db else self.root / "results.sqlite"
+        self.driving = None if self.plan is None else {
+            v["stem"]: self.plan[1] / v["audio"]["XM"] for v in self.plan[0]["videos"]}
+        self.groups = ("sync",) if opts.visual is None else ("sync", "visual")
+        self.hashes: dict[str, str] | None = None
+        self.provenance: dict | None = None
+        if executor is None:
+            executor = LocalExecutor(opts.sync, opts.visual)
+            self.hashes, self.provenance = executor.start()
+        self.executor = executor
+
+    # -- inputs ---------------------------------------------------------------------------
+    def _plan(self) -> tuple[dict, Path] | None:
+        path = self.opts.plan or (self.root / "plan.json")
+        if self.opts.plan is None and not Path(path).is_file():
+            return None
+        return load_plan(path)
+
+    def units(self) -> list[Unit]:
+        out = []
+        for stem in sorted(self.layout.gt):
+            out.append(Unit(stem, GT_SETUP, GT_REF, self.layout.gt[stem]))
+            for setup, ref in CELLS:
+                video = self.layout.cells.get((setup, ref), {}).get(stem)
+                if video is not None:
+                    out.append(Unit(stem, setup, ref, video))
+        return out
+
+    def audio_files(self, u: Unit) -> list[Path | None]:
+        """Files whose change must trigger a rescore of this unit."""
+        gt = self.layout.gt[u.stem]
+        files = [u.video, gt_audio_source(gt)]
+        if u.setup == "XM" and self.driving is not None:
+            files.append(self.driving.get(u.stem))
+        if u.setup != GT_SETUP:
+            files.append(gt)
+        return files
+
+    def tasks(self, store: ResultsStore, counts: dict, bar) -> Iterator[StemTask]:
+        """The pending work, one task per stem in stem order; done groups are counted as
+        skipped here (lazily: a stem is looked at when its task is about to be handed out)."""
+        by_stem: dict[str, list[Unit]] = {}
+        for u in self.units():
+            by_stem.setdefault(u.stem, []).append(u)
+        for stem, units in by_stem.items():
+            jobs = []
+            for u in units:
+                in_hash = inputs_hash(*self.audio_files(u))
+                todo = []
+                for grp in self.groups:
+                    h = self.hashes[grp]
+                    if store.is_done(u.stem, u.setup, u.reference, grp, h, in_hash) and not (
+                            self.opts.retry_failed and self._failed(store, u, grp, h)):
+                        counts["skipped"] += 1
+                    else:
+                        todo.append(grp)
+                if todo:
+                    jobs.append(UnitJob(u, tuple(todo), in_hash))
+                else:
+                    bar.update(1)
+            if jobs:
+                yield StemTask(self.root, stem, self.layout.gt[stem], self.driving is not None,
+                               None if self.driving is None else self.driving.get(stem),
+                               tuple(jobs))
 
     # -- the run --------------------------------------------------------------------------
     def run(self, argv: list[str] | None = None) -> dict:
         from tqdm import tqdm
 
-        groups = [("sync", self.score_sync)]
-        if self.visual is not None:
-            groups.append(("visual", self.score_visual))
         with RunLock(self.db_path.with_name(self.db_path.name + ".lock")):
-            store = ResultsStore(self.db_path)
             try:
-                store.start_run(__version__, argv or sys.argv[1:], {
-                    "hashes": self.hashes, **self.provenance,
-                    "layout": {"not_run": [f"{s}/{r}" for s, r in self.layout.not_run],
-                               "missing": {f"{s}/{r}": v for (s, r), v in
-                                           self.layout.missing.items() if v}}})
-                counts = self._loop(store, groups, tqdm)
-                store.finish_run()
+                self.hashes, self.provenance = self.executor.start()
+                store = ResultsStore(self.db_path)
+                try:
+                    store.start_run(__version__, argv or sys.argv[1:], {
+                        "hashes": self.hashes, **self.provenance,
+                        "layout": {"not_run": [f"{s}/{r}" for s, r in self.layout.not_run],
+                                   "missing": {f"{s}/{r}": v for (s, r), v in
+                                               self.layout.missing.items() if v}}})
+                    counts = self._loop(store, tqdm)
+                    store.finish_run()
+                finally:
+                    store.close()
             finally:
-                store.close()
+                self.executor.close()
         return counts
 
-    def _loop(self, store: ResultsStore, groups, tqdm) -> dict:
+    def _loop(self, store: ResultsStore, tqdm) -> dict:
         counts = {"scored": 0, "skipped": 0, "failed": 0, "failures": []}
-        units = self.units()
-        bar = tqdm(total=len(units), unit="video", disable=self.opts.quiet, desc="score",
+        bar = tqdm(total=len(self.units()), unit="video", disable=self.opts.quiet, desc="score",
                    dynamic_ncols=True)
-        for u in units:
-            in_hash = inputs_hash(*self.audio_files(u))
-            for grp, fn in groups:
-                h = self.hashes[grp]
-                if store.is_done(u.stem, u.setup, u.reference, grp, h, in_hash) and not (
-                        self.opts.retry_failed and self._failed(store, u, grp, h)):
-                    counts["skipped"] += 1
-                    continue
-                try:
-                    metrics, reasons, detail = fn(u)
-                    store.commit_unit(u.stem, u.setup, u.reference, grp, h, in_hash, metrics,
-                                      detail=detail, reasons=reasons)
-                    counts["scored"] += 1
-                except InputError as exc:
-                    names = SYNC_METRICS if grp == "sync" else ()
-                    store.commit_unit(u.stem, u.setup, u.reference, grp, h, in_hash,
-                                      dict.fromkeys(names), status="failed",
-                                      reason=f"{exc.status}: {exc.cause}")
-                    counts["failed"] += 1
-                    counts["failures"].append(f"{u.setup}/{u.reference}/{u.stem} [{grp}]: "
-                                              f"{exc.status}: {exc.cause}")
-                    if not self.opts.quiet:
-                        bar.write(f"failed: {u.setup}/{u.reference}/{u.stem} [{grp}]: {exc}")
-            bar.update(1)
+
+        def commit(r: UnitResult) -> None:
+            # the only writer: each result is one transaction, idempotent per unit key
+            store.commit_unit(r.stem, r.setup, r.reference, r.grp, r.settings_hash,
+                              r.inputs_hash, r.metrics, status=r.status, reason=r.reason,
+                              detail=r.detail, reasons=r.reasons)
+            if r.status == "ok":
+                counts["scored"] += 1
+            else:
+                counts["failed"] += 1
+                counts["failures"].append(f"{r.label}: {r.reason}")
+                if not self.opts.quiet:
+                    bar.write(f"failed: {r.label}: {r.message or r.reason}")
+            if r.last:
+                bar.update(1)
+
+        self.executor.run(self.tasks(store, counts, bar), commit)
         bar.close()
         return counts
 
