@@ -290,8 +290,8 @@ def real_set(model_dir, tmp_path_factory):
     base = tmp_path_factory.mktemp("real")
     gt = base / "gt"
     gt.mkdir()
-    for name in ("real03_aoc", "real07_reagan", "real09_vox_rdj"):
-        _trimmed(CLIPS_DIR / f"{name}.mp4", gt / f"{name}.mp4", 40)
+    for name in ("real03_aoc", "real07_reagan"):
+        _trimmed(CLIPS_DIR / f"{name}.mp4", gt / f"{name}.mp4", 32)
     return base
 
 
@@ -303,7 +303,7 @@ def test_real_clips_remux_generator_with_all_metrics(real_set):
     data = json.loads((run / "results.json").read_text())
     by = {(v["stem"], v["setup"], v["reference"]): v for v in data["videos"]}
     stems = sorted({k[0] for k in by})
-    assert len(stems) == 3
+    assert len(stems) == 2
     for s in stems:
         gt, am, xm = by[(s, "GT", "-")], by[(s, "AM", "CR")], by[(s, "XM", "CR")]
         # AM of a perfect re-mux is the GT video: the same frames and audio, the same score
@@ -329,7 +329,7 @@ def test_real_clips_freeze_generator(real_set):
     cli("score", run, "--syncnet", "syncnet_v2_random", "--no-visual", "--quiet")
     data = json.loads((run / "results.json").read_text())
     for setup, ref in CELLS:
-        assert data["cells"][f"{setup}/{ref}"]["n"] == 3
+        assert data["cells"][f"{setup}/{ref}"]["n"] == 2
     by = {(v["stem"], v["setup"], v["reference"]): v for v in data["videos"]}
     for s in {k[0] for k in by}:
         # AR freezes one frame: the video is the same whatever the audio setup
