@@ -5,7 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..errors import LipleakError
 from .sync import add_sync_options, settings_from_args
+
+LOCAL_RAY = "local"  # --ray without ADDRESS (== lipleak.protocol.distributed.LOCAL)
 
 HELP = "score every cell of a protocol directory (resumable; writes the report at the end)"
 
@@ -36,6 +39,14 @@ def add_parser(sub) -> None:
     p.add_argument("--retry-failed", action="store_true", help="rescore videos that failed")
     p.add_argument("--no-report", action="store_true", help="do not write the report")
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+    p.add_argument("--ray", nargs="?", const=LOCAL_RAY, metavar="ADDRESS",
+                   help="score on Ray workers (needs the 'ray' extra; DIR on a filesystem all "
+                   "nodes see). ADDRESS: a cluster's host:port, ray://host:port or 'auto'; "
+                   "without it: $RAY_ADDRESS, else the cluster started on this machine, else "
+                   "a new local instance")
+    p.add_argument("--ray-workers", type=int, metavar="N",
+                   help="Ray workers (default: one per GPU of the cluster, or one per CPU "
+                   "when it has no GPU)")
     add_sync_options(p)
     p.set_defaults(func=run)
 
@@ -53,7 +64,14 @@ def run(args) -> int:
     opts = ScoreOptions(sync=settings_from_args(args), visual=visual, db=args.db,
                         plan=args.plan, gt=args.gt, retry_failed=args.retry_failed,
                         quiet=args.quiet)
-    scorer = DirectoryScorer(args.dir, opts)
+    executor = None
+    if args.ray is not None:
+        from ..protocol.distributed import RayExecutor
+
+        executor = RayExecutor(opts.sync, visual, address=args.ray, workers=args.ray_workers)
+    elif args.ray_workers is not None:
+        raise LipleakError("--ray-workers needs --ray")
+    scorer = DirectoryScorer(args.dir, opts, executor=executor)
     lay = scorer.layout
     if not args.quiet:
         for s, r in lay.not_run:

@@ -1,0 +1,220 @@
+"""`score DIR --ray [ADDRESS]`: the per-stem work of ``scoring.py`` on Ray actors.
+
+Each actor is one ``UnitScorer`` (models loaded once): one per GPU when the cluster has
+GPUs (``num_gpus=1``), CPU actors otherwise. A task is one stem — its GT and its six
+generations — so the GT analysis (decode, faces, landmarks, Inception features) is made once
+and held in that actor's memory for the cells that need it; a retry redoes at most one stem.
+
+The driver stays the only writer of the results store: results come back to it and are
+committed unit by unit as tasks finish (``ray.wait``). An actor that dies (killed, out of
+memory, a lost node) is restarted by Ray and its in-flight tasks are retried there
+(``max_restarts``/``max_task_retries``); nothing was committed for them, and a commit is a
+replace per unit key, so nothing is lost or written twice. A stem that kills its worker on
+every try is committed as failed (``worker_died``) so the run can finish; ``--retry-failed``
+tries it again. An interrupted driver is rerun like any other: done units are skipped.
+
+Per-video feature files and the GT analysis cache are written by the workers under
+DIR/.lipleak, so DIR must be on a filesystem every node sees at the same path (the driver
+sends absolute paths).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+
+from ..errors import LipleakError
+from ..sync_video import SyncSettings
+from .scoring import StemTask, UnitResult, UnitScorer
+
+LOCAL = "local"  # --ray without ADDRESS: RAY_ADDRESS, else the cluster started here, else a new one
+MAX_TASK_RETRIES = 3
+IN_FLIGHT_PER_WORKER = 2  # one running, one queued: no idle gap between stems
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise LipleakError("--ray needs Ray: pip install 'lipleak-fast[ray]'") from None
+    return ray
+
+
+class StemWorker:
+    """The body of one Ray actor (wrapped by ``ray.remote`` in ``RayExecutor.start``)."""
+
+    def __init__(self, sync: SyncSettings, visual, threads: int | None):
+        if threads:
+            # several CPU actors share a machine: each gets its share of the cores rather than
+            # every onnxruntime/torch pool spinning up one thread per core
+            os.environ.setdefault("LIPLEAK_ORT_THREADS", str(threads))
+            os.environ["OMP_NUM_THREADS"] = os.environ["LIPLEAK_ORT_THREADS"]
+        self.scorer = UnitScorer(sync, visual)
+        if threads and "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(int(os.environ["LIPLEAK_ORT_THREADS"]))
+
+    def describe(self) -> dict:
+        import socket
+
+        return {"hashes": self.scorer.hashes, "provenance": self.scorer.provenance,
+                "node": socket.gethostname(), "pid": os.getpid()}
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def score_stem(self, task: StemTask) -> list[UnitResult]:
+        return list(self.scorer.score_stem(task))
+
+
+def plan_workers(resources: dict, workers: int | None) -> tuple[int, dict, int | None]:
+    """(number of actors, their Ray resource options, threads each) for a cluster's totals.
+
+    GPUs present: one actor per GPU (or ``workers``), each holding one. CPU only: one actor
+    per CPU (or ``workers``), each scheduled on one CPU and given its share of the cores.
+    """
+    gpus = int(resources.get("GPU", 0))
+    cpus = int(resources.get("CPU", 0))
+    if workers is not None and workers < 1:
+        raise LipleakError(f"--ray-workers must be at least 1, got {workers}")
+    if gpus:
+        n = workers or gpus
+        if n > gpus:
+            raise LipleakError(f"--ray-workers {n}: the Ray cluster has {gpus} GPU(s); one "
+                               "worker holds one GPU")
+        return n, {"num_gpus": 1, "num_cpus": 1}, None
+    if cpus < 1:
+        raise LipleakError("the Ray cluster has no CPU and no GPU to run workers on")
+    n = workers or cpus
+    if n > cpus:
+        raise LipleakError(f"--ray-workers {n}: the Ray cluster has {cpus} CPU(s); one "
+                           "worker needs one")
+    return n, {"num_cpus": 1}, max(1, cpus // n)
+
+
+class RayExecutor:
+    """Runs ``StemTask``s on Ray actors; the driver commits what comes back.
+
+    ``address``: a Ray address (``host:port``, ``ray://…``, ``auto``) or ``LOCAL``. A Ray
+    session that is already initialised in this process is used as it is (and left running).
+    """
+
+    def __init__(self, sync: SyncSettings, visual=None, address: str = LOCAL,
+                 workers: int | None = None, max_task_retries: int = MAX_TASK_RETRIES):
+        self.sync, self.visual = sync, visual
+        self.address, self.workers = address, workers
+        self.max_task_retries = max_task_retries
+        self.actors: list = []
+        self.describes: list[dict] = []
+        self._owns_ray = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> tuple[dict, dict]:
+        import logging
+
+        ray = _ray()
+        if not ray.is_initialized():
+            try:
+                ray.init(address=None if self.address == LOCAL else self.address,
+                         include_dashboard=False, logging_level=logging.WARNING)
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                raise LipleakError(f"cannot reach the Ray cluster at {self.address!r}: "
+                                   f"{str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+            self._owns_ray = True
+        n, options, threads = plan_workers(ray.cluster_resources(), self.workers)
+        actor = ray.remote(StemWorker).options(
+            max_restarts=-1, max_task_retries=self.max_task_retries, **options)
+        self.actors = [actor.remote(self.sync, self.visual, threads) for _ in range(n)]
+        try:
+            self.describes = ray.get([a.describe.remote() for a in self.actors])
+        except ray.exceptions.RayActorError as exc:
+            cause = _creation_cause(exc)
+            if isinstance(cause, LipleakError):
+                raise cause from None
+            raise LipleakError(f"a Ray worker could not start: {cause}") from None
+        first = self.describes[0]
+        for d in self.describes[1:]:
+            if d["hashes"] != first["hashes"]:
+                # mixed models or versions would mix numbers in one table
+                raise LipleakError(
+                    f"Ray workers disagree on settings/model hashes: {first['node']} has "
+                    f"{first['hashes']}, {d['node']} has {d['hashes']}; install the same "
+                    "models and lipleak-fast version on every node")
+        return first["hashes"], first["provenance"]
+
+    def close(self) -> None:
+        if not self.actors and not self._owns_ray:
+            return
+        ray = _ray()
+        for a in self.actors:
+            try:
+                ray.kill(a, no_restart=True)
+            except Exception:  # noqa: BLE001 - an actor already gone is fine
+                pass
+        self.actors = []
+        if self._owns_ray:
+            ray.shutdown()
+            self._owns_ray = False
+
+    def worker_pids(self) -> list[int]:
+        ray = _ray()
+        return ray.get([a.pid.remote() for a in self.actors])
+
+    # -- the work -------------------------------------------------------------------------
+    def run(self, tasks: Iterator[StemTask], commit: Callable[[UnitResult], None]) -> None:
+        ray = _ray()
+        tasks = iter(tasks)
+        pending: dict = {}  # ObjectRef -> (actor index, task)
+        load = [0] * len(self.actors)
+
+        def submit() -> bool:
+            task = next(tasks, None)
+            if task is None:
+                return False
+            i = min(range(len(load)), key=load.__getitem__)
+            pending[self.actors[i].score_stem.remote(task.absolute())] = (i, task)
+            load[i] += 1
+            return True
+
+        more = True
+        while more and len(pending) < IN_FLIGHT_PER_WORKER * len(self.actors):
+            more = submit()
+        while pending:
+            [ref], _ = ray.wait(list(pending), num_returns=1)
+            i, task = pending.pop(ref)
+            load[i] -= 1
+            for r in self._results(ray, ref, task):
+                commit(r)
+            while more and len(pending) < IN_FLIGHT_PER_WORKER * len(self.actors):
+                more = submit()
+
+    def _results(self, ray, ref, task: StemTask) -> list[UnitResult]:
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:
+            # an exception raised by our code in the worker: a setup problem stops the run
+            # with its own message, anything else with the worker's traceback
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, LipleakError):
+                raise cause from None
+            raise
+        except ray.exceptions.RayActorError as exc:
+            # the worker process died on every try: record the stem as failed, go on
+            why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            cause = (f"the Ray worker holding this stem died ({self.max_task_retries + 1} "
+                     f"tries; {why[:200]})")
+            return [UnitResult.failed(job, grp, self.describes[0]["hashes"][grp], "worker_died",
+                                      cause, f"{job.unit.video}: {cause}",
+                                      k == len(job.groups) - 1)
+                    for job in task.jobs for k, grp in enumerate(job.groups)]
+
+
+def _creation_cause(exc) -> BaseException:
+    """The exception an actor's constructor raised, when that is why it died."""
+    err = getattr(exc, "error_msg", None)
+    ctx = getattr(exc, "_actor_init_failed", None) or getattr(exc, "actor_init_failed", None)
+    cause = getattr(exc, "cause", None)
+    if cause is not None:
+        inner = getattr(cause, "cause", cause)
+        return inner
+    return RuntimeError(err or (ctx and str(ctx)) or str(exc))
