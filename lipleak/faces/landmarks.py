@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import InputError, ModelError
 from ..runtime.base import open_model
+from ..runtime.batching import BatchedModel
 
 SIZE = 112
 CROP_SCALE = 1.1
@@ -71,26 +72,14 @@ class PFLD:
         spec = self.runtime.inputs[0]
         if len(spec.shape) != 4 or tuple(spec.shape[1:]) != (3, SIZE, SIZE):
             raise ModelError(f"{onnx_path}: landmark input must be N×3×112×112, got {spec.shape}")
-        self.input_name = spec.name
-        self.output_name = self.runtime.outputs[0].name
-        fixed = spec.shape[0]
-        self.fixed_batch = fixed if isinstance(fixed, int) and fixed > 0 else None
-        self.batch_size = self.fixed_batch or batch_size
+        self.batched = BatchedModel(self.runtime, batch_size)
+        self.fixed_batch, self.batch_size = self.batched.fixed_batch, self.batched.batch_size
         self.crop_scale = crop_scale
-
-    def _run_chunk(self, x: np.ndarray) -> np.ndarray:
-        n = len(x)
-        if self.fixed_batch and n < self.fixed_batch:
-            x = np.concatenate([x, np.zeros((self.fixed_batch - n,) + x.shape[1:], x.dtype)])
-        return self.runtime.run({self.input_name: x})[self.output_name][:n]
 
     def predict_crops(self, faces_bgr: Sequence[np.ndarray]) -> np.ndarray:
         """112×112 BGR crops → N×68×2 float32, relative to the crop (0..1)."""
         x = preprocess(faces_bgr)
-        parts = [self._run_chunk(x[i:i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
-        if not parts:
-            return np.zeros((0, N_POINTS, 2), np.float32)
-        return np.concatenate(parts).reshape(len(x), N_POINTS, 2).astype(np.float32, copy=False)
+        return self.batched.run_rows(x, (0, N_POINTS * 2)).reshape(len(x), N_POINTS, 2)
 
     def landmarks(self, frames_bgr: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> np.ndarray:
         """BGR frames and one x1,y1,x2,y2 face box each → N×68×2 float64 frame pixels."""

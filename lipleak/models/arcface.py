@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import InputError, ModelError
 from ..runtime.base import open_model
+from ..runtime.batching import BatchedModel
 
 SIZE = 112
 
@@ -44,26 +45,15 @@ class ArcFace:
         spec = self.runtime.inputs[0]
         if len(spec.shape) != 4 or tuple(spec.shape[1:]) != (3, SIZE, SIZE):
             raise ModelError(f"{onnx_path}: ArcFace input must be N×3×112×112, got {spec.shape}")
-        self.input_name = spec.name
-        self.output_name = self.runtime.outputs[0].name
-        fixed = spec.shape[0]
-        self.fixed_batch = fixed if isinstance(fixed, int) and fixed > 0 else None
-        self.batch_size = self.fixed_batch or batch_size
-
-    def _run_chunk(self, x: np.ndarray) -> np.ndarray:
-        n = len(x)
-        if self.fixed_batch and n < self.fixed_batch:
-            x = np.concatenate([x, np.zeros((self.fixed_batch - n,) + x.shape[1:], x.dtype)])
-        return self.runtime.run({self.input_name: x})[self.output_name][:n]
+        self.batched = BatchedModel(self.runtime, batch_size)
+        self.fixed_batch, self.batch_size = self.batched.fixed_batch, self.batched.batch_size
 
     def embed(self, faces_bgr: Sequence[np.ndarray]) -> np.ndarray:
         """Aligned BGR uint8 112×112 faces → N×D float32 raw embeddings."""
         x = preprocess(faces_bgr)
-        parts = [self._run_chunk(x[i:i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
-        if not parts:
-            dim = self.runtime.outputs[0].shape[-1]
-            return np.zeros((0, dim if isinstance(dim, int) else 512), np.float32)
-        return np.concatenate(parts).reshape(len(x), -1).astype(np.float32, copy=False)
+        dim = self.runtime.outputs[0].shape[-1]
+        out = self.batched.run_rows(x, (0, dim if isinstance(dim, int) else 512))
+        return out.reshape(len(x), -1)
 
     def describe(self):
         return self.runtime.describe()

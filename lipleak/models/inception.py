@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..runtime.base import open_model
+from ..runtime.batching import BatchedModel
 
 SIZE = 299
 DIM = 2048
@@ -68,36 +69,17 @@ def preprocess(crops_bgr: Sequence[np.ndarray]) -> np.ndarray:
     return out * np.float32(2) - np.float32(1)
 
 
-def _fixed_batch(shape: tuple) -> int | None:
-    first = shape[0] if shape else None
-    return first if isinstance(first, int) and first > 0 else None
-
-
 class FIDInception:
     """N BGR crops → N×2048 float32 pool3 features (ONNX from ``lipleak.export.inception_onnx``)."""
 
     def __init__(self, onnx_path: str | Path, backend: str = "auto", batch_size: int = 32):
         self.runtime = open_model(onnx_path, backend)
-        self.input_name = self.runtime.inputs[0].name
-        self.output_name = self.runtime.outputs[0].name
-        # A graph exported with a fixed batch (or an engine built for one) runs in chunks
-        # of exactly that size, the last one zero-padded.
-        self.fixed_batch = _fixed_batch(self.runtime.inputs[0].shape)
-        self.batch_size = self.fixed_batch or batch_size
-
-    def _run_chunk(self, x: np.ndarray) -> np.ndarray:
-        n = len(x)
-        if self.fixed_batch and n < self.fixed_batch:
-            x = np.concatenate([x, np.zeros((self.fixed_batch - n,) + x.shape[1:], x.dtype)])
-        return self.runtime.run({self.input_name: x})[self.output_name][:n]
+        self.batched = BatchedModel(self.runtime, batch_size)
+        self.fixed_batch, self.batch_size = self.batched.fixed_batch, self.batched.batch_size
 
     def run(self, images: np.ndarray) -> np.ndarray:
         """Preprocessed N×3×299×299 float32 → N×2048 float32."""
-        parts = [self._run_chunk(images[i:i + self.batch_size])
-                 for i in range(0, len(images), self.batch_size)]
-        if not parts:
-            return np.zeros((0, DIM), np.float32)
-        return np.concatenate(parts).reshape(len(images), -1).astype(np.float32, copy=False)
+        return self.batched.run_rows(images, (0, DIM)).reshape(len(images), -1)
 
     def features(self, crops_bgr: Sequence[np.ndarray]) -> np.ndarray:
         """BGR uint8 crops (any sizes) → N×2048 float32."""
