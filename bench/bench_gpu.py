@@ -87,20 +87,23 @@ def open_scorer(backend: str, precision: str):
 
 def score_timed(scorer, clip: Path, timer: Timer):
     """One LSE score with its stages timed; decode+crop is the remainder."""
-    import lipleak.metrics.sync as syncm
+    from lipleak import _core
 
     net = scorer.syncnet
-    orig = (net.embed_lips, net.embed_audio, scorer._audio, syncm.offset_search)
+    orig = (net.embed_lips, net.embed_audio, scorer._audio, _core.shift_distances,
+            _core.sync_stats)
     net.embed_lips = timer.wrap("lip_inference", orig[0])
     net.embed_audio = timer.wrap("audio_inference", orig[1])
     scorer._audio = timer.wrap("audio_load_mfcc", orig[2])
-    syncm.offset_search = timer.wrap("offset_search", orig[3])
+    # the streaming search calls these two core functions batch by batch
+    _core.shift_distances = timer.wrap("offset_search", orig[3])
+    _core.sync_stats = timer.wrap("offset_search", orig[4])
     try:
         with timer.stage("total"):
             res = scorer.score(clip)
     finally:
         del net.embed_lips, net.embed_audio, scorer._audio
-        syncm.offset_search = orig[3]
+        _core.shift_distances, _core.sync_stats = orig[3], orig[4]
     return res
 
 

@@ -1,7 +1,8 @@
 """LSE-C / LSE-D from SyncNet embeddings (SPEC §2), a chain of small steps:
 
 audio samples → MFCC (C++ core) → 20-column windows; face crops → 5-frame windows;
-both towers → embeddings; embeddings → offset search (C++ core) → LSE-C, LSE-D.
+both towers → embeddings; embeddings → offset search (C++ core, streamed batch by batch
+in ``lipleak.sync_video``) → LSE-C, LSE-D.
 
 Window k pairs video frames [k, k+5) with MFCC columns [4k, 4k+20); the number of
 windows is N = min(n_frames, floor(n_samples / 640)) - 5, as in syncnet_python.
@@ -38,11 +39,3 @@ def lip_window(crops: list[np.ndarray], out: np.ndarray) -> None:
     for t, crop in enumerate(crops):
         out[:, t] = crop.transpose(2, 0, 1)
 
-
-def offset_search(video_emb: np.ndarray, audio_emb: np.ndarray, vshift: int = 15) -> dict:
-    """SPEC §2 offset search over ±vshift; returns offset, lse_c, lse_d, mdist, fconf."""
-    return _core.offset_search(
-        np.ascontiguousarray(video_emb, dtype=np.float32),
-        np.ascontiguousarray(audio_emb, dtype=np.float32),
-        vshift,
-    )
