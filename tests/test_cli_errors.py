@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from conftest import SHARED_MODELS
 from media import noise_frames, speech_like, write_video
 

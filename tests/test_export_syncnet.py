@@ -18,7 +18,9 @@ pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 import torch.nn.functional as F  # noqa: E402
+
 from conftest import CLIPS_DIR, SHARED_MODELS  # noqa: E402
+from lipleak.errors import ModelError  # noqa: E402
 from lipleak.export.syncnet import (  # noqa: E402
     SyncNetV2,
     load_state_strict,
@@ -26,8 +28,6 @@ from lipleak.export.syncnet import (  # noqa: E402
     read_state_dict,
 )
 from lipleak.export.syncnet_onnx import export_towers  # noqa: E402
-
-from lipleak.errors import ModelError  # noqa: E402
 
 FIXTURE = SHARED_MODELS / "syncnet_v2_random.model"
 CLIP = CLIPS_DIR / "real09_vox_rdj.mp4"  # an aligned 224×224 face crop: frames fit as they are

@@ -16,8 +16,8 @@ import urllib.request
 import zipfile
 
 import pytest
-from conftest import SHARED, SHARED_MODELS
 
+from conftest import SHARED, SHARED_MODELS
 from lipleak.cli import main
 from lipleak.errors import ModelError
 from lipleak.models import registry, store

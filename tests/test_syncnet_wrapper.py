@@ -10,8 +10,8 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import SHARED_MODELS
 
+from conftest import SHARED_MODELS
 from lipleak.errors import ModelError
 from lipleak.models import store
 from lipleak.models.syncnet import SyncNet, onnx_folder
