@@ -306,3 +306,150 @@ def test_names_with_spaces_and_non_ascii(inputs_run):
     assert (am["lse_c"], am["lse_d"]) == (gt["lse_c"], gt["lse_d"])  # the same file
     with open(root / "results.csv", newline="", encoding="utf-8") as f:
         assert sum(r[0] == odd for r in csv.reader(f)) == 2
+
+
+# ------------------------------------------------------------------------ faces
+
+
+def _real_frames(name: str, n: int, size: int) -> tuple[list[np.ndarray], np.ndarray]:
+    import cv2
+
+    src = CLIPS_DIR / f"{name}.mp4"
+    frames = []
+    for f in iter_frames(src):
+        frames.append(cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA))
+        if len(frames) == n:
+            break
+    return frames, load_audio(src)[: n * 640]
+
+
+N_FACE = 40  # 1.6 s
+
+
+@pytest.fixture(scope="module")
+def faces_dir(model_dir, tmp_path_factory):
+    """Detect mode on real faces (160 px): a good GT, a faceless GT, two faces side by
+    side, a face that slides out of the frame; generations of the good one: shorter
+    (AM/CR), longer (AM/AR) and faceless (SI/CR)."""
+    root = tmp_path_factory.mktemp("faces") / "DIR"
+    gt = root / "gt"
+    gt.mkdir(parents=True)
+    a, audio = _real_frames("real09_vox_rdj", N_FACE, 160)
+    b, _ = _real_frames("real07_reagan", N_FACE, 160)
+    write_video(gt / "face.mp4", a, audio=audio)
+    grey = [np.full_like(f, 120) for f in a]
+    write_video(gt / "noface.mp4", grey, audio=audio)
+    write_video(gt / "twofaces.mp4", [np.hstack([x, y]) for x, y in zip(a, b, strict=True)],
+                audio=audio)
+    slide = []
+    for i, f in enumerate(a):  # 8 px a frame to the right: gone after ~20 frames
+        g = np.full_like(f, 120)
+        s = min(160, 8 * i)
+        g[:, s:] = f[:, : 160 - s]
+        slide.append(g)
+    write_video(gt / "leaves.mp4", slide, audio=audio)
+    for cell, frames in (("AM/CR", a[:20]), ("AM/AR", a + a[:20]), ("SI/CR", grey)):
+        (root / cell).mkdir(parents=True)
+        write_video(root / cell / "face.mp4", frames, audio=audio[: len(frames) * 640])
+    return root
+
+
+@pytest.fixture(scope="module")
+def faces_detect(faces_dir):
+    db = faces_dir / "detect.sqlite"
+    proc = score(faces_dir, "--mode", "detect", "--min-track", "10", "--min-face-size", "40",
+                 "--no-visual", "--no-report", db=db)
+    return units(db), proc
+
+
+N_VIS = 10  # the visual metrics cost ~0.5 s a frame on a busy 2-core box: keep it short
+
+
+@pytest.fixture(scope="module")
+def faces_visual(model_dir, tmp_path_factory):
+    """Visual metrics on a good and a faceless GT; generations of the good one: shorter
+    (AM/CR), longer (AM/AR) and faceless (SI/CR)."""
+    root = tmp_path_factory.mktemp("visual") / "DIR"
+    (root / "gt").mkdir(parents=True)
+    a, audio = _real_frames("real09_vox_rdj", N_VIS, 160)
+    grey = [np.full_like(f, 120) for f in a]
+    write_video(root / "gt" / "face.mp4", a, audio=audio)
+    write_video(root / "gt" / "noface.mp4", grey, audio=audio)
+    for cell, frames in (("AM/CR", a[:6]), ("AM/AR", a + a[:5]), ("SI/CR", grey)):
+        (root / cell).mkdir(parents=True)
+        write_video(root / cell / "face.mp4", frames, audio=audio[: len(frames) * 640])
+    return root, score(root)
+
+
+def test_detect_mode_faces(faces_detect, faces_dir):
+    u, proc = faces_detect
+    assert proc.returncode == 4, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    row = u[("noface", "GT", "-")]
+    assert row["status"] == "failed" and row["reason"].startswith("no_face: no face track")
+    assert "\n" not in row["reason"]
+    one = assert_scored(u, ("face", "GT", "-"))
+    assert len(one["tracks"]) == 1 and one["tracks"][0]["end_frame"] == N_FACE - 1
+    two = assert_scored(u, ("twofaces", "GT", "-"))
+    assert len(two["tracks"]) == 2  # each face is its own track, both scored
+    for t in two["tracks"]:
+        assert (t["start_frame"], t["end_frame"]) == (0, N_FACE - 1)
+    # the face that leaves the frame: its track ends where the detector loses it, and
+    # only those frames are scored; the rest of the video is not part of any track
+    gone = assert_scored(u, ("leaves", "GT", "-"))
+    (t,) = gone["tracks"]
+    assert t["start_frame"] == 0 and 10 <= t["end_frame"] < 25, t
+    # a generated video without a face fails in detect mode; the shorter one scores
+    si = u[("face", "SI", "CR")]
+    assert si["status"] == "failed" and si["reason"].startswith("no_face:")
+    assert assert_scored(u, ("face", "AM", "CR"))["n_frames"] == 20
+
+
+def test_visual_metrics_faces(faces_visual):
+    faces_dir, proc = faces_visual
+    assert proc.returncode == 4, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    v = units(faces_dir / "results.sqlite", "visual")
+    row = v[("noface", "GT", "-")]
+    assert row["status"] == "failed" and row["reason"] == (
+        f"no_face: no face found in any of its {N_VIS} frames")
+    assert csv_failures(faces_dir)[("noface", "GT", "-")] == f"failed (visual): {row['reason']}"
+    assert row["reason"] in (faces_dir / "report.md").read_text()
+    assert v[("face", "GT", "-")]["status"] == "ok", v[("face", "GT", "-")]
+    data = json.loads((faces_dir / "results.json").read_text())
+    by = {(x["stem"], x["setup"], x["reference"]): x for x in data["videos"]}
+    short, long_, faceless = by[("face", "AM", "CR")], by[("face", "AM", "AR")], \
+        by[("face", "SI", "CR")]
+    # shorter: compared over its own 6 frames; longer: over the GT's 10, the rest counted
+    con = sqlite3.connect(faces_dir / "results.sqlite")
+    m = {(s, st, r, k): val for s, st, r, k, val in con.execute(
+        "SELECT stem, setup, reference, metric, value FROM results WHERE grp = 'visual'")}
+    con.close()
+    assert m[("face", "AM", "CR", "n_frames_compared")] == 6
+    assert m[("face", "AM", "AR", "n_frames_compared")] == N_VIS
+    assert m[("face", "AM", "AR", "n_frames_gen")] == N_VIS + 5
+    # the first 10 frames of the longer video are the GT's: same pictures up to the codec
+    assert long_["ssim"] > 0.9 and short["ssim"] > 0.9
+    # a faceless generation is scored on the GT's boxes; every frame counts as faceless
+    assert m[("face", "SI", "CR", "n_no_face_gen")] == N_VIS
+    assert faceless["ssim"] < short["ssim"]
+
+
+def test_4k_video_memory_stays_bounded(model_dir, tmp_path):
+    """1 s of 3840x2160: scored (prealigned) with a peak RSS far below 1 s of 4K frames
+    held at once would need on top of the models (25 x 24.9 MB)."""
+    root = tmp_path / "DIR"
+    gt = root / "gt"
+    gt.mkdir(parents=True)
+    synth.make_clip(gt / "small.mp4", 400, seconds=1.0)
+    base = synth.make_clip(tmp_path / "base.mp4", 401, seconds=1.0)
+    ff("-i", base, "-vf", "scale=3840:2160", "-c:v", "libx264", "-preset", "ultrafast",
+       "-crf", "30", "-c:a", "copy", gt / "uhd.mp4")
+    assert (probe(gt / "uhd.mp4").width, probe(gt / "uhd.mp4").height) == (3840, 2160)
+    proc = score(root, "--no-visual", maxrss=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rss_mib = int(proc.stderr.split("MAXRSS")[1].split()[0]) / 1024
+    u = units(root / "results.sqlite")
+    assert assert_scored(u, ("uhd", "GT", "-"))["n_frames"] == 25
+    print(f"peak RSS scoring 1 s of 4K: {rss_mib:.0f} MiB")
+    assert rss_mib < 1200, rss_mib
