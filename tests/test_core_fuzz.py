@@ -232,3 +232,87 @@ def test_specific_rejections():
         _core.offset_search([[1.0]], [[1.0]])
     with pytest.raises(ValueError, match="samplerate"):
         _core.mfcc(np.ones(100, np.int16), 0)
+
+
+# ------------------------------------------- well-shaped input with bad values or dtypes
+# The arbitrary-input tests above rarely draw an array that passes the shape checks, so
+# NaN/inf, dtypes and empty inputs are also tried on otherwise valid shapes.
+
+nonfinite = st.sampled_from([np.nan, np.inf, -np.inf])
+
+
+@st.composite
+def poisoned_pair(draw):
+    """float32 N×D embeddings (N may be 0) with NaN/±inf at drawn positions of either."""
+    n, d = draw(st.integers(0, 8)), draw(st.integers(1, 16))
+    v = draw(hnp.arrays(np.float32, (n, d), elements=finite32))
+    a = draw(hnp.arrays(np.float32, (n, d), elements=finite32))
+    target = draw(st.sampled_from([v, a]))
+    if n:
+        for _ in range(draw(st.integers(1, 3))):
+            target[draw(st.integers(0, n - 1)), draw(st.integers(0, d - 1))] = draw(nonfinite)
+    return v, a
+
+
+@FUZZ
+@given(poisoned_pair(), st.integers(0, 10))
+def test_embedding_entry_points_nonfinite_or_empty(pair, vshift):
+    v, a = pair
+    bad = not (np.isfinite(v).all() and np.isfinite(a).all())
+    for fn, args in ((_core.shift_distances, (v, a, vshift, 0)),
+                     (_core.offset_search, (v, a, vshift)),
+                     (_core.offset_search_batch, ([v], [a], vshift))):
+        out = call(fn, *args)
+        if bad:
+            assert out is None, fn.__name__  # NaN/inf must be refused, never propagated
+        elif out is not None and fn is _core.shift_distances:
+            assert out.shape == (len(v), 2 * vshift + 1) and np.all(np.isfinite(out))
+
+
+@FUZZ
+@given(st.integers(0, 8), st.sampled_from([1, 3, 31]), nonfinite, st.data())
+def test_sync_stats_nonfinite_or_empty(n, s, x, data):
+    d = np.ones((n, s))
+    if n:
+        d[data.draw(st.integers(0, n - 1)), data.draw(st.integers(0, s - 1))] = x
+    r = call(_core.sync_stats, d)
+    if n:
+        assert r is None  # a NaN/inf distance is refused
+    elif r is not None:
+        assert r["mdist"].shape == (s,) and r["fconf"].shape == (0,)
+
+
+@FUZZ
+@given(st.sampled_from(DTYPES), st.integers(0, 6), st.integers(1, 8))
+def test_embedding_entry_points_any_dtype(dtype, n, d):
+    v = np.ones((n, d), dtype)
+    for fn, args in ((_core.shift_distances, (v, v, 2, 0)), (_core.offset_search, (v, v, 2)),
+                     (_core.offset_search_batch, ([v], [v], 2))):
+        out = call(fn, *args)
+        if dtype != np.float32:
+            assert out is None, (fn.__name__, dtype)
+    s = call(_core.sync_stats, np.ones((n, 5), dtype))
+    if dtype != np.float64:
+        assert s is None, dtype
+
+
+@FUZZ
+@given(st.sampled_from(DTYPES), st.integers(0, 900))
+def test_mfcc_any_dtype_or_empty(dtype, n):
+    out = call(_core.mfcc, np.ones(n, dtype))
+    if dtype != np.int16:
+        assert out is None, dtype
+    elif out is not None:
+        assert out.shape[1] == 13 and np.all(np.isfinite(out))
+
+
+@FUZZ
+@given(st.sampled_from(DTYPES), st.integers(0, 3), st.integers(0, 14), st.integers(0, 3))
+def test_ssim_psnr_any_dtype_or_empty(dtype, f, side, c):
+    a = np.zeros((f, side, side, c), dtype)
+    for fn in (_core.ssim, _core.psnr):
+        out = call(fn, a, a)
+        if dtype != np.uint8:
+            assert out is None, (fn.__name__, dtype)
+        elif out is not None:
+            assert out.shape == (f,) and not np.any(np.isnan(out))
