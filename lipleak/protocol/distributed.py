@@ -50,13 +50,22 @@ class StemWorker:
             # every onnxruntime/torch pool spinning up one thread per core
             os.environ.setdefault("LIPLEAK_ORT_THREADS", str(threads))
             os.environ["OMP_NUM_THREADS"] = os.environ["LIPLEAK_ORT_THREADS"]
-        self.scorer = UnitScorer(sync, visual)
+        self.error: LipleakError | None = None
+        try:
+            self.scorer = UnitScorer(sync, visual)
+        except LipleakError as exc:
+            # kept for describe() to raise as a task error: Ray passes that exception to the
+            # driver as itself, whereas a failed constructor reaches it only as text
+            self.scorer, self.error = None, exc
+            return
         if threads and "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(int(os.environ["LIPLEAK_ORT_THREADS"]))
 
     def describe(self) -> dict:
         import socket
 
+        if self.error is not None:
+            raise self.error
         return {"hashes": self.scorer.hashes, "provenance": self.scorer.provenance,
                 "node": socket.gethostname(), "pid": os.getpid()}
 
@@ -116,7 +125,8 @@ class RayExecutor:
         if not ray.is_initialized():
             try:
                 ray.init(address=None if self.address == LOCAL else self.address,
-                         include_dashboard=False, logging_level=logging.WARNING)
+                         include_dashboard=False, logging_level=logging.WARNING,
+                         log_to_driver=False)  # errors reach the driver as exceptions
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 raise LipleakError(f"cannot reach the Ray cluster at {self.address!r}: "
                                    f"{str(exc).splitlines()[0] if str(exc) else exc!r}") from None
@@ -127,11 +137,14 @@ class RayExecutor:
         self.actors = [actor.remote(self.sync, self.visual, threads) for _ in range(n)]
         try:
             self.describes = ray.get([a.describe.remote() for a in self.actors])
-        except ray.exceptions.RayActorError as exc:
-            cause = _creation_cause(exc)
+        except ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
             if isinstance(cause, LipleakError):
-                raise cause from None
-            raise LipleakError(f"a Ray worker could not start: {cause}") from None
+                raise cause from None  # a missing model etc.: its own one-line message
+            raise
+        except ray.exceptions.RayActorError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise LipleakError(f"a Ray worker could not start: {first}") from None
         first = self.describes[0]
         for d in self.describes[1:]:
             if d["hashes"] != first["hashes"]:
@@ -208,13 +221,3 @@ class RayExecutor:
                                       k == len(job.groups) - 1)
                     for job in task.jobs for k, grp in enumerate(job.groups)]
 
-
-def _creation_cause(exc) -> BaseException:
-    """The exception an actor's constructor raised, when that is why it died."""
-    err = getattr(exc, "error_msg", None)
-    ctx = getattr(exc, "_actor_init_failed", None) or getattr(exc, "actor_init_failed", None)
-    cause = getattr(exc, "cause", None)
-    if cause is not None:
-        inner = getattr(cause, "cause", cause)
-        return inner
-    return RuntimeError(err or (ctx and str(ctx)) or str(exc))
