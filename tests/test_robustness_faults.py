@@ -28,7 +28,7 @@ from conftest import ROOT
 PY = sys.executable
 SYNTH = str(ROOT / "tests" / "synth.py")
 SCORE = ("score", "--syncnet", "syncnet_v2_random", "--no-visual", "--quiet")
-N_STEMS = 4
+N_STEMS = 3
 N_UNITS = N_STEMS * 4  # GT + AM/CR + XM/CR + SI/CR
 
 
@@ -100,7 +100,7 @@ def one_line_error(proc_stderr: str) -> str:
 
 @pytest.fixture(scope="module")
 def protocol_dir(model_dir, tmp_path_factory):
-    """4 synthetic GT clips; AM/CR, XM/CR, SI/CR hold copies of them (no plan: XM is scored
+    """3 synthetic GT clips; AM/CR, XM/CR, SI/CR hold copies of them (no plan: XM is scored
     against the video's own track). Scored once, uninterrupted, as the reference."""
     base = tmp_path_factory.mktemp("faults")
     src = base / "DIR"
