@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from .. import __version__
+from ..errors import LipleakError
 from . import charts
 from .dataset import CELLS, GT_REF, GT_SETUP, REFERENCES, SETUPS
 from .leakage import cell_means, leakage, per_video
@@ -41,8 +42,12 @@ def _fmt(v, digits=3) -> str:
 
 def _write(path: Path, data: bytes | str) -> None:
     tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(data if isinstance(data, bytes) else data.encode())
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data if isinstance(data, bytes) else data.encode())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise LipleakError(f"{path}: cannot write the report: {exc.strerror or exc}; the "
+                           "results database is intact (rerun `lipleak-fast report`)") from None
 
 
 def cell_fids(root: Path, vhash: str | None, videos: dict) -> dict[tuple[str, str], float]:
@@ -227,7 +232,11 @@ def write_report(root: Path, db: Path | None = None, out: Path | None = None) ->
     out = Path(out) if out else root
     data = build(root, db)
     plots = _plots(data)
-    (out / "plots").mkdir(parents=True, exist_ok=True)
+    try:
+        (out / "plots").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LipleakError(f"{out / 'plots'}: cannot write the report: "
+                           f"{exc.strerror or exc}") from None
     for name, png in plots.items():
         _write(out / "plots" / name, png)
     _write(out / "report.md", _markdown(data, plots))
