@@ -115,6 +115,7 @@ class RayExecutor:
         self.max_task_retries = max_task_retries
         self.actors: list = []
         self.describes: list[dict] = []
+        self.load: list[int] = []  # unfinished tasks per actor, while run() runs
         self._owns_ray = False
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -178,7 +179,7 @@ class RayExecutor:
         ray = _ray()
         tasks = iter(tasks)
         pending: dict = {}  # ObjectRef -> (actor index, task)
-        load = [0] * len(self.actors)
+        load = self.load = [0] * len(self.actors)
 
         def submit() -> bool:
             task = next(tasks, None)

@@ -1,0 +1,241 @@
+"""Issue 5: `score DIR --ray` on a local 2-CPU Ray instance gives the single-process rows,
+row for row (synthetic set, LSE only; real clips with every visual metric and cell FID);
+a worker killed mid-run is retried and nothing is lost or written twice."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from test_protocol import _trimmed, cli, gen_cmd  # noqa: E402
+
+import synth  # noqa: E402
+from conftest import CLIPS_DIR  # noqa: E402
+from lipleak.cli import main  # noqa: E402
+from lipleak.errors import LipleakError  # noqa: E402
+from lipleak.protocol.distributed import RayExecutor, plan_workers  # noqa: E402
+from lipleak.protocol.scoring import DirectoryScorer, ScoreOptions  # noqa: E402
+from lipleak.sync_video import SyncSettings  # noqa: E402
+
+SYNC = ["--syncnet", "syncnet_v2_random"]
+N_STEMS = 4
+RESULT_COLS = "stem, setup, reference, metric, settings_hash, value, status, reason"
+UNIT_COLS = "stem, setup, reference, grp, settings_hash, inputs_hash, status, reason"
+
+
+def table(db: Path, cols: str, name: str) -> list[tuple]:
+    con = sqlite3.connect(db)
+    try:
+        return sorted(con.execute(f"SELECT {cols} FROM {name}").fetchall(),
+                      key=lambda r: tuple(map(str, r)))
+    finally:
+        con.close()
+
+
+def fresh_copy(src: Path, dst: Path) -> Path:
+    """The generated protocol directory without any scoring output."""
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(
+        "results.sqlite*", "report*", "results.*", "plots", ".lipleak"))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def cluster(model_dir):
+    """A local Ray instance (2 CPUs) for this module; workers inherit LIPLEAK_MODEL_DIR."""
+    ctx = ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    try:
+        yield ctx.address_info["address"]
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def synth_set(model_dir, tmp_path_factory):
+    """4 synthetic GT clips of 1.2 s, the leaky generator, scored in one process (LSE)."""
+    base = tmp_path_factory.mktemp("raysynth")
+    synth.make_set(base / "gt", N_STEMS, seconds=1.2)
+    gen = base / "generated"
+    cli("plan", base / "gt", gen, "--seed", "3")
+    cli("generate", gen, "--cmd", gen_cmd("leaky"), "--jobs", "2", "--quiet")
+    single = fresh_copy(gen, base / "single")
+    cli("score", single, *SYNC, "--no-visual", "--quiet")
+    return gen, single
+
+
+def test_plan_workers():
+    assert plan_workers({"CPU": 16, "GPU": 4}, None) == (4, {"num_gpus": 1, "num_cpus": 1}, None)
+    assert plan_workers({"CPU": 16, "GPU": 4}, 2)[0] == 2
+    assert plan_workers({"CPU": 2}, None) == (2, {"num_cpus": 1}, 1)
+    assert plan_workers({"CPU": 8}, 2) == (2, {"num_cpus": 1}, 4)
+    for res, n, msg in (({"CPU": 2}, 3, "2 CPU"), ({"CPU": 8, "GPU": 1}, 2, "1 GPU"),
+                        ({"CPU": 2}, 0, "at least 1"), ({}, None, "no CPU")):
+        with pytest.raises(LipleakError, match=msg):
+            plan_workers(res, n)
+
+
+def test_cli_ray_option_errors(cluster, synth_set, capsys):
+    gen, _ = synth_set
+    assert main(["score", str(gen), *SYNC, "--no-visual", "--ray-workers", "2"]) == 1
+    assert "--ray-workers needs --ray" in capsys.readouterr().err
+    assert main(["score", str(gen), *SYNC, "--no-visual", "--ray", "--ray-workers", "3"]) == 1
+    assert "the Ray cluster has 2 CPU(s)" in capsys.readouterr().err
+
+
+def test_synthetic_ray_equals_single_process(cluster, synth_set, tmp_path):
+    """A second driver (the CLI in a subprocess) attached to the cluster by its address."""
+    gen, single = synth_set
+    run = fresh_copy(gen, tmp_path / "ray")
+    t = time.perf_counter()
+    proc = cli("score", run, *SYNC, "--no-visual", "--ray", cluster, "--ray-workers", "2")
+    print(f"ray run: {time.perf_counter() - t:.1f} s")
+    assert f"scored {7 * N_STEMS}, skipped 0" in proc.stdout, proc.stdout
+    assert "Traceback" not in proc.stderr
+    got = table(run / "results.sqlite", RESULT_COLS, "results")
+    assert len(got) == 5 * 7 * N_STEMS
+    assert got == table(single / "results.sqlite", RESULT_COLS, "results")
+    assert table(run / "results.sqlite", UNIT_COLS, "units") == \
+        table(single / "results.sqlite", UNIT_COLS, "units")
+    a, b = (json.loads((d / "results.json").read_text()) for d in (run, single))
+    assert a["cells"] == b["cells"] and a["leakage"] == b["leakage"]
+    assert a["provenance"]["sync"]["models"] == b["provenance"]["sync"]["models"]
+    # a rerun on Ray skips every unit and changes nothing
+    proc = cli("score", run, *SYNC, "--no-visual", "--ray", cluster, "--no-report")
+    assert f"scored 0, skipped {7 * N_STEMS}" in proc.stdout, proc.stdout
+    assert table(run / "results.sqlite", RESULT_COLS, "results") == got
+
+
+def _committed(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        con = sqlite3.connect(db, timeout=1)
+        try:
+            return con.execute("SELECT COUNT(*) FROM units").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0  # schema not written yet
+
+
+def _run_and_kill(run: Path, retries: int) -> tuple[dict, int]:
+    """Score ``run`` on 2 workers in a thread; once the first unit is committed, SIGKILL a
+    worker that holds an unfinished stem (a stem takes seconds, so the kill lands mid-task;
+    the retries=0 test checks that it did)."""
+    opts = ScoreOptions(sync=SyncSettings(syncnet="syncnet_v2_random"), quiet=True)
+    ex = RayExecutor(opts.sync, None, workers=2, max_task_retries=retries)
+    scorer = DirectoryScorer(run, opts, executor=ex)
+    out: dict = {}
+
+    def target():
+        try:
+            out["counts"] = scorer.run([])
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
+            out["error"] = exc
+
+    th = threading.Thread(target=target)
+    th.start()
+    while not ex.describes and th.is_alive():
+        time.sleep(0.05)
+    pids = ex.worker_pids()
+    while _committed(run / "results.sqlite") == 0 and th.is_alive():
+        time.sleep(0.02)
+    busy = [i for i, n in enumerate(ex.load) if n > 0]
+    assert th.is_alive() and busy, out  # still running: the kill is mid-run
+    pid = pids[busy[-1]]
+    os.kill(pid, signal.SIGKILL)
+    th.join(600)
+    assert not th.is_alive()
+    if "error" in out:
+        raise out["error"]
+    return out["counts"], pid
+
+
+def _check_integrity(db: Path) -> None:
+    con = sqlite3.connect(db)
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        per_unit = con.execute("SELECT COUNT(*) FROM results GROUP BY stem, setup, reference, "
+                               "grp").fetchall()
+        assert len(per_unit) == 7 * N_STEMS and all(n == 5 for (n,) in per_unit)
+    finally:
+        con.close()
+
+
+def test_killed_worker_is_retried_nothing_lost_or_doubled(cluster, synth_set, tmp_path):
+    gen, single = synth_set
+    run = fresh_copy(gen, tmp_path / "ray")
+    counts, pid = _run_and_kill(run, retries=3)
+    assert not Path(f"/proc/{pid}").exists()
+    # every unit committed exactly once: a retried stem came back once, as a whole
+    assert counts["scored"] == 7 * N_STEMS and counts["failed"] == 0, counts
+    _check_integrity(run / "results.sqlite")
+    assert table(run / "results.sqlite", RESULT_COLS, "results") == \
+        table(single / "results.sqlite", RESULT_COLS, "results")
+
+
+def test_stem_whose_worker_dies_every_try_is_failed_then_retried(cluster, synth_set, tmp_path):
+    """No task retries: the stem on the killed worker is recorded as failed (worker_died),
+    the others are scored; a rerun with --retry-failed completes the table."""
+    gen, single = synth_set
+    run = fresh_copy(gen, tmp_path / "ray")
+    counts, _ = _run_and_kill(run, retries=0)
+    units = table(run / "results.sqlite", "stem, status, reason", "units")
+    bad = {s for s, st, _ in units if st != "ok"}
+    # the running stem, and the one queued behind it on the same worker if there was one
+    assert 1 <= len(bad) <= 2
+    assert counts["failed"] == 7 * len(bad) and counts["scored"] == 7 * (N_STEMS - len(bad))
+    assert all(r.startswith("worker_died: the Ray worker holding this stem died (1 tries")
+               for s, st, r in units if st != "ok")
+    assert main(["score", str(run), *SYNC, "--no-visual", "--quiet", "--ray",
+                 "--retry-failed", "--no-report"]) == 0
+    _check_integrity(run / "results.sqlite")
+    assert table(run / "results.sqlite", RESULT_COLS, "results") == \
+        table(single / "results.sqlite", RESULT_COLS, "results")
+
+
+def test_real_clips_all_metrics_and_cell_fid_equal(cluster, tmp_path):
+    """Two real clips (40 frames), re-muxed generations, every visual metric: the Ray rows
+    and the report's cell FIDs (pooled from the workers' per-video feature files) equal
+    the single-process ones."""
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    for name in ("real03_aoc", "real09_vox_rdj"):
+        _trimmed(CLIPS_DIR / f"{name}.mp4", gt / f"{name}.mp4", 40)
+    gen = tmp_path / "generated"
+    cli("plan", gt, gen, "--seed", "1")
+    cli("generate", gen, "--cmd", gen_cmd("remux"), "--quiet")
+    single, run = fresh_copy(gen, tmp_path / "single"), fresh_copy(gen, tmp_path / "ray")
+    t = time.perf_counter()
+    cli("score", single, *SYNC, "--quiet")
+    t1 = time.perf_counter()
+    assert main(["score", str(run), *SYNC, "--quiet", "--ray", "--ray-workers", "2"]) == 0
+    print(f"single {t1 - t:.1f} s, ray {time.perf_counter() - t1:.1f} s")
+    got = table(run / "results.sqlite", RESULT_COLS, "results")
+    assert {r[3] for r in got} >= {"lse_c", "ssim", "psnr", "lmd", "mouth_audio_corr"}
+    assert got == table(single / "results.sqlite", RESULT_COLS, "results")
+    a, b = (json.loads((d / "results.json").read_text()) for d in (run, single))
+    fids = {c: v.get("fid") for c, v in a["cells"].items() if c != "GT/-"}
+    assert len(fids) == 6 and all(f is not None for f in fids.values()), fids
+    assert fids == {c: v.get("fid") for c, v in b["cells"].items() if c != "GT/-"}
+    assert a["cells"] == b["cells"]
+
+
+def test_missing_model_on_the_workers_is_a_one_line_error(synth_set, tmp_path):
+    """The CLI starting its own local instance; the workers cannot find SyncNet."""
+    gen, _ = synth_set
+    env = {**os.environ, "LIPLEAK_MODEL_DIR": str(tmp_path / "empty")}
+    proc = cli("score", fresh_copy(gen, tmp_path / "run"), *SYNC, "--no-visual", "--ray",
+               "--ray-workers", "1", env=env, check=False)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "is not in the model dir" in proc.stderr and "Traceback" not in proc.stderr
