@@ -211,7 +211,7 @@ def test_real_clips_all_metrics_and_cell_fid_equal(cluster, tmp_path):
     gt = tmp_path / "gt"
     gt.mkdir()
     for name in ("real03_aoc", "real09_vox_rdj"):
-        _trimmed(CLIPS_DIR / f"{name}.mp4", gt / f"{name}.mp4", 40)
+        _trimmed(CLIPS_DIR / f"{name}.mp4", gt / f"{name}.mp4", 24)
     gen = tmp_path / "generated"
     cli("plan", gt, gen, "--seed", "1")
     cli("generate", gen, "--cmd", gen_cmd("remux"), "--quiet")

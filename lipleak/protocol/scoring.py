@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..errors import InputError
+from ..errors import InputError, LipleakError
 from ..io.audio import load_audio
 from ..sync_video import SyncScorer, SyncSettings
 from .dataset import CELLS, GT_REF, GT_SETUP, Layout, discover, gt_audio_source
@@ -70,10 +70,14 @@ def features_path(root: Path, vhash: str, setup: str, ref: str, stem: str) -> Pa
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part.npy")
-    np.save(tmp, np.ascontiguousarray(arr, dtype=np.float32))
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".part.npy")
+        np.save(tmp, np.ascontiguousarray(arr, dtype=np.float32))
+        tmp.replace(path)
+    except OSError as exc:
+        raise LipleakError(f"{path}: cannot write per-video features: {exc.strerror or exc}; "
+                           "everything committed before this video is intact") from None
 
 
 @dataclass
@@ -261,8 +265,12 @@ class UnitScorer:
                 gta = None
         if gta is None:
             gta = self.visual.analyze_gt(video)
-            gta.save(cache)
-            cache.with_suffix(".key").write_text(key)
+            try:
+                gta.save(cache)
+                cache.with_suffix(".key").write_text(key)
+            except OSError as exc:
+                raise LipleakError(f"{cache}: cannot write the GT analysis cache: "
+                                   f"{exc.strerror or exc}") from None
         self._gt_analysis = gta
         return gta
 
