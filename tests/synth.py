@@ -67,7 +67,13 @@ def mouth_openings(audio: np.ndarray, n_frames: int) -> np.ndarray:
 
 def draw_mouth(img: np.ndarray, opening: float) -> None:
     cv2.ellipse(img, MOUTH_CENTER, (20, 2 + int(round(14 * opening))), 0, 0, 360, (40, 30, 140), -1)
-    cv2.line(img, (MOUTH_CENTER[0] - 20, MOUTH_CENTER[1]), (MOUTH_CENTER[0] + 20, MOUTH_CENTER[1]), (30, 20, 90), 1)
+    cv2.line(
+        img,
+        (MOUTH_CENTER[0] - 20, MOUTH_CENTER[1]),
+        (MOUTH_CENTER[0] + 20, MOUTH_CENTER[1]),
+        (30, 20, 90),
+        1,
+    )
 
 
 def draw_face(seed: int, opening: float) -> np.ndarray:
@@ -182,8 +188,25 @@ def gen_freeze(video, audio, out, ref_frames) -> None:
 def gen_remux(video, audio, out, ref_frames) -> None:
     import imageio_ffmpeg
 
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", str(video), "-i", str(audio),
-           "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", str(out)]
+    cmd = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-v",
+        "error",
+        "-y",
+        "-i",
+        str(video),
+        "-i",
+        str(audio),
+        "-map",
+        "0:v:0",
+        "-map",
+        "1:a:0",
+        "-c:v",
+        "copy",
+        "-c:a",
+        "aac",
+        str(out),
+    ]
     subprocess.run(cmd, check=True)
 
 

@@ -60,12 +60,15 @@ def test_score_reports_cells_not_run_and_missing_stems(model_dir, tmp_path):
     """A partial run (no XM at all, one AR video missing) is scored as far as it goes."""
     synth.make_set(tmp_path / "gt", 2, seconds=0.48)
     run = tmp_path / "run"
-    cmd = (f"{PY} {SYNTH} leaky --video {{video}} --audio {{audio}} --out {{out}} "
-           "--ref-frames {ref_frames}")
+    cmd = (
+        f"{PY} {SYNTH} leaky --video {{video}} --audio {{audio}} --out {{out}} "
+        "--ref-frames {ref_frames}"
+    )
 
     def cli(*args):
-        return subprocess.run([PY, "-m", "lipleak", *map(str, args)], capture_output=True,
-                              text=True, timeout=600)
+        return subprocess.run(
+            [PY, "-m", "lipleak", *map(str, args)], capture_output=True, text=True, timeout=600
+        )
 
     assert cli("plan", tmp_path / "gt", run).returncode == 0
     assert cli("generate", run, "--cmd", cmd, "--quiet").returncode == 0
