@@ -35,18 +35,25 @@ def _range(values) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
-def _axes(img, xr, yr, nticks=5) -> None:
-    cv2.rectangle(img, (M, M - 20), (W - 20, H - M), INK, 1)
-    for i in range(nticks + 1):
-        fx, fy = i / nticks, i / nticks
-        x = int(M + fx * (W - 20 - M))
-        y = int(H - M - fy * (H - 2 * M + 20))
+def _ticks(r, integer: bool, nticks: int = 5) -> list[float]:
+    """Tick values inside ``r``: evenly spaced, or whole numbers (counts, offsets)."""
+    if not integer:
+        return [r[0] + i / nticks * (r[1] - r[0]) for i in range(nticks + 1)]
+    step = max(1, math.ceil((r[1] - r[0]) / nticks))
+    return [float(v) for v in range(math.ceil(r[0]), math.floor(r[1]) + 1, step)]
+
+
+def _axes(img, xr, yr, nticks=5, xint: bool = False, yint: bool = False) -> None:
+    for v in _ticks(xr, xint, nticks):
+        x = _to_px(v, yr[0], xr, yr)[0]
         cv2.line(img, (x, M - 20), (x, H - M), GRID, 1)
+        cv2.putText(img, f"{v:.3g}", (x - 14, H - M + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.38, INK,
+                    1, cv2.LINE_AA)
+    for v in _ticks(yr, yint, nticks):
+        y = _to_px(xr[0], v, xr, yr)[1]
         cv2.line(img, (M, y), (W - 20, y), GRID, 1)
-        cv2.putText(img, f"{xr[0] + fx * (xr[1] - xr[0]):.3g}", (x - 14, H - M + 16),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.38, INK, 1, cv2.LINE_AA)
-        cv2.putText(img, f"{yr[0] + fy * (yr[1] - yr[0]):.3g}", (18, y + 4),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.38, INK, 1, cv2.LINE_AA)
+        cv2.putText(img, f"{v:.3g}", (25, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.38, INK, 1,
+                    cv2.LINE_AA)
     cv2.rectangle(img, (M, M - 20), (W - 20, H - M), INK, 1)
 
 
@@ -91,7 +98,8 @@ def histogram(series: dict[str, list[float]], title: str, xlabel: str, bins: int
                               edges)[0] for k, s in series.items()}
     top = max([int(c.max()) for c in counts.values() if c.size] + [1])
     img = _canvas(title, xlabel, "videos")
-    _axes(img, (lo, hi), (0, top))
+    top_axis = top * 1.2  # headroom so the tallest bar stays clear of the legend
+    _axes(img, (lo, hi), (0, top_axis), xint=integer, yint=True)
     k = max(1, len(series))
     for i, (name, c) in enumerate(counts.items()):
         color = PALETTE[i % len(PALETTE)]
@@ -100,7 +108,8 @@ def histogram(series: dict[str, list[float]], title: str, xlabel: str, bins: int
                 continue
             x0 = edges[j] + (edges[j + 1] - edges[j]) * i / k
             x1 = edges[j] + (edges[j + 1] - edges[j]) * (i + 1) / k
-            p0, p1 = _to_px(x0, 0, (lo, hi), (0, top)), _to_px(x1, n, (lo, hi), (0, top))
+            p0 = _to_px(x0, 0, (lo, hi), (0, top_axis))
+            p1 = _to_px(x1, n, (lo, hi), (0, top_axis))
             cv2.rectangle(img, (p0[0] + 1, p1[1]), (p1[0] - 1, p0[1]), color, -1)
         cv2.rectangle(img, (W - 155, 35 + 18 * i), (W - 145, 45 + 18 * i), color, -1)
         cv2.putText(img, name, (W - 138, 45 + 18 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.45, INK, 1,
