@@ -25,11 +25,12 @@ constexpr float kPairEpsF = static_cast<float>(kPairEps);
 constexpr int kRows = 4;             // video rows per work item: 16 KiB of floats at d = 1024
 constexpr int kLanes = 16;           // float32 partial sums per distance; element k -> lane k % 16
 constexpr int64_t kFlushSteps = 32;  // 16-element steps between float32 -> double flushes
-// n * S * d above which threads start: ~8 ms of serial work (N ~ 4200 at d = 1024). When
-// another process holds a core, a thread can wait a whole time slice (~4 ms) at the end of
-// the loop: measured at N = 250, 0.45 ms serial, 0.23 ms on two idle cores, 4 ms with one
-// core busy. Only long inputs gain more than that risk costs.
-constexpr int64_t kParallelWork = int64_t{1} << 27;
+// n * S * d above which threads start: ~0.25 ms of serial work (N ~ 130 at d = 1024, so a
+// whole 10-s clip is searched on every core, while the pipeline's 32-row streaming chunks
+// stay serial). Measured at N = 250: 0.45 ms serial, 0.23 ms on two idle cores, but up to
+// ~4 ms when another process holds a core and a thread waits a time slice at the end of
+// the loop; a few ms per video is negligible next to SyncNet.
+constexpr int64_t kParallelWork = int64_t{1} << 22;
 
 // The float32 kernel (SPEC §2 distances, as torch computes pairwise_distance in float32):
 // per element t = (w - a) + eps rounded to float32, then acc[k % 16] = fma(t, t, acc[k % 16])

@@ -287,9 +287,9 @@ import hashlib, sys
 import numpy as np
 from lipleak import _core
 rng = np.random.default_rng(14)
-# n * 31 * 1024 above the core's threading threshold (2**27), so threads do start.
-v = rng.standard_normal((4300, 1024)).astype(np.float32)
-a = rng.standard_normal((4300, 1024)).astype(np.float32)
+# n * 31 * 1024 above the core's threading threshold (2**22), so threads do start.
+v = rng.standard_normal((600, 1024)).astype(np.float32)
+a = rng.standard_normal((600, 1024)).astype(np.float32)
 d = _core.shift_distances(v, a, 15)
 r = _core.offset_search(v, a, 15)
 h = hashlib.sha256(d.tobytes())
