@@ -436,13 +436,13 @@ def test_visual_metrics_faces(faces_visual):
 
 
 def test_4k_video_memory_stays_bounded(model_dir, tmp_path):
-    """1 s of 3840x2160: scored (prealigned) with a peak RSS far below 1 s of 4K frames
-    held at once would need on top of the models (25 x 24.9 MB)."""
+    """3 s of 3840x2160: scored (prealigned) with a peak RSS well below what holding its
+    frames at once would need on top of the models (75 x 24.9 MB = 1.9 GB)."""
     root = tmp_path / "DIR"
     gt = root / "gt"
     gt.mkdir(parents=True)
     synth.make_clip(gt / "small.mp4", 400, seconds=1.0)
-    base = synth.make_clip(tmp_path / "base.mp4", 401, seconds=1.0)
+    base = synth.make_clip(tmp_path / "base.mp4", 401, seconds=3.0)
     ff("-i", base, "-vf", "scale=3840:2160", "-c:v", "libx264", "-preset", "ultrafast",
        "-crf", "30", "-c:a", "copy", gt / "uhd.mp4")
     assert (probe(gt / "uhd.mp4").width, probe(gt / "uhd.mp4").height) == (3840, 2160)
@@ -450,6 +450,8 @@ def test_4k_video_memory_stays_bounded(model_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     rss_mib = int(proc.stderr.split("MAXRSS")[1].split()[0]) / 1024
     u = units(root / "results.sqlite")
-    assert assert_scored(u, ("uhd", "GT", "-"))["n_frames"] == 25
-    print(f"peak RSS scoring 1 s of 4K: {rss_mib:.0f} MiB")
-    assert rss_mib < 1200, rss_mib
+    assert assert_scored(u, ("uhd", "GT", "-"))["n_frames"] == 75
+    print(f"peak RSS scoring 3 s of 4K: {rss_mib:.0f} MiB")
+    # Observed 600-1500 MiB depending on allocator and decoder-thread history (a full test
+    # run vs alone); holding the clip's frames would add 1.9 GB to the ~0.6 GB of models.
+    assert rss_mib < 2000, rss_mib
