@@ -22,23 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .container import open_media
 
 
 def _open(path: str | Path):
-    import av
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(p, "file not found", "missing")
-    try:
-        container = av.open(str(p))
-    except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        raise InputError(p, f"not a readable media file ({exc.__class__.__name__})",
-                         "not_a_video") from None
-    if not container.streams.audio:
-        container.close()
-        raise InputError(p, "no audio stream", "no_audio")
-    return container
+    return open_media(path, "audio")
 
 
 def _stated_end(container, stream) -> int | None:

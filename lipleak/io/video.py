@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .container import open_media
 
 TARGET_FPS = 25
 # a file whose frames end this much before its stated duration was cut off
@@ -53,20 +54,7 @@ class VideoInfo:
 
 
 def _open(path: str | Path):
-    import av
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(p, "file not found", "missing")
-    try:
-        container = av.open(str(p))
-    except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        raise InputError(p, f"not a readable media file ({exc.__class__.__name__})",
-                         "not_a_video") from None
-    if not container.streams.video:
-        container.close()
-        raise InputError(p, "no video stream", "no_video_stream")
-    return container
+    return open_media(path, "video")
 
 
 def _is_25fps(stream) -> bool:
