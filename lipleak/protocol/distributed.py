@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from ..errors import LipleakError
 from ..sync_video import SyncSettings
@@ -73,6 +74,16 @@ class StemWorker:
         return os.getpid()
 
     def score_stem(self, task: StemTask) -> list[UnitResult]:
+        # Fault injection for the worker-death tests: a file DIR/.lipleak/kill-worker-<stem>
+        # makes the worker that picks up that stem die at once, exactly once (it removes
+        # the file first), so the test does not have to race the run with a signal.
+        flag = Path(task.root) / ".lipleak" / f"kill-worker-{task.stem}"
+        try:
+            flag.unlink()
+        except FileNotFoundError:
+            pass
+        else:
+            os._exit(1)
         return list(self.scorer.score_stem(task))
 
 
