@@ -8,8 +8,6 @@ rather than holding frames.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ import numpy as np
 from . import __version__, _core
 from .errors import InputError
 from .metrics import sync as syncm
+from .settings import HashedSettings
 
 # Settings that do not change any number (batch size, backend) are kept out of the hash so
 # that reruns with another batch size reuse finished results.
@@ -26,7 +25,9 @@ _NOT_HASHED = ("batch_size", "backend", "decoder")
 
 
 @dataclass(frozen=True)
-class SyncSettings:
+class SyncSettings(HashedSettings):
+    NOT_HASHED = _NOT_HASHED
+
     mode: str = "prealigned"  # "prealigned" (full frame -> 224x224) or "detect"
     reference_frames: bool = False  # reproduce the reference tool's JPEG round trip
     vshift: int = 15
@@ -41,15 +42,6 @@ class SyncSettings:
     backend: str = "auto"
     decoder: str = "auto"  # "auto" (DALI when usable, else CPU), "cpu", "dali"
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    def hashed_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k not in _NOT_HASHED}
-
-    def hash(self) -> str:
-        blob = json.dumps(self.hashed_dict(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
 
 
 @dataclass

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from ..errors import LipleakError
+from ..settings import HashedSettings
 
 CROPS = ("face", "full")
 # Settings that do not change any number are kept out of the hash, so that a rerun with
@@ -15,7 +14,9 @@ _NOT_HASHED = ("batch_size", "backend")
 
 
 @dataclass(frozen=True)
-class VisualSettings:
+class VisualSettings(HashedSettings):
+    NOT_HASHED = _NOT_HASHED
+
     crop: str = "face"  # "face": 1.1x square around the GT face box; "full": whole frame
     crop_size: int = 224  # both crop modes are resized to crop_size x crop_size
     detector: str = "scrfd_500m"  # registry name
@@ -34,12 +35,3 @@ class VisualSettings:
         if int(self.batch_size) < 1:
             raise LipleakError(f"batch_size must be at least 1, got {self.batch_size}")
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    def hashed_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k not in _NOT_HASHED}
-
-    def hash(self) -> str:
-        blob = json.dumps(self.hashed_dict(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
