@@ -121,6 +121,8 @@ std::array<double, kNumCep * kNfilt> dct_lifter() {
 
 }  // namespace
 
+int64_t mfcc_step(int samplerate) { return frame_step(samplerate); }
+
 int64_t mfcc_frames(int64_t n, int samplerate) {
     const int64_t len = frame_len(samplerate), step = frame_step(samplerate);
     if (n <= len) return 1;
@@ -128,28 +130,32 @@ int64_t mfcc_frames(int64_t n, int samplerate) {
 }
 
 void mfcc(const int16_t* signal, int64_t n, int samplerate, double* out) {
+    mfcc_range(signal, n, samplerate, 0, 0, mfcc_frames(n, samplerate), out);
+}
+
+void mfcc_range(const int16_t* signal, int64_t n, int samplerate, int64_t base, int64_t first,
+                int64_t count, double* out) {
     static const Fft512 fft;
     static const auto dct = dct_lifter();
     const Filterbank fb = filterbank(samplerate);
     const double eps = std::numeric_limits<double>::epsilon();
     const int64_t len = frame_len(samplerate), step = frame_step(samplerate);
-    const int64_t frames = mfcc_frames(n, samplerate);
     // numpy.fft.rfft(frame, 512) zero-pads a shorter frame and truncates a longer one.
     const int64_t used = std::min<int64_t>(len, kNfft);
 
     // Frames are independent; threads only pay off on long signals (a minute and up).
-#pragma omp parallel for schedule(static) if (frames > 6000)
-    for (int64_t t = 0; t < frames; ++t) {
+#pragma omp parallel for schedule(static) if (count > 6000)
+    for (int64_t i = 0; i < count; ++i) {
         std::array<double, kNfft> re{}, im{};
         std::array<double, kBins> pspec{};
         std::array<double, kNfilt> logfb{};
-        const int64_t start = t * step;
+        const int64_t start = (first + i) * step - base;  // index into signal
         for (int64_t k = 0; k < kNfft; ++k) {
             const int64_t p = start + k;
             double v = 0.0;  // samples past the signal end are zero padding
             if (k < used && p < n) {
                 v = static_cast<double>(signal[p]);
-                if (p > 0) v -= kPreemph * static_cast<double>(signal[p - 1]);
+                if (base + p > 0) v -= kPreemph * static_cast<double>(signal[p - 1]);
             }
             re[static_cast<size_t>(k)] = v;
         }
@@ -165,7 +171,7 @@ void mfcc(const int16_t* signal, int64_t n, int samplerate, double* out) {
             for (int k = fb.lo[j]; k < fb.hi[j]; ++k) e += pspec[k] * row[k];
             logfb[j] = std::log(e == 0.0 ? eps : e);
         }
-        double* o = out + t * kNumCep;
+        double* o = out + i * kNumCep;
         for (int k = 0; k < kNumCep; ++k) {
             double c = 0.0;
             for (int j = 0; j < kNfilt; ++j) c += dct[k * kNfilt + j] * logfb[j];

@@ -237,18 +237,38 @@ py::list offset_search_batch(const py::sequence& videos, const py::sequence& aud
     return out;
 }
 
-py::array_t<double> mfcc(const py::object& signal, int64_t samplerate) {
+py::array_t<double> mfcc(const py::object& signal, int64_t samplerate, int64_t first,
+                         const py::object& count, int64_t base) {
     auto s = checked<int16_t>(signal, "signal", "int16", 1, 1);
     if (s.shape(0) < 1) fail("signal is empty");
     if (samplerate < 1000 || samplerate > 192000)
         fail("samplerate must be in [1000, 192000], got " + std::to_string(samplerate));
     const int sr = static_cast<int>(samplerate);
-    const int64_t frames = lipleak::mfcc_frames(s.shape(0), sr);
-    py::array_t<double> out({static_cast<py::ssize_t>(frames), py::ssize_t{lipleak::kNumCep}});
+    // Bounded so that frame and sample indices cannot overflow int64 (2^40 samples is
+    // two years of audio at 16 kHz).
+    constexpr int64_t kMaxIndex = int64_t{1} << 40;
+    if (base < 0 || base > kMaxIndex)
+        fail("base must be in [0, 2^40], got " + std::to_string(base));
+    if (first < 0 || first > kMaxIndex)
+        fail("first must be in [0, 2^40], got " + std::to_string(first));
+    const int64_t step = lipleak::mfcc_step(sr);
+    const int64_t frames_left = lipleak::mfcc_frames(base + s.shape(0), sr) - first;
+    int64_t n_out = std::max<int64_t>(frames_left, 0);
+    if (!count.is_none()) {
+        n_out = count.cast<int64_t>();
+        if (n_out < 0 || n_out > kMaxOutput / lipleak::kNumCep)
+            fail("count must be in [0, " + std::to_string(kMaxOutput / lipleak::kNumCep) +
+                 "], got " + std::to_string(n_out));
+    }
+    const int64_t need = first * step > 0 ? first * step - 1 : 0;
+    if (n_out > 0 && base > need)
+        fail("signal starts at sample " + std::to_string(base) + ", after sample " +
+             std::to_string(need) + " that frame " + std::to_string(first) + " needs");
+    py::array_t<double> out({static_cast<py::ssize_t>(n_out), py::ssize_t{lipleak::kNumCep}});
     double* o = out.mutable_data();
     {
         py::gil_scoped_release nogil;
-        lipleak::mfcc(s.data(), s.shape(0), sr, o);
+        lipleak::mfcc_range(s.data(), s.shape(0), sr, base, first, n_out, o);
     }
     return out;
 }
@@ -331,8 +351,11 @@ PYBIND11_MODULE(_core, m) {
           py::arg("vshift") = 15, "sync_stats(shift_distances(video, audio, vshift)).");
     m.def("offset_search_batch", &offset_search_batch, py::arg("videos"), py::arg("audios"),
           py::arg("vshift") = 15, "offset_search over lists of pairs, in parallel.");
-    m.def("mfcc", &mfcc, py::arg("signal"), py::arg("samplerate") = 16000,
-          "python_speech_features.mfcc(signal, samplerate) of int16 samples; float64[T, 13].");
+    m.def("mfcc", &mfcc, py::arg("signal"), py::arg("samplerate") = 16000, py::kw_only(),
+          py::arg("first") = 0, py::arg("count") = py::none(), py::arg("base") = 0,
+          "python_speech_features.mfcc(signal, samplerate) of int16 samples; float64[T, 13]. "
+          "first/count/base: frames first.. of a longer signal of which signal holds the "
+          "samples from base on (streaming).");
     m.def("ssim", &ssim, py::arg("a"), py::arg("b"),
           "Per-frame SSIM of uint8[F,H,W(,C)] pairs (skimage, Gaussian 11x11); float64[F].");
     m.def("psnr", &psnr, py::arg("a"), py::arg("b"),

@@ -71,12 +71,25 @@ def offset_search_batch(
     Every item is validated first; results are identical to one offset_search per item.
     """
 
-def mfcc(signal: npt.NDArray[np.int16], samplerate: int = 16000) -> npt.NDArray[np.float64]:
+def mfcc(
+    signal: npt.NDArray[np.int16],
+    samplerate: int = 16000,
+    *,
+    first: int = 0,
+    count: int | None = None,
+    base: int = 0,
+) -> npt.NDArray[np.float64]:
     """python_speech_features.mfcc(signal, samplerate) with every default (v0.6).
 
     signal: int16[n], n >= 1, sample values used as they are (not scaled).
     1000 <= samplerate <= 192000. Returns float64[T, 13],
     T = 1 + ceil((n - winlen) / winstep) (1 when n <= winlen; 400 / 160 samples at 16 kHz).
+
+    Streaming: with ``base`` > 0, ``signal`` holds samples base .. base + n - 1 of a longer
+    signal; rows ``first`` .. ``first + count - 1`` of that signal's MFCC are returned, bit
+    for bit (samples past the end of ``signal`` count as the signal's end). The frames'
+    samples, and the one before (pre-emphasis), must be in ``signal``: base <= first *
+    winstep - 1 (ValueError otherwise). ``count`` defaults to every frame up to the end.
     """
 
 def ssim(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:

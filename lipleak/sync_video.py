@@ -90,11 +90,11 @@ class _StreamingSearch:
     rows of the one-shot search; only the N x (2*vshift+1) distances are kept.
     """
 
-    def __init__(self, syncnet, samples: np.ndarray, vshift: int, batch_size: int):
+    def __init__(self, syncnet, audio: syncm.AudioWindows, vshift: int, batch_size: int):
         self.syncnet = syncnet
         self.vshift = vshift
         self.batch_size = batch_size
-        self.cc = _core.mfcc(np.ascontiguousarray(samples, dtype=np.int16)).T  # 13 x T
+        self.audio = audio
         self.v = np.empty((0, 1024), np.float32)  # pending video rows [v0, n_video)
         self.v0 = 0
         self.a = np.empty((0, 1024), np.float32)  # audio rows [a0, a0 + len(a))
@@ -107,10 +107,8 @@ class _StreamingSearch:
         while self.a0 + len(self.a) < hi:
             lo = self.a0 + len(self.a)
             n = min(self.batch_size, hi - lo)
-            win = np.empty((n, 1, 13, syncm.WINDOW_MFCC), np.float32)
-            for j in range(n):
-                c = syncm.MFCC_PER_FRAME * (lo + j)
-                win[j, 0] = self.cc[:, c : c + syncm.WINDOW_MFCC]
+            win = self.audio.windows(lo, lo + n)
+            self.audio.release(lo + n)
             self.a = np.concatenate([self.a, self.syncnet.embed_audio(win)])
 
     def _finalize(self, upto: int, n_total: int | None) -> None:
@@ -143,14 +141,15 @@ class _WindowStream:
     """Turns consecutive 224x224 crops of one track into SyncNet lip embeddings.
 
     Window k (frames k..k+4) is emitted when frame k+5 arrives, which reproduces
-    syncnet_python's count N = n_frames - 5; ``limit`` caps it by the audio length.
-    Embeddings go straight into the streaming offset search.
+    syncnet_python's count N = n_frames - 5; the audio caps it the same way (window k
+    needs k + 6 frames of samples). Embeddings go straight into the streaming offset
+    search; audio is read only as far as the windows reach.
     """
 
-    def __init__(self, syncnet, samples: np.ndarray, vshift: int, batch_size: int):
+    def __init__(self, syncnet, audio: syncm.AudioWindows, vshift: int, batch_size: int):
         self.syncnet = syncnet
-        self.limit = len(samples) // syncm.SAMPLES_PER_FRAME - syncm.WINDOW_FRAMES
-        self.search = _StreamingSearch(syncnet, samples, vshift, batch_size)
+        self.audio = audio
+        self.search = _StreamingSearch(syncnet, audio, vshift, batch_size)
         self.ring: deque[np.ndarray] = deque(maxlen=syncm.WINDOW_FRAMES + 1)
         self.batch = np.empty((batch_size, 3, syncm.WINDOW_FRAMES, 224, 224), np.float32)
         self.filled = 0
@@ -158,7 +157,8 @@ class _WindowStream:
 
     @property
     def done(self) -> bool:
-        return self.windows >= self.limit
+        """No further window can be made: the audio ends before it."""
+        return not self.audio.has_frames(self.windows + syncm.WINDOW_FRAMES + 1)
 
     def push(self, crop: np.ndarray) -> None:
         self.ring.append(crop)
@@ -226,16 +226,20 @@ class SyncScorer:
         }
 
     # -- inputs ---------------------------------------------------------------------
-    def _audio(self, video: Path, audio) -> tuple[np.ndarray, str]:
-        from .io.audio import load_audio
+    def _audio(self, video: Path, audio):
+        """(a function giving the audio samples as a fresh chunk iterator, its label).
+
+        Audio is streamed, not loaded: memory does not grow with the clip's length.
+        """
+        from .io.audio import iter_audio
 
         if audio is None:
-            return load_audio(video), "container"
+            return lambda: iter_audio(video), "container"
         if isinstance(audio, np.ndarray):
             if audio.ndim != 1 or audio.dtype != np.int16:
                 raise InputError(None, "audio array must be 1-D int16 at 16 kHz", "bad_input")
-            return audio, "array"
-        return load_audio(Path(audio)), str(audio)
+            return lambda: syncm.array_chunks(audio), "array"
+        return lambda: iter_audio(Path(audio)), str(audio)
 
     def _decoder(self, video: Path, info) -> str:
         if self.settings.decoder == "cpu":
@@ -264,15 +268,18 @@ class SyncScorer:
         video = Path(video)
         info = probe(video)
         self._decoder_used = self._decoder(video, info)
-        samples, audio_source = self._audio(video, audio)
-        n_audio_frames = len(samples) // syncm.SAMPLES_PER_FRAME
-        if n_audio_frames <= syncm.WINDOW_FRAMES:
-            raise InputError(video, f"too short: {len(samples) / 16000:.2f} s of audio; "
-                             "SyncNet needs more than 0.2 s (5 frames)", "too_short")
+        chunks, audio_source = self._audio(video, audio)
+        head = syncm.AudioWindows(chunks())
+        try:
+            if not head.has_frames(syncm.WINDOW_FRAMES + 1):
+                raise InputError(video, f"too short: {head.n_samples / 16000:.2f} s of audio; "
+                                 "SyncNet needs more than 0.2 s (5 frames)", "too_short")
+        finally:
+            head.close()
         if self.settings.mode == "prealigned":
-            tracks, n_frames = self._score_prealigned(video, samples)
+            tracks, n_frames = self._score_prealigned(video, chunks)
         else:
-            tracks, n_frames = self._score_detect(video, samples)
+            tracks, n_frames = self._score_detect(video, chunks)
         weights = np.array([t.end_frame - t.start_frame + 1 for t in tracks], np.float64)
         longest = tracks[int(np.argmax(weights))]
         return VideoSync(
@@ -296,20 +303,24 @@ class SyncScorer:
                          lse_d=float(r["lse_d"]), mdist=[float(x) for x in r["mdist"]],
                          fconf=[float(x) for x in r["fconf"]])
 
-    def _score_prealigned(self, video: Path, samples: np.ndarray):
+    def _score_prealigned(self, video: Path, chunks):
         from .faces.crop import prealigned_crop
 
-        stream = _WindowStream(self.syncnet, samples, self.settings.vshift,
-                               self.settings.batch_size)
-        n_frames = 0
-        for frame in self._frames(video):
-            n_frames += 1
-            stream.push(prealigned_crop(frame))
-            if stream.done:
-                break  # the audio ends here: later frames cannot enter any window
-        return [self._track_result(video, stream, 0, n_frames - 1)], n_frames
+        audio = syncm.AudioWindows(chunks())
+        try:
+            stream = _WindowStream(self.syncnet, audio, self.settings.vshift,
+                                   self.settings.batch_size)
+            n_frames = 0
+            for frame in self._frames(video):
+                n_frames += 1
+                stream.push(prealigned_crop(frame))
+                if stream.done:
+                    break  # the audio ends here: later frames cannot enter any window
+            return [self._track_result(video, stream, 0, n_frames - 1)], n_frames
+        finally:
+            audio.close()
 
-    def _score_detect(self, video: Path, samples: np.ndarray):
+    def _score_detect(self, video: Path, chunks):
         from .faces.crop import syncnet_crop
         from .faces.track import track_faces
 
@@ -322,19 +333,25 @@ class SyncScorer:
             raise InputError(video, f"no face track: no face seen for more than {s.min_track} "
                              f"frames with a mean size above {s.min_face_size:g} px "
                              f"({n_frames} frames decoded)", "no_face")
-        streams = []
-        for t in tracks:
-            start, end = int(t.frames[0]), int(t.frames[-1])
-            seg = samples[start * syncm.SAMPLES_PER_FRAME : (end + 1) * syncm.SAMPLES_PER_FRAME]
-            streams.append((t, start, end, seg,
-                            _WindowStream(self.syncnet, seg, s.vshift, s.batch_size)))
-        for idx, frame in enumerate(self._frames(video)):
-            for t, start, end, _, stream in streams:
-                if start <= idx <= end and not stream.done:
-                    i = idx - start
-                    stream.push(syncnet_crop(frame, t.s[i], t.x[i], t.y[i], s.crop_scale))
-            if all(st.done or idx >= end for _, _, end, _, st in streams):
-                break
-        results = [self._track_result(video, st, start, end)
-                   for _, start, end, seg, st in streams]
+        streams = []  # each track reads its own stretch of the audio, streamed
+        try:
+            for t in tracks:
+                start, end = int(t.frames[0]), int(t.frames[-1])
+                seg = syncm.AudioWindows(syncm.sample_range(
+                    chunks(), start * syncm.SAMPLES_PER_FRAME,
+                    (end + 1) * syncm.SAMPLES_PER_FRAME))
+                streams.append((t, start, end, seg,
+                                _WindowStream(self.syncnet, seg, s.vshift, s.batch_size)))
+            for idx, frame in enumerate(self._frames(video)):
+                for t, start, end, _, stream in streams:
+                    if start <= idx <= end and not stream.done:
+                        i = idx - start
+                        stream.push(syncnet_crop(frame, t.s[i], t.x[i], t.y[i], s.crop_scale))
+                if all(st.done or idx >= end for _, _, end, _, st in streams):
+                    break
+            results = [self._track_result(video, st, start, end)
+                       for _, start, end, _, st in streams]
+        finally:
+            for *_, seg, _ in streams:
+                seg.close()
         return results, n_frames

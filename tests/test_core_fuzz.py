@@ -111,6 +111,34 @@ def test_mfcc_arbitrary(signal, samplerate):
 
 
 @FUZZ
+@given(anything, ints, ints, st.one_of(st.none(), ints, st.text(max_size=2)), ints)
+def test_mfcc_range_arbitrary(signal, samplerate, first, count, base):
+    try:
+        out = _core.mfcc(signal, samplerate, first=first, count=count, base=base)
+    except (*BAD, OverflowError, RuntimeError):  # an int past int64, a str count
+        return
+    assert signal.dtype == np.int16 and out.shape[1] == 13
+    assert np.all(np.isfinite(out))
+
+
+@FUZZ
+@given(hnp.arrays(np.int16, st.integers(1, 3000)), st.integers(0, 40), st.integers(0, 400),
+       st.one_of(st.none(), st.integers(0, 40)))
+def test_mfcc_range_valid(signal, first, slack, count):
+    base = max(first * 160 - 1 - slack, 0)
+    if base >= len(signal):
+        return
+    out = _core.mfcc(signal[base:], first=first, count=count, base=base)
+    full = _core.mfcc(np.concatenate([np.zeros(base, np.int16), signal[base:]]))
+    want = full[first:] if count is None else full[first:first + count]
+    if count is not None and first + count > len(full):  # past the end: zero padding frames
+        assert out.shape == (count, 13) and np.all(np.isfinite(out))
+        np.testing.assert_array_equal(out[: len(want)], want)
+    else:
+        np.testing.assert_array_equal(out, want)
+
+
+@FUZZ
 @given(anything, anything)
 def test_ssim_psnr_arbitrary(a, b):
     for fn in (_core.ssim, _core.psnr):

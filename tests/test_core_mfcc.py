@@ -99,3 +99,36 @@ def test_requires_int16():
         _core.mfcc(np.zeros(1000, np.int32))
     with pytest.raises(ValueError, match="empty"):
         _core.mfcc(np.zeros(0, np.int16))
+
+
+@pytest.mark.parametrize("samplerate", [16000, 44100])
+def test_frame_ranges_of_a_longer_signal_are_bit_exact(samplerate):
+    """Streaming: frames first .. first+count-1 from a slice that starts at ``base`` are the
+    same bits as those rows of the MFCC of the whole signal (the slice's end is the signal's
+    end, so the zero-padded tail frames match too)."""
+    rng = np.random.default_rng(samplerate)
+    x = (rng.standard_normal(samplerate * 3 + 77) * 3000).astype(np.int16)
+    full = _core.mfcc(x, samplerate)
+    step = round(0.01 * samplerate)
+    for first in (0, 1, 2, 17, len(full) - 3, len(full) - 1):
+        for slack in (0, 1, 500):
+            base = max(first * step - 1 - slack, 0)
+            got = _core.mfcc(x[base:], samplerate, first=first, base=base)
+            np.testing.assert_array_equal(got, full[first:])
+            n = min(2, len(full) - first)
+            got = _core.mfcc(x[base:], samplerate, first=first, count=n, base=base)
+            np.testing.assert_array_equal(got, full[first:first + n])
+
+
+def test_frame_range_errors():
+    x = np.ones(2000, np.int16)
+    with pytest.raises(ValueError, match="after sample 159"):
+        _core.mfcc(x[160:], first=1, base=160)  # the pre-emphasis sample is missing
+    with pytest.raises(ValueError, match="count"):
+        _core.mfcc(x, count=-1)
+    with pytest.raises(ValueError, match="first"):
+        _core.mfcc(x, first=-1)
+    with pytest.raises(ValueError, match="base"):
+        _core.mfcc(x, base=-5)
+    assert _core.mfcc(x, first=10**6).shape == (0, 13)  # past the end: nothing, no error
+    assert _core.mfcc(x[1:], first=10**6, base=1).shape == (0, 13)

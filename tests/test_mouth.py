@@ -150,14 +150,71 @@ def test_speech_clips_show_mouth_motion(clip_results, name):
 
 @pytest.mark.parametrize("name", [
     *REAL_SPEECH[:-1],
-    # real11 (re-timed to 25 fps from a 22 fps VFR original) correlates with its audio at
-    # every lag (r 0.33..0.48 over ±5) and peaks at the edge, lag −5; r(0) = 0.37.
+    # real11 correlates with its audio at every lag (r 0.33..0.49 over ±5, r(0) = 0.37) and
+    # peaks at the edge, lag −5: the untouched VFR original peaks there too (next test), so
+    # the recording, not our 25 fps path, puts it there. Its frames show why: the mouth is
+    # shut through loud speech in frames 0–6 and wide open through silence in 83–86, as if
+    # the sound came ~0.2 s after the lips (an AV offset in the source, or anticipatory
+    # opening; without SyncNet's real weights this cannot be decided here).
     pytest.param("real11_suit_man", marks=pytest.mark.xfail(
-        strict=True, reason="flat correlation curve, peak at lag -5 (reported)")),
+        strict=True, reason="the recording itself peaks at -0.24 s (see the VFR test)")),
 ])
 def test_real_speech_peaks_near_lag_zero(clip_results, name):
     _, moving = clip_results[name]
     assert abs(moving.lag) <= 2, moving.per_lag
+
+
+def timestamped_correlation(ap, times, audio, sr, lags_ms):
+    """r per lag from each frame's own timestamp: aperture at time t against the RMS of
+    the 40 ms of audio from t - lag (lag > 0: the mouth moves after the sound)."""
+    n = round(0.04 * sr)
+    out = []
+    for lag in lags_ms:
+        starts = np.round((times - lag / 1000) * sr).astype(int)
+        env = np.array([np.sqrt(np.mean(audio[i:i + n] ** 2)) if 0 <= i <= len(audio) - n
+                        else np.nan for i in starts])
+        ok = np.isfinite(env) & np.isfinite(ap)
+        out.append(np.corrcoef(ap[ok], env[ok])[0, 1])
+    return np.array(out)
+
+
+def test_real11_lag_is_in_the_untouched_original(models, clip_results):
+    """An independent check of real11's timing: the VFR original (22.1 fps average, 44.1 kHz
+    stereo), with no resampling at all: each decoded frame is paired with the audio at its
+    own container timestamp. Its correlation peaks at the same lag (±1 frame) as our
+    25 fps pipeline's does on real11, well on the mouth-leads side: the lag is the
+    recording's, and our decode, resampling and envelope keep time."""
+    import av
+
+    det, pfld = models
+    with av.open(str(CLIPS_DIR / "raw_vfr_suit_man.mp4")) as c:
+        frames, times = [], []
+        for f in c.decode(c.streams.video[0]):
+            frames.append(f.to_ndarray(format="bgr24"))
+            times.append(float(f.pts * f.time_base))
+    with av.open(str(CLIPS_DIR / "raw_vfr_suit_man.mp4")) as c:
+        st = c.streams.audio[0]
+        sr, t0 = st.rate, None
+        chunks = []
+        for f in c.decode(st):
+            t0 = float(f.pts * f.time_base) if t0 is None else t0
+            chunks.append(f.to_ndarray().astype(np.float64).mean(axis=0))  # fltp: planar
+    audio = np.concatenate(chunks)
+    boxes = []
+    for f in frames:
+        b, s, _ = det.detect(f)
+        boxes.append(b[int(np.argmax(s))])
+    ap = aperture(pfld.landmarks(frames, boxes))
+    lags_ms = np.arange(-320, 321, 40)  # whole 25 fps frames
+    r = timestamped_correlation(ap, np.array(times) - t0, audio, sr, lags_ms)
+    original_lag = int(lags_ms[np.nanargmax(r)]) // 40
+
+    # our pipeline on real11, with the window widened to show where its peak really is
+    ap11, audio11 = clip_aperture(det, pfld, "real11_suit_man")
+    wide = audio_motion(ap11, audio11, max_lag=8)
+    assert abs(original_lag - wide.lag) <= 1, (original_lag, wide.per_lag, r)
+    assert original_lag <= -4 and wide.lag <= -4
+    assert wide.lag == clip_results["real11_suit_man"][1].lag or wide.lag < -5
 
 
 def test_a_repeated_frame_shows_no_motion(models):

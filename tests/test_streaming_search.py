@@ -8,6 +8,7 @@ import pytest
 
 from lipleak import _core
 from lipleak.metrics import sync as syncm
+from lipleak.metrics.sync import AudioWindows, array_chunks, sample_range
 from lipleak.sync_video import _WindowStream
 
 
@@ -42,17 +43,21 @@ def one_shot(net, crops, samples, vshift):
     return _core.offset_search(v, a, vshift)
 
 
-@pytest.mark.parametrize("n_frames,audio_frames,vshift,batch", [
-    (40, 40, 15, 1), (40, 40, 15, 7), (40, 60, 15, 64), (60, 30, 15, 7),
-    (12, 12, 15, 3), (6, 50, 15, 1), (33, 33, 3, 5), (25, 25, 0, 4), (80, 80, 20, 16),
+@pytest.mark.parametrize("n_frames,audio_frames,vshift,batch,chunk", [
+    (40, 40, 15, 1, 1 << 16), (40, 40, 15, 7, 1024), (40, 60, 15, 64, 333),
+    (60, 30, 15, 7, 1), (12, 12, 15, 3, 640), (6, 50, 15, 1, 5000), (33, 33, 3, 5, 1023),
+    (25, 25, 0, 4, 7), (80, 80, 20, 16, 2048), (50, 47, 15, 8, 641),
 ])
-def test_streaming_equals_one_shot(n_frames, audio_frames, vshift, batch):
+def test_streaming_equals_one_shot(n_frames, audio_frames, vshift, batch, chunk):
+    """Video windows in batches and audio in chunks of any size: the one-shot numbers."""
     rng = np.random.default_rng(n_frames * 100 + batch)
     crops = [rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for _ in range(n_frames)]
-    samples = (rng.standard_normal(audio_frames * 640) * 3000).astype(np.int16)
+    # a partial last frame of audio (audio_frames=47 case: + 300 samples) must not count
+    extra = 300 if audio_frames == 47 else 0
+    samples = (rng.standard_normal(audio_frames * 640 + extra) * 3000).astype(np.int16)
     net = FakeSyncNet()
     ref = one_shot(net, crops, samples, vshift)
-    stream = _WindowStream(net, samples, vshift, batch)
+    stream = _WindowStream(net, AudioWindows(array_chunks(samples, chunk)), vshift, batch)
     for c in crops:
         stream.push(c)
         if stream.done:
@@ -69,7 +74,49 @@ def test_streaming_equals_one_shot(n_frames, audio_frames, vshift, batch):
 
 def test_no_windows_gives_none():
     net = FakeSyncNet()
-    stream = _WindowStream(net, np.zeros(640 * 20, np.int16), 15, 4)
+    stream = _WindowStream(net, AudioWindows.from_array(np.zeros(640 * 20, np.int16)), 15, 4)
     for _ in range(5):
         stream.push(np.zeros((224, 224, 3), np.uint8))
     assert stream.result() is None
+
+
+@pytest.mark.parametrize("chunk", [1, 159, 640, 4096, 1 << 20])
+def test_audio_windows_equal_mfcc_windows_and_hold_little(chunk):
+    """Windows asked for in order, in uneven groups, with samples released behind them:
+    bit for bit ``mfcc_windows`` of the whole signal, holding only a bounded buffer."""
+    rng = np.random.default_rng(chunk)
+    samples = (rng.standard_normal(640 * 300 + 123) * 4000).astype(np.int16)
+    n = syncm.n_windows(10**9, len(samples))
+    ref = syncm.mfcc_windows(samples, n)
+    aw = AudioWindows(array_chunks(samples, chunk))
+    lo, held = 0, []
+    for size in [1, 7, 32, 3, 64, 30] * 10:
+        hi = min(n, lo + size)
+        np.testing.assert_array_equal(aw.windows(lo, hi), ref[lo:hi])
+        aw.release(hi)
+        held.append(len(aw._buf))
+        lo = hi
+        if lo == n:
+            break
+    assert lo == n
+    assert not aw.has_frames(n + syncm.WINDOW_FRAMES + 1)  # the signal ends there
+    assert aw.ended and aw.n_samples == len(samples)
+    # what is held is bounded by the largest request, not by the signal's length
+    assert max(held) <= 64 * 640 + 4 * 640 + chunk, max(held)
+    with pytest.raises(ValueError, match="ends before"):
+        aw.windows(n, n + 1)
+
+
+def test_sample_range_cuts_a_chunked_signal():
+    x = np.arange(10_000, dtype=np.int16)
+    for size in (1, 7, 640, 20_000):
+        for start, stop in [(0, 10_000), (1, 2), (639, 6400), (9_000, 12_000), (5, 5)]:
+            got = list(sample_range(array_chunks(x, size), start, stop))
+            joined = np.concatenate(got) if got else np.zeros(0, np.int16)
+            np.testing.assert_array_equal(joined, x[start:stop])
+
+
+def test_audio_windows_refuse_bad_chunks():
+    aw = AudioWindows(iter([np.zeros(4000, np.float32)]))
+    with pytest.raises(ValueError, match="1-D int16"):
+        aw.has_frames(6)

@@ -16,6 +16,7 @@ through the resampler's filter tail; nothing before that moves.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -48,15 +49,16 @@ def _trim(frame, keep: int):
     return out
 
 
-def load_audio(path: str | Path, sr: int = 16000) -> np.ndarray:
-    """First audio stream of ``path`` as mono int16 at ``sr`` Hz (1-D array).
+def iter_audio(path: str | Path, sr: int = 16000) -> Iterator[np.ndarray]:
+    """First audio stream of ``path`` as consecutive chunks of mono int16 at ``sr`` Hz.
 
-    Decodes and resamples frame by frame; only the int16 output is accumulated.
+    Decodes and resamples frame by frame, so a caller that keeps only what it still needs
+    holds a few kilobytes whatever the length. The file is opened at the first ``next()``
+    and closed when the generator ends or is closed.
     """
     import av
 
     container = _open(path)
-    chunks: list[np.ndarray] = []
     try:
         stream = container.streams.audio[0]
         end = _stated_end(container, stream)
@@ -76,14 +78,19 @@ def load_audio(path: str | Path, sr: int = 16000) -> np.ndarray:
                 if first + frame.samples > end:
                     frame = _trim(frame, end - first)
             for out in resampler.resample(frame):
-                chunks.append(out.to_ndarray().reshape(-1).copy())
+                yield out.to_ndarray().reshape(-1).astype(np.int16)
         for out in resampler.resample(None):
-            chunks.append(out.to_ndarray().reshape(-1).copy())
+            yield out.to_ndarray().reshape(-1).astype(np.int16)
     finally:
         container.close()
+
+
+def load_audio(path: str | Path, sr: int = 16000) -> np.ndarray:
+    """First audio stream of ``path`` as mono int16 at ``sr`` Hz (1-D array)."""
+    chunks = list(iter_audio(path, sr))
     if not chunks:
         return np.zeros(0, np.int16)
-    return np.concatenate(chunks).astype(np.int16, copy=False)
+    return np.concatenate(chunks)
 
 
 def write_wav(path: str | Path, samples: np.ndarray, sr: int = 16000) -> None:
