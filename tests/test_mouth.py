@@ -133,12 +133,14 @@ def models():
 
 
 @pytest.fixture(scope="module")
-def clip_results(models):
-    out = {}
-    for name in REAL_SPEECH + GENERATED:
-        ap, audio = clip_aperture(*models, name)
-        out[name] = (silent_motion(ap), audio_motion(ap, audio))
-    return out
+def clip_apertures(models):
+    return {name: clip_aperture(*models, name) for name in REAL_SPEECH + GENERATED}
+
+
+@pytest.fixture(scope="module")
+def clip_results(clip_apertures):
+    return {name: (silent_motion(ap), audio_motion(ap, audio))
+            for name, (ap, audio) in clip_apertures.items()}
 
 
 @pytest.mark.parametrize("name", REAL_SPEECH + GENERATED)
@@ -178,7 +180,7 @@ def timestamped_correlation(ap, times, audio, sr, lags_ms):
     return np.array(out)
 
 
-def test_real11_lag_is_in_the_untouched_original(models, clip_results):
+def test_real11_lag_is_in_the_untouched_original(models, clip_apertures, clip_results):
     """An independent check of real11's timing: the VFR original (22.1 fps average, 44.1 kHz
     stereo), with no resampling at all: each decoded frame is paired with the audio at its
     own container timestamp. Its correlation peaks at the same lag (±1 frame) as our
@@ -210,7 +212,7 @@ def test_real11_lag_is_in_the_untouched_original(models, clip_results):
     original_lag = int(lags_ms[np.nanargmax(r)]) // 40
 
     # our pipeline on real11, with the window widened to show where its peak really is
-    ap11, audio11 = clip_aperture(det, pfld, "real11_suit_man")
+    ap11, audio11 = clip_apertures["real11_suit_man"]
     wide = audio_motion(ap11, audio11, max_lag=8)
     assert abs(original_lag - wide.lag) <= 1, (original_lag, wide.per_lag, r)
     assert original_lag <= -4 and wide.lag <= -4
