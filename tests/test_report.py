@@ -45,3 +45,51 @@ def test_scatter_points_land_at_their_coordinates():
         ys, xs = np.nonzero(_mask(img, colour))
         px, py = charts._to_px(x, y, (lo, hi), (lo, hi))
         assert abs(xs.mean() - px) < 1.0 and abs(ys.mean() - py) < 1.0
+
+
+def test_cell_fids_are_cached_by_feature_bytes(tmp_path, monkeypatch):
+    """A cell's FID is computed once per exact set of feature files: rewriting the report
+    reuses it, and changing one video's features recomputes that cell only."""
+    import numpy as np
+
+    from lipleak.protocol import reporting
+    from lipleak.protocol.dataset import CELLS, GT_REF, GT_SETUP
+    from lipleak.protocol.scoring import features_path
+
+    def cell_fid(gen, gt):  # a cheap stand-in: the test is about the cache, not the FID
+        return float(sum(g.sum() for g in gen) - sum(t.sum() for t in gt))
+
+    rng = np.random.default_rng(0)
+    vh, stems = "abc123", ["v0", "v1"]
+    videos = {}
+    for s in stems:
+        for setup, ref in [*CELLS, (GT_SETUP, GT_REF)]:
+            p = features_path(tmp_path, vh, setup, ref, s)
+            p.parent.mkdir(parents=True, exist_ok=True)
+            np.save(p, rng.standard_normal((30, 8)).astype(np.float32))
+            videos[(s, setup, ref)] = {"ssim": 0.5}
+    calls = []
+
+    def counting(gen, gt):
+        calls.append(1)
+        return cell_fid(gen, gt)
+
+    monkeypatch.setattr("lipleak.visual.cell_fid", counting)
+    first = reporting.cell_fids(tmp_path, vh, videos)
+    assert len(first) == len(CELLS) and len(calls) == len(CELLS)
+    for (setup, ref), v in first.items():  # the cached number is the computed one
+        pairs = [(features_path(tmp_path, vh, setup, ref, s),
+                  features_path(tmp_path, vh, GT_SETUP, GT_REF, s)) for s in stems]
+        assert v == cell_fid((np.load(g) for g, _ in pairs), (np.load(t) for _, t in pairs))
+    assert reporting.cell_fids(tmp_path, vh, videos) == first
+    assert len(calls) == len(CELLS)  # all six from the cache
+    setup, ref = CELLS[0]
+    np.save(features_path(tmp_path, vh, setup, ref, "v1"),
+            rng.standard_normal((30, 8)).astype(np.float32))
+    again = reporting.cell_fids(tmp_path, vh, videos)
+    assert len(calls) == len(CELLS) + 1 and again[(setup, ref)] != first[(setup, ref)]
+    assert {k: v for k, v in again.items() if k != (setup, ref)} == \
+        {k: v for k, v in first.items() if k != (setup, ref)}
+    (tmp_path / ".lipleak" / "fid_cache.json").write_text("{not json")  # damaged: recompute
+    assert reporting.cell_fids(tmp_path, vh, videos) == again
+    assert len(calls) == 2 * len(CELLS) + 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import hashlib
 import html
 import io
 import json
@@ -18,7 +19,7 @@ from . import charts
 from .dataset import CELLS, GT_REF, GT_SETUP, REFERENCES, SETUPS
 from .leakage import cell_means, leakage, per_video
 from .results import ResultsStore
-from .scoring import features_path
+from .scoring import features_path, state_dir
 
 METRICS = ["lse_c", "lse_d", "offset", "ssim", "psnr", "fid", "csim", "lmd",
            "mouth_audio_corr", "mouth_audio_lag", "mouth_open_fraction", "mouth_aperture_std"]
@@ -50,15 +51,41 @@ def _write(path: Path, data: bytes | str) -> None:
                            "results database is intact (rerun `lipleak-fast report`)") from None
 
 
+def _fid_cache_key(vhash: str, setup: str, ref: str, pairs: list[tuple[Path, Path]]) -> str:
+    """The cell's FID depends on nothing but these feature files' bytes (and the code)."""
+    h = hashlib.sha256(f"{__version__}|{vhash}|{setup}|{ref}".encode())
+    for g, t in pairs:
+        for path in (g, t):
+            h.update(path.name.encode())
+            h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def _load_fid_cache(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}  # absent or damaged: recompute
+
+
 def cell_fids(root: Path, vhash: str | None, videos: dict) -> dict[tuple[str, str], float]:
     """FID per cell: all generated crops of the cell's videos vs the GT crops of the same
-    videos (the talking-face convention of SPEC §3)."""
+    videos (the talking-face convention of SPEC §3).
+
+    Each cell's FID (a 2048² matrix square root, 10-30 s on 2 cores) is cached in
+    DIR/.lipleak/fid_cache.json under a hash of the exact feature files it was computed
+    from, so rewriting a report, or a rerun that changed other cells, costs nothing here.
+    """
     if not vhash:
         return {}
     import numpy as np
 
     from ..visual import cell_fid
 
+    cache_path = state_dir(root) / "fid_cache.json"
+    cache = _load_fid_cache(cache_path)
+    used = {}
     out = {}
     for setup, ref in CELLS:
         stems = sorted(s for (s, st, rf) in videos if (st, rf) == (setup, ref))
@@ -67,12 +94,21 @@ def cell_fids(root: Path, vhash: str | None, videos: dict) -> dict[tuple[str, st
         pairs = [(g, t) for g, t in pairs if g.is_file() and t.is_file()]
         if not pairs:
             continue
+        key = _fid_cache_key(vhash, setup, ref, pairs)
+        if isinstance(cache.get(key), float | int):
+            out[(setup, ref)] = used[key] = float(cache[key])
+            continue
         try:
-            out[(setup, ref)] = cell_fid((np.load(g) for g, _ in pairs),
-                                         (np.load(t) for _, t in pairs))
+            out[(setup, ref)] = used[key] = cell_fid((np.load(g) for g, _ in pairs),
+                                                     (np.load(t) for _, t in pairs))
         except Exception as exc:  # noqa: BLE001 - a degenerate set must not kill the report
             out[(setup, ref)] = float("nan")
             print(f"warning: FID of {setup}/{ref} not computed: {exc}")
+    if used != cache:
+        try:  # only the current cells are kept: the cache never grows past six entries
+            _write(cache_path, json.dumps(used, indent=0))
+        except LipleakError:
+            pass  # a read-only DIR: the report is still written where it can be
     return out
 
 
