@@ -334,3 +334,56 @@ def test_real_clips_freeze_generator(real_set):
     for s in {k[0] for k in by}:
         # AR freezes one frame: the video is the same whatever the audio setup
         assert by[(s, "SI", "AR")]["lse_c"] == by[(s, "AM", "AR")]["lse_c"]
+
+
+def test_xm_never_pairs_identical_audio(tmp_path):
+    """A GT set with the same audio under two names (a copy): XM never drives one with the
+    other, for any seed; the plan lists the group; a set where no pairing can keep them
+    apart is refused with a clear message."""
+    import shutil
+
+    from lipleak.errors import LipleakError
+    from lipleak.protocol.planner import make_plan
+
+    gt = tmp_path / "gt"
+    synth.make_set(gt, 4, seconds=0.6)
+    first = sorted(gt.glob("*.mp4"))[0]
+    for ext in (".mp4", ".wav"):  # the GT audio is the sibling .wav when there is one
+        if first.with_suffix(ext).exists():
+            shutil.copy(first.with_suffix(ext), (gt / "zz_copy").with_suffix(ext))
+    dup = {first.stem, "zz_copy"}
+    for seed in range(12):
+        plan = make_plan(gt, tmp_path / f"p{seed}", seed=seed)
+        assert plan["identical_audio"] == [sorted(dup)]
+        for v in plan["videos"]:
+            assert v["xm_driver"] != v["stem"]
+            if v["stem"] in dup:
+                assert v["xm_driver"] not in dup, (seed, v)
+    for k in range(2):  # 4 of 6 videos with one audio: impossible
+        for ext in (".mp4", ".wav"):
+            if first.with_suffix(ext).exists():
+                shutil.copy(first.with_suffix(ext), (gt / f"zz_more{k}").with_suffix(ext))
+    with pytest.raises(LipleakError, match="share the same audio"):
+        make_plan(gt, tmp_path / "bad")
+
+
+def test_group_derangement_properties():
+    from lipleak.protocol.planner import derangement
+
+    rng = np.random.default_rng(0)
+    for groups in ([0, 0, 1, 2], [0, 0, 0, 1, 1, 2], [5, 5, 5, 7, 7, 7], list(range(9))):
+        g = np.array(groups)
+        for _ in range(50):
+            p = derangement(len(g), rng, g)
+            assert sorted(p) == list(range(len(g))) and not np.any(g[p] == g)
+    # without groups: the same draws as the plain derangement, so old plans do not move
+    a = derangement(7, np.random.default_rng(3))
+    b = derangement(7, np.random.default_rng(3), np.arange(7))
+    assert list(a) == list(b)
+    # a group of exactly half of many items: rejection would almost never succeed, the
+    # fixed construction must still give a valid pairing
+    g = np.array([0] * 20 + list(range(1, 21)))
+    p = derangement(40, np.random.default_rng(1), g)
+    assert sorted(p) == list(range(40)) and not np.any(g[p] == g)
+    with pytest.raises(ValueError, match="share a group"):
+        derangement(5, rng, [1, 1, 1, 2, 3])

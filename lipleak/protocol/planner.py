@@ -6,9 +6,10 @@ For each GT video (sorted by stem) the plan writes, under OUT_DIR:
 - ``audio/SI/<stem>.wav``: digital silence (exact zeros) of the same length;
 - ``audio/XM/<stem>.wav``: the audio of another video, chosen by a seeded derangement (a
   random permutation with no fixed point, drawn by rejection from numpy's PCG64 with the
-  seed), never the video's own. Length rule: the driving audio is cut to the GT's length
-  when longer and repeated from its start when shorter, so every generation has the GT's
-  length and frame count;
+  seed), never the video's own, nor that of another video with identical audio (listed
+  in the plan as ``identical_audio``). Length rule: the driving audio is cut to the GT's
+  length when longer and repeated from its start when shorter, so every generation has
+  the GT's length and frame count;
 - AR reference frame indices: ``first`` → [0], ``random`` → one seeded index,
   ``multi:K`` → K distinct seeded indices (sorted); CR uses the current frame;
 - ``jobs.jsonl``: one job per (video, setup, reference) and ``plan.json``.
@@ -19,6 +20,7 @@ depends on time or machine, so the same inputs and seed give byte-identical file
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -32,14 +34,40 @@ from .dataset import CELLS, find_videos, gt_audio_source
 PLAN_VERSION = 1
 
 
-def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
-    """A uniformly random permutation of range(n) with no fixed point (n >= 2)."""
+def derangement(n: int, rng: np.random.Generator, groups=None) -> np.ndarray:
+    """A uniformly random permutation ``p`` of range(n) with no fixed point (n >= 2).
+
+    With ``groups`` (one label per item), ``p[i]`` is also never in ``i``'s group: items
+    with identical audio are one group, so XM never drives a video with its own audio
+    under another name. Drawn by rejection, so without groups (or with all-distinct ones)
+    the draws, and the plan, are exactly those of a plain derangement.
+    """
     if n < 2:
         raise ValueError("a derangement needs at least 2 items")
-    while True:
+    g = np.arange(n) if groups is None else np.asarray(groups)
+    _, inverse, counts = np.unique(g, return_inverse=True, return_counts=True)
+    m = int(counts.max())
+    if 2 * m > n:
+        raise ValueError(f"{m} of {n} items share a group: no pairing keeps them all apart")
+    for _ in range(100_000):
         p = rng.permutation(n)
-        if not np.any(p == np.arange(n)):
+        if not np.any(g[p] == g):
             return p
+    # Only a group near half of all items gets here: a fixed valid pairing instead. Items
+    # sorted into contiguous group blocks, largest first; each points m places on, which
+    # can never land in its own block since no block is longer than m and n >= 2m.
+    order = np.lexsort((inverse, -counts[inverse]))
+    p = np.empty(n, dtype=np.int64)
+    p[order] = order[(np.arange(n) + m) % n]
+    return p
+
+
+def identical_audio(stems: list[str], audios: dict[str, np.ndarray]) -> list[list[str]]:
+    """Groups (sorted, two or more stems each) of videos whose decoded audio is identical."""
+    by_hash: dict[str, list[str]] = {}
+    for s in stems:
+        by_hash.setdefault(hashlib.sha256(audios[s].tobytes()).hexdigest(), []).append(s)
+    return sorted(sorted(g) for g in by_hash.values() if len(g) > 1)
 
 
 def fit_length(audio: np.ndarray, n: int) -> np.ndarray:
@@ -77,11 +105,19 @@ def make_plan(gt_dir: Path, out_dir: Path, seed: int = 0, ar: str = "first") -> 
             "least 2 videos, since a video is never driven by its own audio")
     stems = sorted(videos)
     rng = np.random.default_rng(seed)
-    perm = derangement(len(stems), rng)
     audios, n_frames = {}, {}
     for s in stems:
         audios[s] = load_audio(gt_audio_source(videos[s]))
         n_frames[s] = probe(videos[s]).n_frames
+    same = identical_audio(stems, audios)
+    label = {s: i for i, group in enumerate(same) for s in group}
+    try:
+        perm = derangement(len(stems), rng,
+                           [label.get(s, len(same) + i) for i, s in enumerate(stems)])
+    except ValueError:
+        raise LipleakError(
+            f"{gt_dir}: too many videos share the same audio ({', '.join(max(same, key=len))}): "
+            "XM needs, for every video, another video with different audio") from None
     items, jobs = [], []
     for i, s in enumerate(stems):
         driver = stems[perm[i]]
@@ -105,6 +141,8 @@ def make_plan(gt_dir: Path, out_dir: Path, seed: int = 0, ar: str = "first") -> 
     plan = {"version": PLAN_VERSION, "seed": seed, "ar": ar,
             "xm_length_rule": "cut to the GT length, or repeated from the start when shorter",
             "videos": items}
+    if same:  # recorded only when there are any, so other plans stay byte-identical
+        plan["identical_audio"] = same
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "plan.json").write_text(json.dumps(plan, indent=1, sort_keys=True) + "\n")
     (out_dir / "jobs.jsonl").write_text(
