@@ -50,3 +50,17 @@ def model_dir(tmp_path_factory, shared_models) -> Path:
         store.fetch(name, source=shared_models)
     SyncNet.load("syncnet_v2_random")
     return d
+
+
+def result_rows(db: Path) -> list[tuple]:
+    """Every row of a results database, in a stable order: what "no row lost or changed"
+    compares between runs."""
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    try:
+        return sorted(con.execute(
+            "SELECT stem, setup, reference, metric, settings_hash, grp, value, status, reason "
+            "FROM results").fetchall(), key=lambda r: tuple(map(str, r)))
+    finally:
+        con.close()

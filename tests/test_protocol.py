@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import synth
-from conftest import CLIPS_DIR, ROOT
+from conftest import CLIPS_DIR, ROOT, result_rows
 from lipleak.cli import main
 from lipleak.io.audio import load_audio
 from lipleak.io.video import iter_frames
@@ -42,16 +42,6 @@ def cli(*args, env=None, check=True, timeout=900):
 def gen_cmd(name: str) -> str:
     return (f"{PY} {SYNTH} {name} --video {{video}} --audio {{audio}} --out {{out}} "
             "--ref-frames {ref_frames}")
-
-
-def rows(db: Path) -> list[tuple]:
-    con = sqlite3.connect(db)
-    try:
-        return sorted(con.execute(
-            "SELECT stem, setup, reference, metric, settings_hash, grp, value, status, reason "
-            "FROM results").fetchall(), key=lambda r: tuple(map(str, r)))
-    finally:
-        con.close()
 
 
 @pytest.fixture(scope="module")
@@ -133,10 +123,10 @@ def test_derived_metrics_on_constructed_rows(tmp_path):
 
 def test_rerun_skips_everything(synth_run):
     run, _ = synth_run
-    before = rows(run / "results.sqlite")
+    before = result_rows(run / "results.sqlite")
     proc = cli("score", run, "--syncnet", "syncnet_v2_random", "--no-visual")
     assert "scored 0," in proc.stdout and "skipped 42" in proc.stdout, proc.stdout
-    assert rows(run / "results.sqlite") == before
+    assert result_rows(run / "results.sqlite") == before
 
 
 def test_changed_input_rescored_only(synth_run, tmp_path):
@@ -147,7 +137,7 @@ def test_changed_input_rescored_only(synth_run, tmp_path):
     os.utime(victim, ns=(time.time_ns(), time.time_ns()))
     proc = cli("score", copy, "--syncnet", "syncnet_v2_random", "--no-visual")
     assert "scored 1," in proc.stdout, proc.stdout
-    assert rows(copy / "results.sqlite") == rows(run / "results.sqlite")
+    assert result_rows(copy / "results.sqlite") == result_rows(run / "results.sqlite")
 
 
 def test_kill9_then_resume_equals_uninterrupted(synth_run, tmp_path):
@@ -175,7 +165,7 @@ def test_kill9_then_resume_equals_uninterrupted(synth_run, tmp_path):
         assert all(n == 5 for (n,) in per_unit)
         print(f"killed after {delay:.1f} s with {n_partial} units committed")
     cli("score", copy, "--syncnet", "syncnet_v2_random", "--no-visual", "--quiet")
-    assert rows(db) == rows(run / "results.sqlite")
+    assert result_rows(db) == result_rows(run / "results.sqlite")
 
 
 def test_second_concurrent_run_stops_with_a_clear_message(synth_run):

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import synth
-from conftest import ROOT
+from conftest import ROOT, result_rows
 
 PY = sys.executable
 SYNTH = str(ROOT / "tests" / "synth.py")
@@ -38,16 +38,6 @@ def cmd(*args) -> list[str]:
 
 def score_cmd(root: Path) -> list[str]:
     return cmd(SCORE[0], root, *SCORE[1:])
-
-
-def rows(db: Path) -> list[tuple]:
-    con = sqlite3.connect(db)
-    try:
-        return sorted(con.execute(
-            "SELECT stem, setup, reference, metric, settings_hash, grp, value, status, reason "
-            "FROM results").fetchall(), key=lambda r: tuple(map(str, r)))
-    finally:
-        con.close()
 
 
 def check_db(db: Path) -> int:
@@ -113,7 +103,7 @@ def protocol_dir(model_dir, tmp_path_factory):
     shutil.copytree(src, ref)
     subprocess.run(score_cmd(ref), check=True, capture_output=True, timeout=600)
     assert check_db(ref / "results.sqlite") == N_UNITS
-    return src, rows(ref / "results.sqlite")
+    return src, result_rows(ref / "results.sqlite")
 
 
 def fresh(protocol_dir, tmp_path) -> Path:
@@ -136,7 +126,7 @@ def test_kill9_right_after_the_first_commit_then_resume(protocol_dir, tmp_path):
     assert 1 <= done < N_UNITS
     subprocess.run(score_cmd(root), check=True, capture_output=True, timeout=600)
     assert check_db(db) == N_UNITS
-    assert rows(db) == protocol_dir[1]
+    assert result_rows(db) == protocol_dir[1]
 
 
 def test_kill9_during_generate_then_resume(model_dir, tmp_path):
@@ -205,7 +195,7 @@ def test_results_dir_made_read_only_mid_run(protocol_dir, tmp_path):
     done = check_db(db)
     assert seen <= done <= N_UNITS
     subprocess.run(score_cmd(root), check=True, capture_output=True, timeout=600)
-    assert rows(db) == protocol_dir[1]
+    assert result_rows(db) == protocol_dir[1]
 
 
 def test_disk_full_mid_run(protocol_dir, tmp_path):
@@ -229,7 +219,7 @@ def test_disk_full_mid_run(protocol_dir, tmp_path):
         assert f.stat().st_size <= limit, f
     # with room again, the run resumes and ends with the uninterrupted run's rows
     subprocess.run(score_cmd(root), check=True, capture_output=True, timeout=600)
-    assert rows(db) == protocol_dir[1]
+    assert result_rows(db) == protocol_dir[1]
 
 
 def test_two_concurrent_runs(protocol_dir, tmp_path):
@@ -249,7 +239,7 @@ def test_two_concurrent_runs(protocol_dir, tmp_path):
     err = next(e for rc, e in res if rc == 1)
     assert "another lipleak-fast run is using" in one_line_error(err)
     assert check_db(db) == N_UNITS
-    assert rows(db) == protocol_dir[1]
+    assert result_rows(db) == protocol_dir[1]
 
 
 def test_model_with_wrong_sha256_is_refused(protocol_dir, tmp_path, model_dir):
