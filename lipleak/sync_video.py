@@ -269,17 +269,18 @@ class SyncScorer:
         info = probe(video)
         self._decoder_used = self._decoder(video, info)
         chunks, audio_source = self._audio(video, audio)
-        head = syncm.AudioWindows(chunks())
+        whole = syncm.AudioWindows(chunks())
         try:
-            if not head.has_frames(syncm.WINDOW_FRAMES + 1):
-                raise InputError(video, f"too short: {head.n_samples / 16000:.2f} s of audio; "
+            if not whole.has_frames(syncm.WINDOW_FRAMES + 1):
+                raise InputError(video, f"too short: {whole.n_samples / 16000:.2f} s of audio; "
                                  "SyncNet needs more than 0.2 s (5 frames)", "too_short")
+            if self.settings.mode == "prealigned":
+                tracks, n_frames = self._score_prealigned(video, whole)
+            else:  # each track reads its own stretch of the audio
+                whole.close()
+                tracks, n_frames = self._score_detect(video, chunks)
         finally:
-            head.close()
-        if self.settings.mode == "prealigned":
-            tracks, n_frames = self._score_prealigned(video, chunks)
-        else:
-            tracks, n_frames = self._score_detect(video, chunks)
+            whole.close()
         weights = np.array([t.end_frame - t.start_frame + 1 for t in tracks], np.float64)
         longest = tracks[int(np.argmax(weights))]
         return VideoSync(
@@ -303,22 +304,18 @@ class SyncScorer:
                          lse_d=float(r["lse_d"]), mdist=[float(x) for x in r["mdist"]],
                          fconf=[float(x) for x in r["fconf"]])
 
-    def _score_prealigned(self, video: Path, chunks):
+    def _score_prealigned(self, video: Path, audio: syncm.AudioWindows):
         from .faces.crop import prealigned_crop
 
-        audio = syncm.AudioWindows(chunks())
-        try:
-            stream = _WindowStream(self.syncnet, audio, self.settings.vshift,
-                                   self.settings.batch_size)
-            n_frames = 0
-            for frame in self._frames(video):
-                n_frames += 1
-                stream.push(prealigned_crop(frame))
-                if stream.done:
-                    break  # the audio ends here: later frames cannot enter any window
-            return [self._track_result(video, stream, 0, n_frames - 1)], n_frames
-        finally:
-            audio.close()
+        stream = _WindowStream(self.syncnet, audio, self.settings.vshift,
+                               self.settings.batch_size)
+        n_frames = 0
+        for frame in self._frames(video):
+            n_frames += 1
+            stream.push(prealigned_crop(frame))
+            if stream.done:
+                break  # the audio ends here: later frames cannot enter any window
+        return [self._track_result(video, stream, 0, n_frames - 1)], n_frames
 
     def _score_detect(self, video: Path, chunks):
         from .faces.crop import syncnet_crop
