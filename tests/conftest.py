@@ -7,11 +7,6 @@ from pathlib import Path
 
 import pytest
 
-# Subprocesses run `python -m lipleak` from the repository root; without this, Python would
-# put the root on sys.path and import the source tree (which has no compiled _core) instead
-# of the installed package.
-os.environ.setdefault("PYTHONSAFEPATH", "1")
-
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("LIPLEAK_SHARED_DIR", ROOT.parent / "shared"))
 SHARED_MODELS = SHARED / "models"
