@@ -18,6 +18,7 @@ import zipfile
 import pytest
 
 from conftest import SHARED, SHARED_MODELS
+from lipleak import files
 from lipleak.cli import main
 from lipleak.errors import ModelError
 from lipleak.models import registry, store
@@ -139,8 +140,9 @@ def test_wrong_sha256_is_refused(model_dir, tmp_path):
 def test_hash_cache_avoids_rehashing_and_notices_changes(model_dir, monkeypatch):
     path = store.fetch(SMALL, SHARED_MODELS)
     calls = []
-    real = store._sha256_of
-    monkeypatch.setattr(store, "_sha256_of", lambda p: calls.append(p) or real(p))
+    real = files.sha256_of
+    monkeypatch.setattr(store, "sha256_of", lambda p: calls.append(p) or real(p))
+    monkeypatch.setattr(files, "sha256_of", lambda p: calls.append(p) or real(p))
     for _ in range(3):
         store.verify(SMALL)
     assert calls == []

@@ -14,8 +14,6 @@ never holds a partial or unverified file under a registry name.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -25,77 +23,12 @@ import zipfile
 from pathlib import Path
 
 from ..errors import ModelError
+from ..files import file_sha256, remember, sha256_of
 from ..paths import model_dir
 from . import registry
 from .registry import ModelSpec
 
-HASH_CACHE = ".sha256-cache.json"
 _CHUNK = 1 << 20
-
-
-# --- hashing -------------------------------------------------------------------------------
-
-def _sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _read_cache() -> dict:
-    try:
-        data = json.loads((model_dir() / HASH_CACHE).read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _write_cache(data: dict) -> None:
-    """Best effort: a read-only model dir or a lost race only costs a rehash later."""
-    folder = model_dir()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f"{HASH_CACHE}.", dir=folder)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=0, sort_keys=True)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, folder / HASH_CACHE)
-    except OSError:
-        with contextlib.suppress(NameError, OSError):
-            os.unlink(tmp)
-
-
-def _cache_key(path: Path) -> tuple[str, list]:
-    # ctime and inode also catch a replacement that kept size and mtime (cp -p, rsync -t).
-    real = path.resolve()
-    st = real.stat()
-    return str(real), [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
-
-
-def file_sha256(path: str | Path, rehash: bool = False) -> str:
-    """sha256 of ``path``, from the model dir's hash cache if the file's stamp is unchanged.
-
-    ``rehash`` ignores the cache (and refreshes it).
-    """
-    path = Path(path)
-    key, stamp = _cache_key(path)
-    cache = _read_cache()
-    hit = cache.get(key)
-    if not rehash and isinstance(hit, list) and len(hit) == len(stamp) + 1 and hit[:-1] == stamp:
-        return hit[-1]
-    digest = _sha256_of(path)
-    cache = _read_cache()  # re-read: another process may have added entries meanwhile
-    cache[key] = [*stamp, digest]
-    _write_cache(cache)
-    return digest
-
-
-def _remember(path: Path, digest: str) -> None:
-    key, stamp = _cache_key(path)
-    cache = _read_cache()
-    cache[key] = [*stamp, digest]
-    _write_cache(cache)
 
 
 # --- locate / verify -----------------------------------------------------------------------
@@ -185,7 +118,7 @@ def _install(spec: ModelSpec, tmp: Path, digest: str) -> Path:
     target = model_dir() / spec.filename
     os.chmod(tmp, 0o644)
     os.replace(tmp, target)
-    _remember(target, digest)
+    remember(target, digest)
     return target
 
 
@@ -199,7 +132,7 @@ def _from_local(spec: ModelSpec, source: Path, symlink: bool) -> Path:
     tmp = _tmp_in(folder, spec)
     try:
         if spec.member and _archive_member(source, spec.member, tmp):
-            digest = _sha256_of(tmp)
+            digest = sha256_of(tmp)
             _check(spec, source / spec.member, digest)
         else:
             digest = file_sha256(source)
@@ -246,7 +179,7 @@ def _download(spec: ModelSpec, progress: bool) -> Path:
                 raise ModelError(f"{spec.url}: the download does not contain {spec.member}")
         else:
             os.replace(archive, tmp)
-        digest = _sha256_of(tmp)
+        digest = sha256_of(tmp)
         _check(spec, Path(spec.url), digest)
         return _install(spec, tmp, digest)
     finally:
