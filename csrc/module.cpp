@@ -52,9 +52,15 @@ py::array_t<T, py::array::c_style> checked(const py::object& obj, const char* na
 }
 
 // The bits of T's exponent field: all set means inf or NaN.
-template <typename T> struct ExpBits;
-template <> struct ExpBits<float> { using U = uint32_t; static constexpr U mask = 0x7f800000u; };
-template <> struct ExpBits<double> {
+template <typename T>
+struct ExpBits;
+template <>
+struct ExpBits<float> {
+    using U = uint32_t;
+    static constexpr U mask = 0x7f800000u;
+};
+template <>
+struct ExpBits<double> {
     using U = uint64_t;
     static constexpr U mask = 0x7ff0000000000000ull;
 };
@@ -99,11 +105,11 @@ void check_pair(const py::array_t<float, py::array::c_style>& v,
                 const py::array_t<float, py::array::c_style>& a, bool same_rows,
                 const std::string& where) {
     if (v.shape(1) != a.shape(1))
-        fail(where + "video and audio embeddings differ in width (" +
-             std::to_string(v.shape(1)) + " vs " + std::to_string(a.shape(1)) + ")");
+        fail(where + "video and audio embeddings differ in width (" + std::to_string(v.shape(1)) +
+             " vs " + std::to_string(a.shape(1)) + ")");
     if (same_rows && v.shape(0) != a.shape(0))
-        fail(where + "video and audio need the same number of rows (" +
-             std::to_string(v.shape(0)) + " vs " + std::to_string(a.shape(0)) + ")");
+        fail(where + "video and audio need the same number of rows (" + std::to_string(v.shape(0)) +
+             " vs " + std::to_string(a.shape(0)) + ")");
 }
 
 void check_output_size(int64_t n, int64_t vshift) {
@@ -136,7 +142,8 @@ py::array_t<double> shift_distances_on(const py::object& video, const py::object
     auto a = embeddings(audio, "audio");
     check_pair(v, a, false, "");
     check_vshift(vshift);
-    if (row0 < 0 || row0 > (int64_t{1} << 40)) fail("row0 must be >= 0, got " + std::to_string(row0));
+    if (row0 < 0 || row0 > (int64_t{1} << 40))
+        fail("row0 must be >= 0, got " + std::to_string(row0));
     const int64_t n = v.shape(0), S = 2 * vshift + 1;
     check_output_size(n, vshift);
     py::array_t<double> out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(S)});
@@ -159,11 +166,16 @@ py::array_t<double> shift_distances_isa(const py::object& video, const py::objec
                                         int64_t vshift, int64_t row0, const std::string& name) {
     using lipleak::OffsetIsa;
     OffsetIsa isa;
-    if (name == "scalar") isa = OffsetIsa::Scalar;
-    else if (name == "avx2") isa = OffsetIsa::Avx2;
-    else if (name == "avx512") isa = OffsetIsa::Avx512;
-    else fail("isa must be 'scalar', 'avx2' or 'avx512', got '" + name + "'");
-    if (!lipleak::offset_isa_available(isa)) fail("isa '" + name + "' is not available on this CPU");
+    if (name == "scalar")
+        isa = OffsetIsa::Scalar;
+    else if (name == "avx2")
+        isa = OffsetIsa::Avx2;
+    else if (name == "avx512")
+        isa = OffsetIsa::Avx512;
+    else
+        fail("isa must be 'scalar', 'avx2' or 'avx512', got '" + name + "'");
+    if (!lipleak::offset_isa_available(isa))
+        fail("isa '" + name + "' is not available on this CPU");
     return shift_distances_on(video, audio, vshift, row0, isa);
 }
 
@@ -171,7 +183,8 @@ py::dict sync_stats(const py::object& dobj) {
     auto d = checked<double>(dobj, "d", "float64", 2, 2);
     const int64_t n = d.shape(0), S = d.shape(1);
     if (n < 1) fail("d must have at least one row");
-    if (S < 1 || S % 2 == 0) fail("d must have an odd number of columns (2*vshift+1), got " + std::to_string(S));
+    if (S < 1 || S % 2 == 0)
+        fail("d must have an odd number of columns (2*vshift+1), got " + std::to_string(S));
     require_finite(d, "d");
     SyncStats st;
     {
@@ -211,7 +224,11 @@ py::list offset_search_batch(const py::sequence& videos, const py::sequence& aud
         check_pair(vs.back(), as.back(), true, where);
         check_output_size(vs.back().shape(0), vshift);
     }
-    struct Item { const float* v; const float* a; int64_t n, d; };
+    struct Item {
+        const float* v;
+        const float* a;
+        int64_t n, d;
+    };
     std::vector<Item> items;
     for (int64_t k = 0; k < count; ++k)
         items.push_back({vs[k].data(), as[k].data(), vs[k].shape(0), vs[k].shape(1)});
@@ -289,8 +306,8 @@ Frames frame_pair(const py::object& aobj, const py::object& bobj, int64_t min_si
     if (fr.c < 1) fail("frames have no channels");
     if (fr.h < min_side || fr.w < min_side)
         fail("frames must be at least " + std::to_string(min_side) + "x" +
-             std::to_string(min_side) + " pixels (F,H,W[,C]), got " + std::to_string(fr.h) +
-             "x" + std::to_string(fr.w));
+             std::to_string(min_side) + " pixels (F,H,W[,C]), got " + std::to_string(fr.h) + "x" +
+             std::to_string(fr.w));
     return fr;
 }
 

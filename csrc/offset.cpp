@@ -45,7 +45,8 @@ constexpr int64_t kParallelWork = int64_t{1} << 22;
 using LanesFn = void (*)(const float* const*, int, const float*, int64_t, double (*)[kLanes]);
 
 template <int R>
-inline void lanes_scalar_r(const float* const* w, const float* a, int64_t dv, double (*dl)[kLanes]) {
+inline void lanes_scalar_r(const float* const* w, const float* a, int64_t dv,
+                           double (*dl)[kLanes]) {
     for (int64_t k = 0; k < dv;) {
         float acc[R][kLanes] = {};
         const int64_t kend = std::min(dv, k + kFlushSteps * kLanes);
@@ -128,7 +129,8 @@ LIPLEAK_AVX2 inline void lanes_avx2_r(const float* const* w, const float* a, int
             const __m256 a0 = _mm256_loadu_ps(a + k), a1 = _mm256_loadu_ps(a + k + 8);
             for (int q = 0; q < R; ++q) {
                 const __m256 t0 = _mm256_add_ps(_mm256_sub_ps(_mm256_loadu_ps(w[q] + k), a0), eps);
-                const __m256 t1 = _mm256_add_ps(_mm256_sub_ps(_mm256_loadu_ps(w[q] + k + 8), a1), eps);
+                const __m256 t1 =
+                    _mm256_add_ps(_mm256_sub_ps(_mm256_loadu_ps(w[q] + k + 8), a1), eps);
                 acc[q][0] = _mm256_fmadd_ps(t0, t0, acc[q][0]);
                 acc[q][1] = _mm256_fmadd_ps(t1, t1, acc[q][1]);
             }
@@ -213,7 +215,8 @@ LIPLEAK_CLONES double sq_dist_f64(const float* w, const float* a, int64_t d) {
     int64_t k = 0;
     for (; k + kL <= d; k += kL)
         for (int r = 0; r < kL; ++r) {
-            const double t = (static_cast<double>(w[k + r]) - static_cast<double>(a[k + r])) + kPairEps;
+            const double t =
+                (static_cast<double>(w[k + r]) - static_cast<double>(a[k + r])) + kPairEps;
             l[r] += t * t;
         }
     for (int r = 0; k + r < d; ++r) {
@@ -273,12 +276,15 @@ void shift_distances(const float* video, int64_t n, const float* audio, int64_t 
     for (int64_t j = jr0; j < jr1; ++j) {
         const float* a = audio + j * d;
         const bool zero = std::all_of(a, a + d, [](float x) { return x == 0.0f; });
-        zeros_before[static_cast<size_t>(j - jr0 + 1)] = zeros_before[static_cast<size_t>(j - jr0)] + zero;
+        zeros_before[static_cast<size_t>(j - jr0 + 1)] =
+            zeros_before[static_cast<size_t>(j - jr0)] + zero;
     }
     const auto zero_rows = [&](int64_t j0, int64_t j1) {  // zero rows in [j0, j1) within [jr0, jr1)
         j0 = std::clamp(j0, jr0, jr1);
         j1 = std::clamp(j1, jr0, jr1);
-        return j1 > j0 ? zeros_before[static_cast<size_t>(j1 - jr0)] - zeros_before[static_cast<size_t>(j0 - jr0)] : 0;
+        return j1 > j0 ? zeros_before[static_cast<size_t>(j1 - jr0)] -
+                             zeros_before[static_cast<size_t>(j0 - jr0)]
+                       : 0;
     };
     const std::vector<float> zeros(static_cast<size_t>(d), 0.0f);
     const int64_t groups = (n + kRows - 1) / kRows;

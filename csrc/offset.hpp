@@ -23,8 +23,7 @@ bool offset_isa_available(OffsetIsa isa);
 // copy, so a chunked call (row0 > 0) reproduces the rows of a full call bit for bit.
 // An ISA the CPU lacks falls back to Scalar.
 void shift_distances(const float* video, int64_t n, const float* audio, int64_t m, int64_t d,
-                     int64_t vshift, int64_t row0, double* out,
-                     OffsetIsa isa = OffsetIsa::Auto);
+                     int64_t vshift, int64_t row0, double* out, OffsetIsa isa = OffsetIsa::Auto);
 
 struct SyncStats {
     std::vector<double> mdist;  // mean over frames, one per shift
