@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LipleakError, ModelError
-from . import engine_cache
+from . import engine_cache, probe
 from .base import RuntimeInfo, TensorSpec
 
 
@@ -26,10 +26,8 @@ class _Cuda:
     """The handful of CUDA runtime calls the backend needs, with errors as exceptions."""
 
     def __init__(self):
-        from .select import import_cudart
-
         try:
-            self.rt = import_cudart()
+            self.rt = probe.import_cudart()
         except ImportError as exc:
             raise LipleakError("the tensorrt backend needs cuda-python "
                                "(pip install cuda-python)") from exc
@@ -115,12 +113,10 @@ class TensorRTRuntime:
             raise LipleakError("TensorRT is not installed; install the 'gpu' extra") from exc
         from lipleak.export.tensorrt_build import build_engine, trt_logger
 
-        from .select import probe_gpu
-
         self.path = Path(onnx_path)
         if not self.path.is_file():
             raise ModelError(f"{self.path}: ONNX model file not found")
-        gpu, why = probe_gpu(device)
+        gpu, why = probe.probe_gpu(device)
         if gpu is None:
             raise LipleakError(f"tensorrt backend: {why}")
         self.gpu = gpu
