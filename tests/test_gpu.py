@@ -143,7 +143,7 @@ def test_build_cli(towers, tmp_path):
     assert out.stat().st_size > 0 and "fp32" in res.stdout
     import tensorrt as trt
 
-    from lipleak.export.tensorrt_build import trt_logger
+    from lipleak.runtime.trt_build import trt_logger
 
     engine = trt.Runtime(trt_logger()).deserialize_cuda_engine(out.read_bytes())
     assert engine is not None and engine.num_io_tensors == 2

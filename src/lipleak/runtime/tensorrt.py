@@ -111,7 +111,7 @@ class TensorRTRuntime:
             import tensorrt as trt
         except ImportError as exc:
             raise LipleakError("TensorRT is not installed; install the 'gpu' extra") from exc
-        from lipleak.export.tensorrt_build import build_engine, trt_logger
+        from .trt_build import build_engine, trt_logger
 
         self.path = Path(onnx_path)
         if not self.path.is_file():
