@@ -36,6 +36,12 @@ def tiny_onnx(path, batch="batch"):
 
 
 @pytest.fixture(autouse=True)
+def private_model_dir(tmp_path, monkeypatch):
+    """Hashing a model remembers the digest in the model dir: keep it out of the user's."""
+    monkeypatch.setenv("LIPLEAK_MODEL_DIR", str(tmp_path / "models"))
+
+
+@pytest.fixture(autouse=True)
 def fresh_probes():
     """Tests here fake different hardware: no probe answer may leak between them."""
     probe.clear_cache()

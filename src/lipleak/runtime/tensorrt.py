@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LipleakError, ModelError
+from ..files import file_sha256
 from . import engine_cache, probe
 from .base import RuntimeInfo, TensorSpec
 
@@ -126,7 +127,7 @@ class TensorRTRuntime:
         self._cuda.set_device(device)
 
         profile = engine_cache.profile_shapes(self.path, min_batch, opt_batch, max_batch)
-        self._sha256 = engine_cache.file_sha256(self.path)
+        self._sha256 = file_sha256(self.path)
         key = engine_cache.make_key(self.path, trt.__version__, gpu.name,
                                     gpu.compute_capability, precision, profile, self._sha256)
         logger = trt_logger()
