@@ -17,12 +17,30 @@ import importlib
 import os
 import shutil
 import subprocess
+import threading
 from collections import Counter
 from dataclasses import dataclass
 
 # Real probes run in this process since it started; clear_cache() does not reset it, so
 # that a test can see every probe that ever ran.
 PROBES: Counter[str] = Counter()
+
+# functools.cache alone lets two threads that ask at the same moment both probe. Reentrant:
+# the GPU probe asks nvidia-smi, itself cached, while holding it.
+_LOCK = threading.RLock()
+
+
+def _once(fn):
+    """``fn`` cached (per argument tuple) and run by one thread at a time."""
+    cached = functools.cache(fn)
+
+    @functools.wraps(fn)
+    def call(*args):
+        with _LOCK:
+            return cached(*args)
+
+    call.cache_clear = cached.cache_clear
+    return call
 
 
 @dataclass(frozen=True)
@@ -71,15 +89,17 @@ def _gpus_from_cudart() -> list[GpuInfo]:
         err, prop = cudart.cudaGetDeviceProperties(i)
         if err != ok:
             raise RuntimeError(f"cudaGetDeviceProperties({i}) failed: {err}")
-        name = prop.name.decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)
+        name = prop.name
+        name = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
         out.append(GpuInfo(i, name.strip("\x00 "), f"{prop.major}.{prop.minor}",
                            int(prop.totalGlobalMem) // (1 << 20), None, runtime, "cuda-python"))
     # cudaDriverGetVersion gives the CUDA version the driver supports, not the driver's own
     # version number; nvidia-smi knows the latter, so ask it when it is there.
     smi = _gpus_from_nvidia_smi_or_empty()
+    fallback = f"cuda {driver}" if driver else None
     return [
         GpuInfo(g.index, g.name, g.compute_capability, g.memory_mb,
-                smi[g.index].driver if g.index < len(smi) else (f"cuda {driver}" if driver else None),
+                smi[g.index].driver if g.index < len(smi) else fallback,
                 g.cuda_runtime, g.source)
         for g in out
     ]
@@ -102,7 +122,7 @@ def parse_nvidia_smi(text: str) -> list[GpuInfo]:
     return gpus
 
 
-@functools.cache
+@_once
 def _nvidia_smi() -> tuple[tuple[GpuInfo, ...], str]:
     """(GPUs, "") or ((), why not). A failure is kept too: both the cuda-python path (for
     the driver version) and the fallback path ask, and neither should spawn it again."""
@@ -136,7 +156,7 @@ def _gpus_from_nvidia_smi_or_empty() -> list[GpuInfo]:
         return []
 
 
-@functools.cache
+@_once
 def _probe_gpus(visible: str | None) -> tuple[tuple[GpuInfo, ...], str]:
     # Keyed by CUDA_VISIBLE_DEVICES so that hiding the GPUs later in the process is seen.
     if visible in ("", "-1"):
@@ -184,7 +204,7 @@ def probe_gpu(index: int = 0) -> tuple[GpuInfo | None, str]:
 # -------------------------------------------------------------------- libraries
 
 
-@functools.cache
+@_once
 def probe_tensorrt() -> tuple[str | None, str]:
     """TensorRT's version, or None and why it cannot be imported."""
     PROBES["tensorrt"] += 1
@@ -197,7 +217,7 @@ def probe_tensorrt() -> tuple[str | None, str]:
     return str(getattr(trt, "__version__", "unknown")), ""
 
 
-@functools.cache
+@_once
 def probe_cuda_python() -> tuple[str | None, str]:
     """cuda-python (device memory and streams for the TensorRT backend)."""
     PROBES["cuda-python"] += 1
@@ -218,7 +238,7 @@ def probe_cuda_python() -> tuple[str | None, str]:
     return "unknown", ""
 
 
-@functools.cache
+@_once
 def _probe_ort() -> tuple[tuple[str, ...] | None, str, str | None]:
     PROBES["onnxruntime"] += 1
     try:
