@@ -67,7 +67,7 @@ def pct(xs, q) -> float | None:
 
 def open_scorer(backend: str, precision: str):
     from lipleak.models.syncnet import SyncNet
-    from lipleak.runtime import select
+    from lipleak.runtime import open_model
     from lipleak.sync_video import SyncScorer, SyncSettings
 
     t0 = time.perf_counter()
@@ -76,8 +76,8 @@ def open_scorer(backend: str, precision: str):
     else:
         scorer = SyncScorer(SyncSettings(syncnet=str(CHECKPOINT), backend="cpu"))
         cpu = scorer.syncnet
-        lips = select.open_model(cpu.lips.describe().model_path, backend, precision=precision)
-        audio = select.open_model(cpu.audio.describe().model_path, backend, precision=precision)
+        lips = open_model(cpu.lips.describe().model_path, backend, precision=precision)
+        audio = open_model(cpu.audio.describe().model_path, backend, precision=precision)
         scorer.syncnet = SyncNet(cpu.checkpoint, cpu.sha256, cpu.name, lips, audio)
     open_s = time.perf_counter() - t0
     details = scorer.syncnet.lips.describe().details
@@ -110,26 +110,29 @@ def score_timed(scorer, clip: Path, timer: Timer):
 def bench_decode(clips, repeat: int) -> dict:
     from lipleak.io import dali
     from lipleak.io import video as cpu_video
+    from lipleak.runtime.probe import probe_gpu
 
+    gpu = probe_gpu()
     out = {}
-    decoders = ["cpu"] + (["dali"] if dali.dali_available()[0] else [])
+    decoders = ["cpu"] + (["dali"] if dali.dali_available(*gpu)[0] else [])
     for dec in decoders:
         frames, secs = 0, 0.0
         for _ in range(repeat):
             for clip in clips:
-                if dec == "dali" and dali.choose_decoder(clip).decoder != "dali":
+                choice = dali.choose_decoder(clip, gpu=gpu) if dec == "dali" else None
+                if choice is not None and choice.decoder != "dali":
                     continue
                 t0 = time.perf_counter()
                 it = (cpu_video.iter_frames(clip) if dec == "cpu"
-                      else dali.iter_frames(clip, size=(224, 224), decoder="dali"))
+                      else dali.iter_frames(clip, size=(224, 224), decoder="dali", choice=choice))
                 frames += sum(1 for _ in it)
                 secs += time.perf_counter() - t0
         out[dec] = {"frames": frames, "seconds": secs,
                     "frames_per_s": frames / secs if secs else None,
                     "note": "full frames, BGR to host" if dec == "cpu"
                     else "NVDEC + resize to 224x224 on GPU, copied to host"}
-    if not dali.dali_available()[0]:
-        out["dali_unavailable"] = dali.dali_available()[1]
+    if not dali.dali_available(*gpu)[0]:
+        out["dali_unavailable"] = dali.dali_available(*gpu)[1]
     return out
 
 
@@ -179,7 +182,7 @@ def environment() -> dict:
 
 
 def main(argv=None) -> int:
-    from lipleak.runtime import select
+    from lipleak.runtime import available_backends
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clips", nargs="*", type=Path,
@@ -192,7 +195,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     clips = [c for c in args.clips if not c.name.startswith("raw_")]  # VFR original: robustness only
-    av = select.available_backends()
+    av = available_backends()
     wanted = args.backends or [b for b in ("tensorrt", "ort-cuda", "cpu") if av[b][0]]
     tmp = Path(tempfile.mkdtemp(prefix="lipleak-bench-"))
     os.environ.setdefault("LIPLEAK_MODEL_DIR", str(tmp / "models"))

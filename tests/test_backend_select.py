@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from lipleak.errors import LipleakError, ModelError
-from lipleak.runtime import select
-from lipleak.runtime.base import open_model as base_open_model
+from lipleak.runtime import open_model as pkg_open_model
+from lipleak.runtime import probe, select
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
@@ -35,17 +35,31 @@ def tiny_onnx(path, batch="batch"):
     return path
 
 
-GPU = select.GpuInfo(0, "NVIDIA H100 80GB HBM3", "9.0", 81559, "550.54", "12.4", "fake")
+@pytest.fixture(autouse=True)
+def private_model_dir(tmp_path, monkeypatch):
+    """Hashing a model remembers the digest in the model dir: keep it out of the user's."""
+    monkeypatch.setenv("LIPLEAK_MODEL_DIR", str(tmp_path / "models"))
+
+
+@pytest.fixture(autouse=True)
+def fresh_probes():
+    """Tests here fake different hardware: no probe answer may leak between them."""
+    probe.clear_cache()
+    yield
+    probe.clear_cache()
+
+
+GPU = probe.GpuInfo(0, "NVIDIA H100 80GB HBM3", "9.0", 81559, "550.54", "12.4", "fake")
 
 
 def fake_env(monkeypatch, gpu=True, trt=True, cuda_py=True, providers=("CPUExecutionProvider",)):
-    monkeypatch.setattr(select, "probe_gpu", lambda index=0: (GPU, "") if gpu else
+    monkeypatch.setattr(probe, "probe_gpu", lambda index=0: (GPU, "") if gpu else
                         (None, "no CUDA GPU: fake probe"))
-    monkeypatch.setattr(select, "probe_tensorrt", lambda: ("10.9.0", "") if trt else
+    monkeypatch.setattr(probe, "probe_tensorrt", lambda: ("10.9.0", "") if trt else
                         (None, "tensorrt not importable (fake)"))
-    monkeypatch.setattr(select, "probe_cuda_python", lambda: ("12.8", "") if cuda_py else
+    monkeypatch.setattr(probe, "probe_cuda_python", lambda: ("12.8", "") if cuda_py else
                         (None, "cuda-python not installed (fake)"))
-    monkeypatch.setattr(select, "probe_ort", lambda: (list(providers), "", "1.99")
+    monkeypatch.setattr(probe, "probe_ort", lambda: (list(providers), "", "1.99")
                         if providers is not None else (None, "onnxruntime not importable", None))
 
 
@@ -129,7 +143,7 @@ def test_missing_model_is_model_error(monkeypatch, tmp_path):
 def test_cpu_backend_runs_a_real_model(tmp_path):
     """No fakes: the real probes on this machine, the real onnxruntime session."""
     model = tiny_onnx(tmp_path / "m.onnx")
-    rt = base_open_model(model, "cpu")
+    rt = pkg_open_model(model, "cpu")
     x = RNG.standard_normal((5, 3)).astype(np.float32)
     y = rt.run({"x": x})["y"]
     np.testing.assert_allclose(y, x @ W + B, rtol=1e-6, atol=1e-6)
@@ -181,16 +195,16 @@ def test_options_for_the_wrong_backend(tmp_path):
 def test_parse_nvidia_smi():
     text = ("0, NVIDIA H100 80GB HBM3, 9.0, 81559, 550.54.15\n"
             "1, NVIDIA A10G, 8.6, 23028, 550.54.15\n")
-    gpus = select.parse_nvidia_smi(text)
+    gpus = probe.parse_nvidia_smi(text)
     assert [(g.index, g.name, g.compute_capability, g.memory_mb, g.driver) for g in gpus] == [
         (0, "NVIDIA H100 80GB HBM3", "9.0", 81559, "550.54.15"),
         (1, "NVIDIA A10G", "8.6", 23028, "550.54.15")]
-    assert select.parse_nvidia_smi("") == []
+    assert probe.parse_nvidia_smi("") == []
 
 
 def test_probe_gpus_respects_hidden_devices(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
-    gpus, why = select.probe_gpus()
+    gpus, why = probe.probe_gpus()
     assert gpus == [] and "CUDA_VISIBLE_DEVICES" in why
 
 
@@ -203,12 +217,13 @@ def test_probe_gpus_without_any_probe(monkeypatch):
     def no_smi():
         raise FileNotFoundError("nvidia-smi not found on PATH")
 
-    monkeypatch.setattr(select, "_gpus_from_cudart", no_cudart)
-    monkeypatch.setattr(select, "_gpus_from_nvidia_smi", no_smi)
-    gpus, why = select.probe_gpus()
+    monkeypatch.setattr(probe, "_gpus_from_cudart", no_cudart)
+    monkeypatch.setattr(probe, "_gpus_from_nvidia_smi", no_smi)
+    gpus, why = probe.probe_gpus()
     assert gpus == [] and "cuda-python not installed" in why and "nvidia-smi not found" in why
-    monkeypatch.setattr(select, "_gpus_from_nvidia_smi",
-                        lambda: select.parse_nvidia_smi("0, NVIDIA L4, 8.9, 23034, 560.1\n"))
-    gpus, why = select.probe_gpus()
+    monkeypatch.setattr(probe, "_gpus_from_nvidia_smi",
+                        lambda: probe.parse_nvidia_smi("0, NVIDIA L4, 8.9, 23034, 560.1\n"))
+    probe.clear_cache()
+    gpus, why = probe.probe_gpus()
     assert why == "" and gpus[0].name == "NVIDIA L4"
-    assert select.probe_gpu(1) == (None, "no CUDA device 1 (found 1)")
+    assert probe.probe_gpu(1) == (None, "no CUDA device 1 (found 1)")

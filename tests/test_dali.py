@@ -17,6 +17,7 @@ import pytest
 from lipleak.errors import InputError, LipleakError
 from lipleak.io import dali
 from lipleak.io import video as cpu_video
+from lipleak.runtime.probe import probe_gpu
 
 
 def write_video(path, n=12, w=64, h=48, codec="libx264", fps=25):
@@ -45,13 +46,13 @@ def h264(tmp_path_factory):
 
 
 def test_dali_unavailable_here_with_reason():
-    ok, why = dali.dali_available()
+    ok, why = dali.dali_available(*probe_gpu())
     assert ok is False
     assert "nvidia-dali not installed" in why or "no CUDA GPU" in why
 
 
 def test_fallback_gives_the_cpu_frames(h264):
-    choice = dali.choose_decoder(h264)
+    choice = dali.choose_decoder(h264, gpu=probe_gpu())
     assert choice.decoder == "cpu" and ("nvidia-dali" in choice.reason or "GPU" in choice.reason)
     got = list(dali.iter_frames(h264))
     want = list(cpu_video.iter_frames(h264))
@@ -78,7 +79,7 @@ def test_crop_outside_frame_is_input_error(h264):
 
 
 def _pretend_dali(monkeypatch):
-    monkeypatch.setattr(dali, "dali_available", lambda device_id=0: (True, "DALI 9.9 on fake GPU"))
+    monkeypatch.setattr(dali, "dali_available", lambda gpu, why: (True, "DALI 9.9 on fake GPU"))
 
 
 def _info(**over):

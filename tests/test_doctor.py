@@ -10,7 +10,7 @@ import pytest
 from lipleak import cli
 from lipleak.commands import doctor
 from lipleak.io import dali
-from lipleak.runtime import select
+from lipleak.runtime import probe
 
 COMPONENTS = ["python", "lipleak-fast", "numpy", "opencv", "av (PyAV)", "onnxruntime",
               "torch (export only)", "onnx (export only)", "nvidia driver", "cuda runtime",
@@ -54,18 +54,26 @@ def test_text_on_this_machine(capsys):
     assert rc == 0
 
 
-GPU = select.GpuInfo(0, "NVIDIA H100 80GB HBM3", "9.0", 81559, "550.54.15", "12.4", "cuda-python")
+@pytest.fixture(autouse=True)
+def fresh_probes():
+    """Tests here fake different hardware: no probe answer may leak between them."""
+    probe.clear_cache()
+    yield
+    probe.clear_cache()
+
+
+GPU = probe.GpuInfo(0, "NVIDIA H100 80GB HBM3", "9.0", 81559, "550.54.15", "12.4", "cuda-python")
 
 
 def test_faked_gpu_machine(monkeypatch, capsys):
-    monkeypatch.setattr(select, "probe_gpus", lambda: ([GPU], ""))
-    monkeypatch.setattr(select, "probe_gpu", lambda index=0: (GPU, ""))
-    monkeypatch.setattr(select, "probe_tensorrt", lambda: ("10.9.0.34", ""))
-    monkeypatch.setattr(select, "probe_cuda_python", lambda: ("12.8.0", ""))
-    monkeypatch.setattr(select, "probe_ort", lambda: (
+    monkeypatch.setattr(probe, "probe_gpus", lambda: ([GPU], ""))
+    monkeypatch.setattr(probe, "probe_gpu", lambda index=0: (GPU, ""))
+    monkeypatch.setattr(probe, "probe_tensorrt", lambda: ("10.9.0.34", ""))
+    monkeypatch.setattr(probe, "probe_cuda_python", lambda: ("12.8.0", ""))
+    monkeypatch.setattr(probe, "probe_ort", lambda: (
         ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"], "", "1.22"))
     monkeypatch.setattr(dali, "dali_available",
-                        lambda device_id=0: (False, "nvidia-dali not installed (fake)"))
+                        lambda gpu, why: (False, "nvidia-dali not installed (fake)"))
     rc, out = run_cli(capsys, "--json")
     rep = json.loads(out)
     by = {c["name"]: c for c in rep["components"]}
@@ -81,7 +89,7 @@ def test_faked_gpu_machine(monkeypatch, capsys):
 
 
 def test_no_backend_exits_nonzero(monkeypatch, capsys):
-    monkeypatch.setattr(select, "probe_ort", lambda: (None, "onnxruntime not importable (fake)", None))
+    monkeypatch.setattr(probe, "probe_ort", lambda: (None, "onnxruntime not importable (fake)", None))
     rc, out = run_cli(capsys)
     assert rc == 1
     assert "onnxruntime            MISSING" in out

@@ -11,12 +11,19 @@ import numpy as np
 import pytest
 
 from lipleak.errors import LipleakError, ModelError
+from lipleak.files import atomic_write
 from lipleak.runtime import engine_cache as ec
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 PROFILE = {"x": ((1, 3), (32, 3), (64, 3))}
+
+
+@pytest.fixture(autouse=True)
+def private_model_dir(tmp_path, monkeypatch):
+    """Hashing a model remembers the digest in the model dir: keep it out of the user's."""
+    monkeypatch.setenv("LIPLEAK_MODEL_DIR", str(tmp_path / "models"))
 
 
 def matmul_onnx(path: Path, dims, w_seed: int = 0) -> Path:
@@ -286,9 +293,9 @@ def test_empty_engine_is_an_error(setup):
     assert [p for p in root.iterdir() if p.suffix != ".lock"] == []
 
 
-def test_atomic_write_bytes_keeps_old_file_on_failure(tmp_path, monkeypatch):
+def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
     target = tmp_path / "f.bin"
-    ec.atomic_write_bytes(target, b"old")
+    atomic_write(target, b"old")
     import os
 
     def boom(*a):
@@ -296,5 +303,5 @@ def test_atomic_write_bytes_keeps_old_file_on_failure(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError, match="disk full"):
-        ec.atomic_write_bytes(target, b"new")
+        atomic_write(target, b"new")
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["f.bin"]

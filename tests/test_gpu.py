@@ -27,11 +27,11 @@ import numpy as np
 import pytest
 
 from conftest import CLIPS, ROOT, SHARED_MODELS
-from lipleak.runtime import select
+from lipleak.runtime import available_backends, open_model
 
 pytestmark = pytest.mark.gpu
 
-_backends = select.available_backends()
+_backends = available_backends()
 if not _backends["tensorrt"][0]:
     pytest.skip(f"GPU tests need a CUDA GPU and TensorRT: {_backends['tensorrt'][1]}",
                 allow_module_level=True)
@@ -66,8 +66,8 @@ def towers(model_dir):
 
 def _rt(path, precision="fp32", max_batch=32, backend="tensorrt"):
     if backend == "tensorrt":
-        return select.open_model(path, backend, precision=precision, max_batch=max_batch)
-    return select.open_model(path, backend)
+        return open_model(path, backend, precision=precision, max_batch=max_batch)
+    return open_model(path, backend)
 
 
 def _inputs(seed=0, n=11):
@@ -143,7 +143,7 @@ def test_build_cli(towers, tmp_path):
     assert out.stat().st_size > 0 and "fp32" in res.stdout
     import tensorrt as trt
 
-    from lipleak.export.tensorrt_build import trt_logger
+    from lipleak.runtime.trt_build import trt_logger
 
     engine = trt.Runtime(trt_logger()).deserialize_cuda_engine(out.read_bytes())
     assert engine is not None and engine.num_io_tensors == 2
@@ -199,14 +199,15 @@ def test_lse_fp32_tensorrt_equals_cpu(scorers, clip):
 def test_dali_frames_vs_cpu(clip, size):
     from lipleak.io import dali
     from lipleak.io import video as cpu_video
+    from lipleak.runtime.probe import probe_gpu
 
-    ok, why = dali.dali_available()
+    ok, why = dali.dali_available(*probe_gpu())
     if not ok:
         pytest.skip(why)
-    choice = dali.choose_decoder(clip)
+    choice = dali.choose_decoder(clip, gpu=probe_gpu())
     if choice.decoder != "dali":
         pytest.skip(f"{clip.name}: {choice.reason}")
-    gpu = list(dali.iter_frames(clip, size=size, decoder="dali"))
+    gpu = list(dali.iter_frames(clip, size=size, decoder="dali", choice=choice))
     cpu = [dali.cpu_transform(f, None, size) for f in cpu_video.iter_frames(clip)]
     assert len(gpu) == len(cpu)
     diff = np.abs(np.stack(gpu).astype(np.int16) - np.stack(cpu).astype(np.int16))

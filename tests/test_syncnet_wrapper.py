@@ -13,9 +13,9 @@ import pytest
 
 from conftest import SHARED_MODELS
 from lipleak.errors import ModelError
+from lipleak.files import file_sha256
 from lipleak.models import store
 from lipleak.models.syncnet import SyncNet, onnx_folder
-from lipleak.runtime.onnxrt import file_sha256
 
 FIXTURE_SHA = "4e3e685a6a869399262ec78e8d41286a886c60ca1f470607b641eec2c9b9bc53"
 

@@ -245,9 +245,11 @@ class SyncScorer:
         if self.settings.decoder == "cpu":
             return "cpu"
         from .io.dali import choose_decoder
+        from .runtime.probe import probe_gpu
 
-        return choose_decoder(video, self.settings.decoder, self.settings.reference_frames,
-                              info).decoder
+        self._choice = choose_decoder(video, self.settings.decoder,
+                                      self.settings.reference_frames, info, probe_gpu())
+        return self._choice.decoder
 
     def _frames(self, video: Path):
         """BGR frames at 25 fps: DALI on a GPU when it can decode this file, else PyAV."""
@@ -258,7 +260,7 @@ class SyncScorer:
         from .io.dali import iter_frames
 
         return iter_frames(video, decoder="dali",
-                           reference_frames=self.settings.reference_frames)
+                           reference_frames=self.settings.reference_frames, choice=self._choice)
 
     # -- scoring --------------------------------------------------------------------
     def score(self, video: str | Path, audio=None) -> VideoSync:

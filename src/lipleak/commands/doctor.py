@@ -50,8 +50,11 @@ def _module(name: str, import_name: str, required: bool, attr: str = "__version_
 def collect() -> dict:
     """Everything doctor reports, as plain data (the --json output)."""
     from ..io.dali import dali_available
-    from ..runtime import select
+    from ..runtime import probe, select
 
+    # Doctor reports the machine as it is now (e.g. after a pip install in this session),
+    # not what an earlier call in the same process found.
+    probe.clear_cache()
     comps = [
         Component("python", True, platform.python_version(), sys.executable, True),
         Component("lipleak-fast", True, __version__, "", True),
@@ -59,13 +62,13 @@ def collect() -> dict:
         _module("opencv", "cv2", True),
         _module("av (PyAV)", "av", True),
     ]
-    providers, ort_why, ort_ver = select.probe_ort()
+    providers, ort_why, ort_ver = probe.probe_ort()
     comps.append(Component("onnxruntime", providers is not None, ort_ver,
                            f"providers: {', '.join(providers)}" if providers else ort_why, True))
     comps.append(_dist("torch (export only)", "torch"))
     comps.append(_dist("onnx (export only)", "onnx"))
 
-    gpus, gpu_why = select.probe_gpus()
+    gpus, gpu_why = probe.probe_gpus()
     if gpus:
         for g in gpus:
             mem = f", {g.memory_mb} MiB" if g.memory_mb else ""
@@ -81,11 +84,11 @@ def collect() -> dict:
         comps.append(Component("gpu", False, None, gpu_why))
         comps.append(Component("nvidia driver", False, None, gpu_why))
         comps.append(Component("cuda runtime", False, None, gpu_why))
-    cp_ver, cp_why = select.probe_cuda_python()
+    cp_ver, cp_why = probe.probe_cuda_python()
     comps.append(Component("cuda-python", cp_ver is not None, cp_ver, cp_why))
-    trt_ver, trt_why = select.probe_tensorrt()
+    trt_ver, trt_why = probe.probe_tensorrt()
     comps.append(Component("tensorrt", trt_ver is not None, trt_ver, trt_why))
-    d_ok, d_why = dali_available()
+    d_ok, d_why = dali_available(*probe.probe_gpu())
     d_ver = None
     if d_ok or "installed but" in d_why:
         d_ver = _module("dali", "nvidia.dali", False).version

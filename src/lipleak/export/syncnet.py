@@ -134,8 +134,8 @@ class AudioTower(nn.Module):
 
 def _is_published(path: Path) -> bool:
     """Whether ``path`` is byte for byte a file the registry knows from its publisher."""
+    from lipleak.files import file_sha256
     from lipleak.models import registry
-    from lipleak.runtime.onnxrt import file_sha256
 
     spec = registry.by_sha256(file_sha256(path))
     return spec is not None and spec.url is not None

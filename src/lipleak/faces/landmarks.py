@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError, ModelError
-from ..runtime.base import open_model
+from ..runtime import open_model
 from ..runtime.batching import BatchedModel
 
 SIZE = 112

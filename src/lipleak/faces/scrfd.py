@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..runtime.base import open_model
+from ..runtime import open_model
 
 STRIDES = (8, 16, 32)
 NUM_ANCHORS = 2

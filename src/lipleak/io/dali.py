@@ -2,9 +2,11 @@
 
 ``iter_frames`` has the contract of ``lipleak.io.video.iter_frames`` — BGR uint8 H×W×3
 frames at 25 fps, bounded memory — plus optional crop and resize, and picks the decoder:
-DALI (NVDEC) when it is installed, a GPU is present and the file is something NVDEC and
-DALI's reader handle exactly (H.264/HEVC, constant 25 fps, no rotation, no JPEG round
-trip); otherwise the CPU decoder. ``choose_decoder`` says which and why.
+DALI (NVDEC) when it is installed, the caller found a GPU (``choose_decoder``'s ``gpu``:
+this package does not probe hardware) and the file is something NVDEC and DALI's reader
+handle exactly (H.264/HEVC, constant 25 fps, no rotation, no JPEG round trip); otherwise
+the CPU decoder. ``choose_decoder`` says which and why; pass its answer to
+``iter_frames(choice=...)``.
 
 Pixels: NVDEC's YUV->RGB conversion and DALI's resize are not libswscale/cv2, so GPU
 frames differ from the CPU ones by a few levels (tests on a GPU report the maximum
@@ -29,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -43,17 +45,29 @@ DECODERS = ("auto", "dali", "cpu")
 # -------------------------------------------------------------------- availability
 
 
-def dali_available(device_id: int = 0) -> tuple[bool, str]:
-    """Whether DALI can decode on GPU ``device_id`` here, and why (not)."""
+class Gpu(Protocol):
+    """What decoding needs to know of a GPU: ``lipleak.runtime.probe.GpuInfo`` is one."""
+
+    name: str
+
+
+# (the GPU to decode on, or None and why there is none): what
+# ``lipleak.runtime.probe.probe_gpu()`` returns. The caller probes; io never looks for GPUs
+# itself, so that it stays below the runtime.
+GpuProbe = tuple[Gpu | None, str]
+
+NO_GPU_GIVEN: GpuProbe = (None, "no GPU probe was passed in")
+
+
+def dali_available(gpu: Gpu | None, why: str) -> tuple[bool, str]:
+    """Whether DALI can decode on ``gpu`` here, and why (not); ``why`` says why there is no
+    GPU when ``gpu`` is None. Pass ``*lipleak.runtime.probe.probe_gpu(device_id)``."""
     try:
         dali = importlib.import_module("nvidia.dali")
     except ImportError as exc:
         return False, f"nvidia-dali not installed ({exc}); install the 'gpu' extra"
     except Exception as exc:  # noqa: BLE001 - a DALI built for another CUDA fails on import
         return False, f"nvidia-dali import failed: {type(exc).__name__}: {exc}"
-    from ..runtime.select import probe_gpu
-
-    gpu, why = probe_gpu(device_id)
     if gpu is None:
         return False, f"DALI {getattr(dali, '__version__', '?')} installed but {why}"
     return True, f"DALI {getattr(dali, '__version__', '?')} on {gpu.name}"
@@ -66,18 +80,21 @@ class DecoderChoice:
 
 
 def choose_decoder(path: str | Path, decoder: str = "auto", reference_frames: bool = False,
-                   info: cpu_video.VideoInfo | None = None) -> DecoderChoice:
+                   info: cpu_video.VideoInfo | None = None,
+                   gpu: GpuProbe = NO_GPU_GIVEN) -> DecoderChoice:
     """Which decoder ``iter_frames`` will use for ``path``, and why.
 
-    ``decoder="dali"`` makes an unusable GPU path an error (LipleakError) instead of a
-    fallback; bad files raise InputError from the probe either way.
+    ``gpu`` is the caller's ``lipleak.runtime.probe.probe_gpu()``; without it there is no
+    GPU to decode on. ``decoder="dali"`` makes an unusable GPU path an error
+    (LipleakError) instead of a fallback; bad files raise InputError from the probe
+    either way.
     """
     if decoder not in DECODERS:
         raise LipleakError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
     if decoder == "cpu":
         return DecoderChoice("cpu", "asked for the CPU decoder")
     reasons = []
-    ok, why = dali_available()
+    ok, why = dali_available(*gpu)
     if not ok:
         reasons.append(why)
     info = info or cpu_video.probe(path)
@@ -294,6 +311,6 @@ def prefetch_frames(paths: Iterable[str | Path], depth: int = 2, **frame_opts) -
     return prefetch(paths, load, depth=depth)
 
 
-__all__ = ["DALI_CODECS", "DecoderChoice", "GpuChunk", "Prefetched", "choose_decoder",
-           "cpu_transform", "dali_available", "iter_frames", "iter_gpu_chunks", "prefetch",
-           "prefetch_frames"]
+__all__ = ["DALI_CODECS", "NO_GPU_GIVEN", "DecoderChoice", "Gpu", "GpuChunk", "GpuProbe",
+           "Prefetched", "choose_decoder", "cpu_transform", "dali_available", "iter_frames",
+           "iter_gpu_chunks", "prefetch", "prefetch_frames"]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..runtime.base import open_model
+from ..runtime import open_model
 from ..runtime.batching import BatchedModel
 
 SIZE = 299

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..paths import model_dir
-from ..runtime.base import Runtime, open_model
+from ..runtime import Runtime, open_model
 from . import registry, store
 
 EMBED_DIM = 1024

@@ -1,14 +1,14 @@
 """The one interface every model runs behind: an ONNX file in, batches of arrays out.
 
 Backends (onnxruntime CPU/CUDA/TensorRT-EP, native TensorRT) implement ``Runtime``;
-``open_model`` picks one. Callers never see which backend ran, except through
-``Runtime.describe()`` which goes into the results so every number says what made it.
+``lipleak.runtime.open_model`` (``select.py``) picks one. Callers never see which backend
+ran, except through ``Runtime.describe()`` which goes into the results so every number
+says what made it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -39,12 +39,3 @@ class Runtime(Protocol):
 
     def describe(self) -> RuntimeInfo: ...
 
-
-BACKENDS = ("auto", "tensorrt", "ort-cuda", "ort-tensorrt", "cpu")
-
-
-def open_model(onnx_path: str | Path, backend: str = "auto", **options) -> Runtime:
-    """Open an ONNX model on the requested backend ("auto" picks the best available)."""
-    from .select import open_model as _open
-
-    return _open(Path(onnx_path), backend, **options)

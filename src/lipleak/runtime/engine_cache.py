@@ -19,15 +19,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import LipleakError, ModelError
+from ..files import atomic_path, atomic_write, file_sha256
 from ..paths import model_dir
 
 KEY_VERSION = 1  # bump when the meaning of a key field changes
@@ -123,14 +122,6 @@ def profile_shapes(onnx_path: str | Path, min_batch: int = 1, opt_batch: int | N
 # ------------------------------------------------------------------------- key
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 @dataclass(frozen=True)
 class EngineKey:
     onnx_sha256: str
@@ -185,23 +176,7 @@ def timing_cache_path(gpu_name: str, compute_capability: str, trt_version: str,
     return cache_dir(root) / "timing" / name
 
 
-# ------------------------------------------------------------------ atomic write
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+# ------------------------------------------------------------------------ lock
 
 
 @contextlib.contextmanager
@@ -285,24 +260,16 @@ def load_or_build(key: EngineKey, onnx_path: str | Path, build: BuildFn,
         # to a sidecar that no longer describes it.
         side.unlink(missing_ok=True)
         eng.unlink(missing_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{eng.name}.", suffix=".building", dir=eng.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
         timing = timing_cache_path(key.gpu_name, key.compute_capability, key.trt_version, root)
         t0 = time.perf_counter()
-        try:
+        with atomic_path(eng) as tmp:
             build(Path(onnx_path), tmp, timing)
             seconds = time.perf_counter() - t0
             data = tmp.read_bytes()
             if not data:
                 raise ModelError(f"{onnx_path}: the engine builder wrote an empty engine")
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, eng)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
         meta = dict(key.fields(), engine_sha256=hashlib.sha256(data).hexdigest(),
                     onnx_path=str(onnx_path), built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     build_seconds=round(seconds, 3))
-        atomic_write_bytes(side, (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode())
+        atomic_write(side, (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode())
     return CachedEngine(data, eng, True, seconds, why)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ModelError
+from ..files import file_sha256
 from .base import RuntimeInfo, TensorSpec
 
 _PROVIDERS = {
@@ -18,14 +18,6 @@ _PROVIDERS = {
 }
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64",
               "tensor(uint8)": "uint8", "tensor(int32)": "int32"}
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class OrtRuntime:

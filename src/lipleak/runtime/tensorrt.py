@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LipleakError, ModelError
-from . import engine_cache
+from ..files import file_sha256
+from . import engine_cache, probe
 from .base import RuntimeInfo, TensorSpec
 
 
@@ -26,10 +27,8 @@ class _Cuda:
     """The handful of CUDA runtime calls the backend needs, with errors as exceptions."""
 
     def __init__(self):
-        from .select import import_cudart
-
         try:
-            self.rt = import_cudart()
+            self.rt = probe.import_cudart()
         except ImportError as exc:
             raise LipleakError("the tensorrt backend needs cuda-python "
                                "(pip install cuda-python)") from exc
@@ -113,14 +112,12 @@ class TensorRTRuntime:
             import tensorrt as trt
         except ImportError as exc:
             raise LipleakError("TensorRT is not installed; install the 'gpu' extra") from exc
-        from lipleak.export.tensorrt_build import build_engine, trt_logger
-
-        from .select import probe_gpu
+        from .trt_build import build_engine, trt_logger
 
         self.path = Path(onnx_path)
         if not self.path.is_file():
             raise ModelError(f"{self.path}: ONNX model file not found")
-        gpu, why = probe_gpu(device)
+        gpu, why = probe.probe_gpu(device)
         if gpu is None:
             raise LipleakError(f"tensorrt backend: {why}")
         self.gpu = gpu
@@ -130,7 +127,7 @@ class TensorRTRuntime:
         self._cuda.set_device(device)
 
         profile = engine_cache.profile_shapes(self.path, min_batch, opt_batch, max_batch)
-        self._sha256 = engine_cache.file_sha256(self.path)
+        self._sha256 = file_sha256(self.path)
         key = engine_cache.make_key(self.path, trt.__version__, gpu.name,
                                     gpu.compute_capability, precision, profile, self._sha256)
         logger = trt_logger()
