@@ -49,7 +49,7 @@ def add_sync_options(p: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args):
-    from ..sync_video import SyncSettings
+    from ..sync import SyncSettings
 
     if args.batch_size < 1:
         raise InputError(None, "--batch-size must be at least 1", "bad_option")
@@ -75,7 +75,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..sync_video import SyncScorer
+    from ..sync import SyncScorer
 
     if not args.video.exists():
         raise InputError(args.video, "no such file", "missing")
