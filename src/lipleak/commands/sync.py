@@ -51,6 +51,8 @@ def add_sync_options(p: argparse.ArgumentParser) -> None:
 def settings_from_args(args):
     from ..sync import SyncSettings
 
+    # Checked before SyncSettings (which checks it too) to name the option and keep its
+    # exit status.
     if args.batch_size < 1:
         raise InputError(None, "--batch-size must be at least 1", "bad_option")
     return SyncSettings(mode=args.mode, reference_frames=args.reference_frames,

@@ -63,12 +63,10 @@ class SyncScorer:
     def __init__(self, settings: SyncSettings | None = None):
         from ..models.syncnet import SyncNet
 
-        self.settings = settings or SyncSettings()
-        if self.settings.mode not in ("prealigned", "detect"):
-            raise ValueError(f"unknown mode {self.settings.mode!r}")
+        self.settings = settings or SyncSettings()  # valid: SyncSettings checks itself
         self.syncnet = SyncNet.load(self.settings.syncnet, backend=self.settings.backend,
                                     precision=self.settings.precision,
-                                    max_batch=max(self.settings.batch_size, 1))
+                                    max_batch=self.settings.batch_size)
         self._detector = None
 
     @property
