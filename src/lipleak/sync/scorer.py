@@ -2,7 +2,8 @@
 
 Frames stream from the decoder straight into fixed-size SyncNet batches, so memory is
 bounded by the batch size; only the 1024-d embeddings (4 KiB per frame and tower) are
-kept for the offset search. ``detect`` mode decodes twice (detect + track, then crop)
+kept for the offset search. The video is probed and its decoder chosen once
+(``lipleak.sync.frames``); ``detect`` mode decodes twice (detect + track, then crop)
 rather than holding frames.
 """
 
@@ -18,6 +19,7 @@ from ..errors import InputError
 from ..export.syncnet_shapes import SAMPLES_PER_FRAME, WINDOW_FRAMES
 from ..io.audio import array_chunks, sample_range
 from .audio import AudioWindows
+from .frames import VideoFrames
 from .search import WindowStream
 from .settings import SyncSettings
 
@@ -115,33 +117,11 @@ class SyncScorer:
             return lambda: array_chunks(audio), "array"
         return lambda: iter_audio(Path(audio)), str(audio)
 
-    def _decoder(self, video: Path, info) -> str:
-        if self.settings.decoder == "cpu":
-            return "cpu"
-        from ..io.dali import choose_decoder
-
-        return choose_decoder(video, self.settings.decoder, self.settings.reference_frames,
-                              info).decoder
-
-    def _frames(self, video: Path):
-        """BGR frames at 25 fps: DALI on a GPU when it can decode this file, else PyAV."""
-        if self._decoder_used == "cpu":
-            from ..io.video import iter_frames
-
-            return iter_frames(video, fps=25.0, reference_frames=self.settings.reference_frames)
-        from ..io.dali import iter_frames
-
-        return iter_frames(video, decoder="dali",
-                           reference_frames=self.settings.reference_frames)
-
     # -- scoring --------------------------------------------------------------------
     def score(self, video: str | Path, audio=None) -> VideoSync:
         """LSE-C / LSE-D of one video against its own audio track or ``audio``."""
-        from ..io.video import probe
-
         video = Path(video)
-        info = probe(video)
-        self._decoder_used = self._decoder(video, info)
+        frames = VideoFrames.open(video, self.settings.decoder, self.settings.reference_frames)
         chunks, audio_source = self._audio(video, audio)
         whole = AudioWindows(chunks())
         try:
@@ -149,22 +129,22 @@ class SyncScorer:
                 raise InputError(video, f"too short: {whole.n_samples / 16000:.2f} s of audio; "
                                  "SyncNet needs more than 0.2 s (5 frames)", "too_short")
             if self.settings.mode == "prealigned":
-                tracks, n_frames = self._score_prealigned(video, whole)
+                tracks, n_frames = self._score_prealigned(frames, whole)
             else:  # each track reads its own stretch of the audio
                 whole.close()
-                tracks, n_frames = self._score_detect(video, chunks)
+                tracks, n_frames = self._score_detect(frames, chunks)
         finally:
             whole.close()
         weights = np.array([t.end_frame - t.start_frame + 1 for t in tracks], np.float64)
         longest = tracks[int(np.argmax(weights))]
         return VideoSync(
             video=str(video), audio_source=audio_source, n_frames=n_frames,
-            src_fps=float(info.src_fps), resampled=bool(info.needs_resample),
+            src_fps=float(frames.info.src_fps), resampled=bool(frames.info.needs_resample),
             frame_path="reference-jpeg" if self.settings.reference_frames else "lossless",
             tracks=tracks, offset=longest.offset,
             lse_c=float(np.average([t.lse_c for t in tracks], weights=weights)),
             lse_d=float(np.average([t.lse_d for t in tracks], weights=weights)),
-            decoder=self._decoder_used,
+            decoder=frames.decoder,
         )
 
     def _track_result(self, video: Path, stream: WindowStream, start: int,
@@ -178,25 +158,28 @@ class SyncScorer:
                          lse_d=float(r["lse_d"]), mdist=[float(x) for x in r["mdist"]],
                          fconf=[float(x) for x in r["fconf"]])
 
-    def _score_prealigned(self, video: Path, audio: AudioWindows):
+    def _score_prealigned(self, frames: VideoFrames, audio: AudioWindows):
         from ..faces.crop import prealigned_crop
 
+        video = frames.path
         stream = WindowStream(self.syncnet, audio, self.settings.vshift,
                                self.settings.batch_size)
         n_frames = 0
-        for frame in self._frames(video):
+        for frame in frames.decode():
             n_frames += 1
             stream.push(prealigned_crop(frame))
             if stream.done:
                 break  # the audio ends here: later frames cannot enter any window
         return [self._track_result(video, stream, 0, n_frames - 1)], n_frames
 
-    def _score_detect(self, video: Path, chunks):
+    def _score_detect(self, frames: VideoFrames, chunks):
+        """Two decoding passes (detect and track, then crop) rather than holding frames."""
         from ..faces.crop import syncnet_crop
         from ..faces.track import track_faces
 
         s = self.settings
-        detections = [self.detector.detect(frame) for frame in self._frames(video)]
+        video = frames.path
+        detections = [self.detector.detect(frame) for frame in frames.decode()]
         n_frames = len(detections)
         tracks = track_faces(detections, num_failed_det=s.num_failed_det,
                              min_track=s.min_track, min_face_size=s.min_face_size)
@@ -213,7 +196,7 @@ class SyncScorer:
                     (end + 1) * SAMPLES_PER_FRAME))
                 streams.append((t, start, end, seg,
                                 WindowStream(self.syncnet, seg, s.vshift, s.batch_size)))
-            for idx, frame in enumerate(self._frames(video)):
+            for idx, frame in enumerate(frames.decode()):
                 for t, start, end, _, stream in streams:
                     if start <= idx <= end and not stream.done:
                         i = idx - start
