@@ -18,7 +18,7 @@ from ..io.audio import array_chunks
 
 
 class AudioWindows:
-    """``mfcc_windows`` of a signal that arrives in chunks, computed as they are asked for.
+    """``metrics.sync.mfcc_windows`` of a signal arriving in chunks, made as they are asked for.
 
     Only the samples that windows not yet made can still need are kept (``release`` drops
     the rest), so memory does not grow with the length of the audio; the windows are bit
