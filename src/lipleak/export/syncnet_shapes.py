@@ -6,9 +6,7 @@ this module imports nothing (no torch), so scoring reads them without the export
 
 from __future__ import annotations
 
-SAMPLE_RATE = 16000  # Hz, mono
-FPS = 25
-SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
+SAMPLES_PER_FRAME = 640  # 16 kHz audio / 25 fps video
 MFCC_PER_FRAME = 4  # 100 Hz MFCC / 25 fps
 
 WINDOW_FRAMES = 5  # video frames per window
