@@ -68,7 +68,7 @@ def pct(xs, q) -> float | None:
 def open_scorer(backend: str, precision: str):
     from lipleak.models.syncnet import SyncNet
     from lipleak.runtime import open_model
-    from lipleak.sync_video import SyncScorer, SyncSettings
+    from lipleak.sync import SyncScorer, SyncSettings
 
     t0 = time.perf_counter()
     if precision == "fp32":

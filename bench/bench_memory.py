@@ -29,7 +29,7 @@ from common import model_env, write_result  # noqa: E402
 # parent here has just encoded a 10-min clip), which once made a flat curve look growing.
 CHILD = r"""
 import json, resource, sys, time
-from lipleak.sync_video import SyncScorer, SyncSettings
+from lipleak.sync import SyncScorer, SyncSettings
 scorer = SyncScorer(SyncSettings(syncnet="syncnet_v2_random", batch_size=int(sys.argv[2])))
 t = time.perf_counter()
 r = scorer.score(sys.argv[1])

@@ -88,7 +88,7 @@ def main() -> None:
     from lipleak.models import store
     from lipleak.protocol.distributed import RayExecutor
     from lipleak.protocol.scoring import ScoreOptions
-    from lipleak.sync_video import SyncSettings
+    from lipleak.sync import SyncSettings
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_ray_"))
     os.environ["LIPLEAK_MODEL_DIR"] = str(tmp / "models")  # Ray workers inherit it

@@ -112,7 +112,7 @@ def main() -> None:
     from lipleak.faces.track import track_faces
     from lipleak.io.video import iter_frames
     from lipleak.models import store
-    from lipleak.sync_video import SyncScorer, SyncSettings
+    from lipleak.sync import SyncScorer, SyncSettings
 
     torch.set_num_threads(max(1, __import__("os").cpu_count() or 1))
     clips = sorted(CLIPS_DIR.glob("*.mp4"))

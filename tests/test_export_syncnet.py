@@ -152,7 +152,7 @@ def test_full_unpickling_only_for_published_files(state, tmp_path, monkeypatch):
     path = _save_legacy(OldStyleDict(state), tmp_path / "old.model")
     with pytest.raises(ModelError, match="not a SyncNet checkpoint.*Unpickl"):
         load_syncnet(path)  # unknown file: never unpickled in full
-    monkeypatch.setattr(mod, "_is_published", lambda p: p == path)
+    monkeypatch.setattr(mod, "_is_published", lambda p, published: p == path)
     assert torch.equal(load_syncnet(path).netfclip[3].bias, state["netfclip.3.bias"])
 
 

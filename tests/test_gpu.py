@@ -161,7 +161,7 @@ def test_ort_cuda_matches_cpu(towers):
 @pytest.fixture(scope="module")
 def scorers(model_dir, towers):
     from lipleak.models.syncnet import SyncNet
-    from lipleak.sync_video import SyncScorer, SyncSettings
+    from lipleak.sync import SyncScorer, SyncSettings
 
     out = {}
     for label, backend in (("cpu", "cpu"), ("trt_fp32", "tensorrt")):

@@ -25,7 +25,7 @@ CHILD = textwrap.dedent("""
     sys.modules["cuda"] = None  # cuda-python absent, even where it is installed
 
     from lipleak.runtime import open_model, probe
-    from lipleak.sync_video import SyncScorer, SyncSettings
+    from lipleak.sync import SyncScorer, SyncSettings
 
     model_dir, clips = Path(sys.argv[1]), sys.argv[2:]
     models = sorted(model_dir.rglob("*.onnx"))

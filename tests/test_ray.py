@@ -24,7 +24,7 @@ from lipleak.cli import main  # noqa: E402
 from lipleak.errors import LipleakError  # noqa: E402
 from lipleak.protocol.distributed import RayExecutor, plan_workers  # noqa: E402
 from lipleak.protocol.scoring import DirectoryScorer, ScoreOptions  # noqa: E402
-from lipleak.sync_video import SyncSettings  # noqa: E402
+from lipleak.sync import SyncSettings  # noqa: E402
 
 SYNC = ["--syncnet", "syncnet_v2_random"]
 N_STEMS = 4

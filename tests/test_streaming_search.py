@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from lipleak import _core
+from lipleak.io.audio import array_chunks, sample_range
 from lipleak.metrics import sync as syncm
-from lipleak.metrics.sync import AudioWindows, array_chunks, sample_range
-from lipleak.sync_video import _WindowStream
+from lipleak.sync.audio import AudioWindows
+from lipleak.sync.search import WindowStream
 
 
 class FakeSyncNet:
@@ -57,7 +58,7 @@ def test_streaming_equals_one_shot(n_frames, audio_frames, vshift, batch, chunk)
     samples = (rng.standard_normal(audio_frames * 640 + extra) * 3000).astype(np.int16)
     net = FakeSyncNet()
     ref = one_shot(net, crops, samples, vshift)
-    stream = _WindowStream(net, AudioWindows(array_chunks(samples, chunk)), vshift, batch)
+    stream = WindowStream(net, AudioWindows(array_chunks(samples, chunk)), vshift, batch)
     for c in crops:
         stream.push(c)
         if stream.done:
@@ -74,7 +75,7 @@ def test_streaming_equals_one_shot(n_frames, audio_frames, vshift, batch, chunk)
 
 def test_no_windows_gives_none():
     net = FakeSyncNet()
-    stream = _WindowStream(net, AudioWindows.from_array(np.zeros(640 * 20, np.int16)), 15, 4)
+    stream = WindowStream(net, AudioWindows.from_array(np.zeros(640 * 20, np.int16)), 15, 4)
     for _ in range(5):
         stream.push(np.zeros((224, 224, 3), np.uint8))
     assert stream.result() is None

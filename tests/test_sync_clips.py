@@ -17,7 +17,7 @@ BATCH_SIZES = (1, 7, 64)
 
 @pytest.fixture(scope="module")
 def scorers(model_dir):
-    from lipleak.sync_video import SyncScorer, SyncSettings
+    from lipleak.sync import SyncScorer, SyncSettings
 
     made = {}
 

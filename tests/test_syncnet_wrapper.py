@@ -15,7 +15,8 @@ from conftest import SHARED_MODELS
 from lipleak.errors import ModelError
 from lipleak.files import file_sha256
 from lipleak.models import store
-from lipleak.models.syncnet import SyncNet, onnx_folder
+from lipleak.models.onnx_files import syncnet_folder
+from lipleak.models.syncnet import SyncNet
 
 FIXTURE_SHA = "4e3e685a6a869399262ec78e8d41286a886c60ca1f470607b641eec2c9b9bc53"
 
@@ -57,17 +58,17 @@ def _windows(n, seed=0):
 
 def test_auto_export_layout(model_dir):
     folder = model_dir / "onnx" / f"syncnet-{FIXTURE_SHA[:16]}"
-    assert onnx_folder(FIXTURE_SHA) == folder
+    assert syncnet_folder(FIXTURE_SHA) == folder
     assert sorted(p.name for p in folder.iterdir()) == ["syncnet_audio.onnx", "syncnet_lips.onnx"]
 
 
 def test_second_load_reuses_the_onnx_files(model_dir, monkeypatch):
-    import lipleak.models.syncnet as mod
+    import lipleak.models.onnx_files as mod
 
     def no_export(*args):
         raise AssertionError("exported again")
 
-    monkeypatch.setattr(mod, "export_onnx", no_export)
+    monkeypatch.setattr(mod, "export_syncnet", no_export)
     by_name = SyncNet.load("syncnet_v2_random", backend="cpu")
     by_path = SyncNet.load(SHARED_MODELS / "syncnet_v2_random.model", backend="cpu")
     assert by_path.name == by_name.name == "syncnet_v2_random"  # named by its sha256

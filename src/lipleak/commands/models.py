@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 
@@ -143,22 +142,17 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _export_inception() -> int:
+    from ..models import onnx_files
+
     try:
-        module = importlib.import_module("lipleak.export.inception_onnx")
-    except ModuleNotFoundError as exc:
-        if exc.name in ("lipleak.export.inception_onnx", "torch", "onnx"):
-            print(f"fid_inception: skipped (its exporter is not available: {exc})")
-            return 0
-        raise
-    try:
-        src = store.locate("fid_inception")
+        store.locate("fid_inception")
     except ModelError as exc:
         print(f"fid_inception: skipped ({exc})")
         return 0
-    sha = store.verify("fid_inception", src)
-    out = store.model_dir() / "onnx" / f"fid_inception-{sha[:16]}.onnx"
-    if not out.is_file():  # the exporter writes it; an existing file is from an earlier run
-        out.parent.mkdir(parents=True, exist_ok=True)
-        module.export(src, out)
+    try:
+        out, _ = onnx_files.inception_onnx("fid_inception")
+    except onnx_files.ExporterMissing as exc:
+        print(f"fid_inception: skipped (its exporter is not available: {exc.reason})")
+        return 0
     print(f"fid_inception: {out}")
     return 0

@@ -49,8 +49,10 @@ def add_sync_options(p: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args):
-    from ..sync_video import SyncSettings
+    from ..sync import SyncSettings
 
+    # Checked before SyncSettings (which checks it too) to name the option and keep its
+    # exit status.
     if args.batch_size < 1:
         raise InputError(None, "--batch-size must be at least 1", "bad_option")
     return SyncSettings(mode=args.mode, reference_frames=args.reference_frames,
@@ -75,7 +77,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..sync_video import SyncScorer
+    from ..sync import SyncScorer
 
     if not args.video.exists():
         raise InputError(args.video, "no such file", "missing")

@@ -26,6 +26,7 @@ def export(torchscript_path: str | Path, onnx_path: str | Path, opset: int = OPS
     import torch
 
     from lipleak.errors import ModelError
+    from lipleak.files import atomic_path
 
     src, dst = Path(torchscript_path), Path(onnx_path)
     if not src.is_file():
@@ -34,12 +35,10 @@ def export(torchscript_path: str | Path, onnx_path: str | Path, opset: int = OPS
         model = torch.jit.load(str(src), map_location="cpu").eval()
     except Exception as exc:  # torch raises untyped errors for corrupt archives
         raise ModelError(f"{src}: cannot load TorchScript: {exc}") from exc
-    dst.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(2, 3, SIZE, SIZE)
-    tmp = dst.with_name(dst.name + ".part")
     # A ScriptModule goes through the TorchScript-based exporter; the dynamo exporter
     # cannot trace a ScriptModule. Its deprecation warning is expected.
-    with warnings.catch_warnings(), torch.no_grad():
+    with atomic_path(dst) as tmp, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model, (example,), str(tmp),
@@ -47,7 +46,6 @@ def export(torchscript_path: str | Path, onnx_path: str | Path, opset: int = OPS
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
             opset_version=opset, do_constant_folding=True, dynamo=False,
         )
-    tmp.replace(dst)  # never leave a half-written model under the final name
     return dst
 
 

@@ -13,17 +13,16 @@ Both towers give B×1024 embeddings that are NOT L2-normalised.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from lipleak.errors import ModelError
+from lipleak.files import sha256_of
 
-EMBED_DIM = 1024
-LIPS_SHAPE = (3, 5, 224, 224)
-MFCC_SHAPE = (1, 13, 20)
+from .syncnet_shapes import EMBED_DIM
 
 
 def _audio_cnn() -> nn.Sequential:
@@ -132,22 +131,20 @@ class AudioTower(nn.Module):
         return self.netfcaud(torch.flatten(self.netcnnaud(mfcc), 1))
 
 
-def _is_published(path: Path) -> bool:
-    """Whether ``path`` is byte for byte a file the registry knows from its publisher."""
-    from lipleak.files import file_sha256
-    from lipleak.models import registry
-
-    spec = registry.by_sha256(file_sha256(path))
-    return spec is not None and spec.url is not None
+def _is_published(path: Path, published: Collection[str]) -> bool:
+    """Whether ``path`` is byte for byte one of the ``published`` files (their sha256s)."""
+    return bool(published) and sha256_of(path) in published
 
 
-def read_state_dict(path: str | Path) -> Mapping[str, torch.Tensor]:
+def read_state_dict(path: str | Path,
+                    published: Collection[str] = ()) -> Mapping[str, torch.Tensor]:
     """Read a SyncNet checkpoint file (legacy or zip ``torch.save`` of a name → tensor dict).
 
     ``weights_only=True`` unpickles only tensors and plain containers, so a checkpoint
     cannot run code; the fixture (and, by its format, the published file) loads that way.
     Should an old pickle need more, the full unpickler is used only for a file whose
-    sha256 the registry lists as published.
+    sha256 is in ``published`` (the caller passes the registry's; this package sits below
+    lipleak.models and does not read the registry itself).
     """
     path = Path(path)
     if not path.is_file():
@@ -155,7 +152,7 @@ def read_state_dict(path: str | Path) -> Mapping[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises pickle/zip/runtime errors for foreign files
-        if not _is_published(path):
+        if not _is_published(path, published):
             raise ModelError(
                 f"{path}: not a SyncNet checkpoint ({type(exc).__name__}: {exc})"
             ) from exc
@@ -203,8 +200,8 @@ def load_state_strict(net: nn.Module, state: Mapping[str, torch.Tensor], source:
             own[name].copy_(tensor)
 
 
-def load_syncnet(path: str | Path) -> SyncNetV2:
+def load_syncnet(path: str | Path, published: Collection[str] = ()) -> SyncNetV2:
     """Build SyncNet v2 with the weights of checkpoint ``path``, in eval mode."""
     net = SyncNetV2()
-    load_state_strict(net, read_state_dict(path), str(path))
+    load_state_strict(net, read_state_dict(path, published), str(path))
     return net.eval()

@@ -6,71 +6,76 @@ writes OUTDIR/syncnet_lips.onnx (input "lips" B×3×5×224×224 float32 → "emb
 and OUTDIR/syncnet_audio.onnx (input "mfcc" B×1×13×20 float32 → "embedding" B×1024).
 The TorchScript-based exporter is used (``dynamo=False``): it handles this plain
 convolutional graph directly and gives a stable, small graph.
+
+This command trusts no checkpoint with the full unpickler (it cannot see the model
+registry); ``lipleak-fast models export`` passes the registry's published sha256s.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 
 import torch
 
 from lipleak.errors import LipleakError, ModelError
+from lipleak.files import atomic_path
 
-from .syncnet import LIPS_SHAPE, MFCC_SHAPE, AudioTower, LipTower, load_syncnet
+from .syncnet import AudioTower, LipTower, load_syncnet
+from .syncnet_shapes import (
+    EMBEDDING_OUTPUT,
+    LIPS_INPUT,
+    LIPS_SHAPE,
+    MFCC_INPUT,
+    MFCC_SHAPE,
+    TOWER_FILES,
+)
 
 OPSET = 17
-LIPS_FILE = "syncnet_lips.onnx"
-AUDIO_FILE = "syncnet_audio.onnx"
 
 
 def _export_one(module: torch.nn.Module, example: torch.Tensor, input_name: str, out: Path) -> None:
-    """Export ``module`` to ``out`` atomically (temp file in the same folder, then rename)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
+    """Export ``module`` to ``out``; the file appears only once it is whole and checked."""
+    with atomic_path(out) as tmp:
         with warnings.catch_warnings():
             # The TorchScript exporter announces its deprecation on every call.
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 module,
                 (example,),
-                tmp,
+                str(tmp),
                 input_names=[input_name],
-                output_names=["embedding"],
-                dynamic_axes={input_name: {0: "batch"}, "embedding": {0: "batch"}},
+                output_names=[EMBEDDING_OUTPUT],
+                dynamic_axes={input_name: {0: "batch"}, EMBEDDING_OUTPUT: {0: "batch"}},
                 opset_version=OPSET,
                 do_constant_folding=True,
                 dynamo=False,
             )
         import onnx
 
-        onnx.checker.check_model(tmp, full_check=True)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the model dir may be shared
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        onnx.checker.check_model(str(tmp), full_check=True)
 
 
-def export_towers(checkpoint: Path, out_dir: Path) -> dict[str, Path]:
+def export_towers(checkpoint: Path, out_dir: Path,
+                  published: Collection[str] = ()) -> dict[str, Path]:
     """Export the lip and audio towers of SyncNet checkpoint ``checkpoint`` into ``out_dir``.
 
     Returns {"lips": path, "audio": path}. Each file appears atomically, so a concurrent
-    reader sees either nothing or a complete, checked model.
+    reader sees either nothing or a complete, checked model. ``published``: sha256s of
+    files known to come from their publisher (see ``lipleak.export.syncnet.read_state_dict``).
     """
-    net = load_syncnet(checkpoint)
+    net = load_syncnet(checkpoint, published)
     out_dir = Path(out_dir)
-    paths = {"lips": out_dir / LIPS_FILE, "audio": out_dir / AUDIO_FILE}
+    paths = {tower: out_dir / name for tower, name in TOWER_FILES.items()}
     with torch.no_grad():
         # Batch 2 as the example so that no size-1 axis gets specialised away.
-        _export_one(LipTower(net).eval(), torch.zeros(2, *LIPS_SHAPE), "lips", paths["lips"])
-        _export_one(AudioTower(net).eval(), torch.zeros(2, *MFCC_SHAPE), "mfcc", paths["audio"])
+        _export_one(LipTower(net).eval(), torch.zeros(2, *LIPS_SHAPE), LIPS_INPUT,
+                    paths["lips"])
+        _export_one(AudioTower(net).eval(), torch.zeros(2, *MFCC_SHAPE), MFCC_INPUT,
+                    paths["audio"])
     return paths
 
 

@@ -16,7 +16,7 @@ through the resampler's filter tail; nothing before that moves.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -91,6 +91,24 @@ def load_audio(path: str | Path, sr: int = 16000) -> np.ndarray:
     if not chunks:
         return np.zeros(0, np.int16)
     return np.concatenate(chunks)
+
+
+def array_chunks(samples: np.ndarray, size: int = 1 << 16) -> Iterator[np.ndarray]:
+    """An in-memory signal as consecutive views of ``size`` samples (no copy)."""
+    for i in range(0, len(samples), size):
+        yield samples[i : i + size]
+
+
+def sample_range(chunks: Iterable[np.ndarray], start: int, stop: int) -> Iterator[np.ndarray]:
+    """Samples [start, stop) of a chunked signal, still chunked."""
+    pos = 0
+    for c in chunks:
+        lo, hi = max(start - pos, 0), min(stop - pos, len(c))
+        if lo < hi:
+            yield c[lo:hi]
+        pos += len(c)
+        if pos >= stop:
+            break
 
 
 def write_wav(path: str | Path, samples: np.ndarray, sr: int = 16000) -> None:

@@ -217,16 +217,20 @@ def _iter_dali_frames(path, n_frames, sequence_length, crop, size, device_id):
 
 def iter_frames(path: str | Path, *, crop=None, size=None, decoder: str = "auto",
                 reference_frames: bool = False, sequence_length: int = 32,
-                device_id: int = 0, choice: DecoderChoice | None = None) -> Iterator[np.ndarray]:
+                device_id: int = 0, choice: DecoderChoice | None = None,
+                info: cpu_video.VideoInfo | None = None) -> Iterator[np.ndarray]:
     """BGR uint8 frames at 25 fps, cropped (y, x, h, w) and resized to ``size`` (w, h) if
     asked, from DALI or the CPU decoder (see ``choose_decoder``).
 
-    If DALI fails before its first frame (e.g. a profile NVDEC does not support) the CPU
-    decoder takes over; a failure after frames were yielded is an InputError, since the
-    caller already consumed part of the video.
+    A caller that already probed the file or chose the decoder passes ``info``/``choice``
+    so that the file is not probed again. If DALI fails before its first frame (e.g. a
+    profile NVDEC does not support) the CPU decoder takes over, unless ``decoder="dali"``;
+    a failure after frames were yielded is an InputError, since the caller already
+    consumed part of the video.
     """
     _check_geometry(crop, size)
-    info = cpu_video.probe(path)
+    if info is None and (choice is None or choice.decoder == "dali"):
+        info = cpu_video.probe(path)  # DALI needs n_frames to cut its padded last chunk
     choice = choice or choose_decoder(path, decoder, reference_frames, info)
     if choice.decoder == "dali":
         yielded = 0

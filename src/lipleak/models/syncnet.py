@@ -1,8 +1,8 @@
 """SyncNet v2 towers behind the runtime interface: lip windows and MFCC windows → embeddings.
 
 The checkpoint (``syncnet_v2.model`` or a file in its format) is exported once to two ONNX
-files, ``model_dir()/onnx/syncnet-<checkpoint sha256[:16]>/syncnet_{lips,audio}.onnx``;
-later runs only open them. Exporting needs torch (the ``export`` extra); scoring does not.
+files (``lipleak.models.onnx_files`` says where); later runs only open them. Exporting
+needs torch (the ``export`` extra); scoring does not.
 """
 
 from __future__ import annotations
@@ -13,41 +13,16 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
-from ..paths import model_dir
+from ..export.syncnet_shapes import (
+    EMBED_DIM,
+    EMBEDDING_OUTPUT,
+    LIPS_INPUT,
+    LIPS_SHAPE,
+    MFCC_INPUT,
+    MFCC_SHAPE,
+)
 from ..runtime import Runtime, open_model
-from . import registry, store
-
-EMBED_DIM = 1024
-LIPS_SHAPE = (3, 5, 224, 224)
-MFCC_SHAPE = (1, 13, 20)
-LIPS_FILE = "syncnet_lips.onnx"
-AUDIO_FILE = "syncnet_audio.onnx"
-
-
-def onnx_folder(checkpoint_sha256: str, onnx_root: Path | None = None) -> Path:
-    """Where the ONNX towers of the checkpoint with this sha256 live."""
-    root = model_dir() / "onnx" if onnx_root is None else Path(onnx_root)
-    return root / f"syncnet-{checkpoint_sha256[:16]}"
-
-
-def export_onnx(checkpoint: Path, folder: Path) -> dict[str, Path]:
-    """Export both towers of ``checkpoint`` into ``folder`` (needs torch)."""
-    try:
-        from ..export.syncnet_onnx import export_towers
-    except ImportError as exc:
-        raise ModelError(
-            f"the SyncNet ONNX files for {checkpoint} are not in {folder} and exporting them "
-            f"needs torch and onnx ({exc}); install the export extra "
-            "(pip install 'lipleak-fast[export]') or run `lipleak-fast models export` "
-            "where it is installed and copy the model dir"
-        ) from exc
-    try:
-        return export_towers(checkpoint, folder)
-    except OSError as exc:
-        raise ModelError(
-            f"cannot write the SyncNet ONNX files into {folder}: {exc} "
-            "(point LIPLEAK_MODEL_DIR at a writable folder)"
-        ) from exc
+from . import onnx_files, registry, store
 
 
 def resolve_checkpoint(name_or_path: str | Path) -> tuple[Path, str, str | None]:
@@ -100,10 +75,7 @@ class SyncNet:
         concurrent first runs never open a half-written model.
         """
         path, sha, name = resolve_checkpoint(name_or_path)
-        folder = onnx_folder(sha, onnx_root)
-        files = {"lips": folder / LIPS_FILE, "audio": folder / AUDIO_FILE}
-        if not all(p.is_file() for p in files.values()):
-            files = export_onnx(path, folder)
+        files = onnx_files.syncnet_towers(path, sha, onnx_root)
         return cls(path, sha, name,
                    open_model(files["lips"], backend, precision=precision, max_batch=max_batch),
                    open_model(files["audio"], backend, precision=precision, max_batch=max_batch))
@@ -113,14 +85,14 @@ class SyncNet:
         x = _check_batch(x, LIPS_SHAPE, "lip windows")
         if len(x) == 0:
             return np.zeros((0, EMBED_DIM), np.float32)
-        return self.lips.run({"lips": x})["embedding"]
+        return self.lips.run({LIPS_INPUT: x})[EMBEDDING_OUTPUT]
 
     def embed_audio(self, x: np.ndarray) -> np.ndarray:
         """B×1×13×20 float32 MFCC windows → B×1024 float32."""
         x = _check_batch(x, MFCC_SHAPE, "MFCC windows")
         if len(x) == 0:
             return np.zeros((0, EMBED_DIM), np.float32)
-        return self.audio.run({"mfcc": x})["embedding"]
+        return self.audio.run({MFCC_INPUT: x})[EMBEDDING_OUTPUT]
 
     def describe(self) -> dict:
         """What computed the embeddings: checkpoint, ONNX files and backend (for results)."""

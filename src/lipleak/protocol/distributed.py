@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import LipleakError
-from ..sync_video import SyncSettings
+from ..sync import SyncSettings
 from .scoring import StemTask, UnitResult, UnitScorer
 
 LOCAL = "local"  # --ray without ADDRESS: RAY_ADDRESS, else the cluster started here, else a new one

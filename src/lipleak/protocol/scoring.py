@@ -31,7 +31,7 @@ import numpy as np
 from .. import __version__
 from ..errors import InputError, LipleakError
 from ..io.audio import load_audio
-from ..sync_video import SyncScorer, SyncSettings
+from ..sync import SyncScorer, SyncSettings
 from .dataset import CELLS, GT_REF, GT_SETUP, Layout, discover, gt_audio_source
 from .planner import load_plan
 from .results import ResultsStore, RunLock, inputs_hash

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from .crops import face_crop, match_size
 from .gt import GTAnalysis, nearest_sources
-from .models import VisualModels, inception_onnx_path, resolve_arcface
+from .models import VisualModels, resolve_arcface
 from .score import METRICS, SETUPS, VisualResult, VisualScorer, cell_fid
 from .settings import VisualSettings
 
 __all__ = ["METRICS", "SETUPS", "GTAnalysis", "VisualModels", "VisualResult", "VisualScorer",
-           "VisualSettings", "cell_fid", "face_crop", "inception_onnx_path", "match_size",
+           "VisualSettings", "cell_fid", "face_crop", "match_size",
            "nearest_sources", "resolve_arcface"]

@@ -2,48 +2,19 @@
 
 - SCRFD (boxes + 5 keypoints), PFLD (68 landmarks): registry names, sha256-verified.
 - FID Inception: the verified TorchScript is exported to ONNX once, to the file that
-  ``lipleak-fast models export`` writes (MODEL_DIR/onnx/<name>-<sha256[:16]>.onnx).
+  ``lipleak-fast models export`` writes (``lipleak.models.onnx_files``).
 - ArcFace: a registry name (verified) or a path to any ArcFace ONNX. A registry model
   missing from the model dir is not an error: CSIM is then reported as not computed.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from ..errors import ModelError
-from ..models import registry, store
+from ..models import onnx_files, registry, store
 from ..paths import model_dir
 from .settings import VisualSettings
-
-
-def inception_onnx_path(name: str = "fid_inception") -> tuple[Path, str]:
-    """(ONNX path, TorchScript sha256): exported from the verified TorchScript if absent."""
-    src = store.locate(name)
-    sha = store.verify(name, src)
-    out = model_dir() / "onnx" / f"{name}-{sha[:16]}.onnx"
-    if out.is_file():
-        return out, sha
-    try:
-        from ..export.inception_onnx import export
-    except ModuleNotFoundError as exc:
-        raise ModelError(
-            f"the FID Inception ONNX {out} is missing and exporting it needs torch and onnx "
-            f"({exc}); install the export extra or run `lipleak-fast models export` on a "
-            "machine that has them and copy the model dir") from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # A private temporary name: two processes exporting at once never share a file.
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".onnx", dir=out.parent)
-    os.close(fd)
-    try:
-        export(src, tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out, sha
 
 
 def resolve_arcface(name_or_path: str) -> tuple[Path | None, str | None, str | None]:
@@ -83,7 +54,7 @@ class VisualModels:
         }
         self.detector = SCRFD(det_path, backend=s.backend)
         self.pfld = PFLD(lm_path, backend=s.backend, batch_size=s.batch_size)
-        onnx, ts_sha = inception_onnx_path(s.fid_model)
+        onnx, ts_sha = onnx_files.inception_onnx(s.fid_model)
         self.inception = FIDInception(onnx, backend=s.backend, batch_size=s.batch_size)
         self.info["fid"] = {"name": s.fid_model, "torchscript_sha256": ts_sha, "onnx": str(onnx)}
         path, sha, self.arcface_reason = resolve_arcface(s.arcface)

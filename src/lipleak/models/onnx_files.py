@@ -1,0 +1,94 @@
+"""ONNX files derived from checkpoints: where they live, and exporting them on first use.
+
+- SyncNet: ``model_dir()/onnx/syncnet-<checkpoint sha256[:16]>/syncnet_{lips,audio}.onnx``;
+- FID Inception: ``model_dir()/onnx/<registry name>-<TorchScript sha256[:16]>.onnx``.
+
+Names carry the source's sha256 so that another checkpoint never picks up a stale export.
+Exporting needs torch and onnx (the ``export`` extra); opening files that exist does not.
+The exporters write through ``lipleak.files.atomic_path``, so concurrent first runs never
+open a half-written model.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from ..errors import ModelError
+from ..export.syncnet_shapes import TOWER_FILES
+from ..paths import model_dir
+from . import registry, store
+
+
+class ExporterMissing(ModelError):
+    """An ONNX file is absent and its exporter cannot be imported here (no torch/onnx)."""
+
+    def __init__(self, what: str, where: Path, exc: ImportError):
+        self.reason = str(exc)
+        super().__init__(
+            f"cannot export {what} to ONNX in {where}: that needs torch and onnx ({exc}); "
+            "install the export extra (pip install 'lipleak-fast[export]') or run "
+            "`lipleak-fast models export` where it is installed and copy the model dir"
+        )
+
+
+def onnx_root() -> Path:
+    return model_dir() / "onnx"
+
+
+def _export(module: str, func: str, what: str, where: Path, *args):
+    """Run exporter ``module.func(*args)``, which writes into the folder ``where``."""
+    try:
+        return getattr(importlib.import_module(module), func)(*args)
+    except ImportError as exc:  # torch or onnx, at import or inside the exporter
+        raise ExporterMissing(what, where, exc) from exc
+    except OSError as exc:
+        raise ModelError(f"cannot write {what} as ONNX into {where}: {exc} "
+                         "(point LIPLEAK_MODEL_DIR at a writable folder)") from exc
+
+
+def _published() -> set[str]:
+    # Only these may need torch's full unpickler (see lipleak.export.syncnet.read_state_dict).
+    return {s.sha256 for s in registry.MODELS.values() if s.url is not None}
+
+
+# --- SyncNet -------------------------------------------------------------------------------
+
+
+def syncnet_folder(checkpoint_sha256: str, root: Path | None = None) -> Path:
+    """Where the ONNX towers of the checkpoint with this sha256 live."""
+    return (onnx_root() if root is None else Path(root)) / f"syncnet-{checkpoint_sha256[:16]}"
+
+
+def export_syncnet(checkpoint: Path, folder: Path) -> dict[str, Path]:
+    """Export both towers of ``checkpoint`` into ``folder`` (needs torch)."""
+    return _export("lipleak.export.syncnet_onnx", "export_towers",
+                   f"the SyncNet towers of {checkpoint}", folder, checkpoint, folder, _published())
+
+
+def syncnet_towers(checkpoint: Path, sha256: str, root: Path | None = None) -> dict[str, Path]:
+    """{"lips": path, "audio": path} of the checkpoint's ONNX towers, exported if absent."""
+    folder = syncnet_folder(sha256, root)
+    files = {tower: folder / name for tower, name in TOWER_FILES.items()}
+    if all(p.is_file() for p in files.values()):
+        return files
+    return export_syncnet(checkpoint, folder)
+
+
+# --- FID Inception -------------------------------------------------------------------------
+
+
+def inception_path(name: str, torchscript_sha256: str) -> Path:
+    """Where the ONNX export of the TorchScript ``name`` with this sha256 lives."""
+    return onnx_root() / f"{name}-{torchscript_sha256[:16]}.onnx"
+
+
+def inception_onnx(name: str = "fid_inception") -> tuple[Path, str]:
+    """(ONNX path, TorchScript sha256): exported from the verified TorchScript if absent."""
+    src = store.locate(name)
+    sha = store.verify(name, src)
+    out = inception_path(name, sha)
+    if not out.is_file():
+        _export("lipleak.export.inception_onnx", "export", f"the FID Inception {src}", out.parent,
+                src, out)
+    return out, sha

@@ -1,0 +1,17 @@
+"""SyncNet scoring of one video (SPEC §2): LSE-C, LSE-D and offset, per face track.
+
+    scorer = SyncScorer(SyncSettings(mode="prealigned"))
+    result = scorer.score("video.mp4")          # or .score(video, audio="other.wav")
+    result.lse_c, result.lse_d, result.offset, result.tracks
+    scorer.describe()                           # models, sha256s, settings hash
+
+Modules: ``settings`` (SyncSettings), ``scorer`` (SyncScorer and its results),
+``search`` (the streamed offset search), ``audio`` (MFCC windows of an audio stream).
+"""
+
+from __future__ import annotations
+
+from .scorer import SyncScorer, TrackSync, VideoSync
+from .settings import SyncSettings
+
+__all__ = ["SyncScorer", "SyncSettings", "TrackSync", "VideoSync"]

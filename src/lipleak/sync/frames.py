@@ -1,0 +1,45 @@
+"""The frames of one video for SyncNet: probed once, decoder chosen once, decoded per pass."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..io import dali
+from ..io import video as cpu_video
+from ..runtime.probe import probe_gpu
+
+
+@dataclass(frozen=True)
+class VideoFrames:
+    path: Path
+    info: cpu_video.VideoInfo
+    choice: dali.DecoderChoice
+    reference_frames: bool
+
+    @classmethod
+    def open(cls, path: Path, decoder: str, reference_frames: bool) -> VideoFrames:
+        """Probe ``path`` (InputError for a file that is no video) and pick its decoder."""
+        info = cpu_video.probe(path)
+        # io does not look for GPUs itself; the (cached) probe is only worth asking when
+        # DALI may be used at all.
+        gpu = probe_gpu() if decoder != "cpu" else dali.NO_GPU_GIVEN
+        choice = dali.choose_decoder(path, decoder, reference_frames, info, gpu)
+        return cls(path, info, choice, reference_frames)
+
+    @property
+    def decoder(self) -> str:
+        return self.choice.decoder
+
+    def decode(self) -> Iterator[np.ndarray]:
+        """One pass over the BGR frames at 25 fps; each call decodes the file again."""
+        if self.choice.decoder == "cpu":
+            return cpu_video.iter_frames(self.path, fps=25.0,
+                                         reference_frames=self.reference_frames)
+        # decoder="dali": a GPU failure is an error, not a quiet switch to the CPU, so that
+        # the result's ``decoder`` names what made the frames.
+        return dali.iter_frames(self.path, decoder="dali", reference_frames=self.reference_frames,
+                                choice=self.choice, info=self.info)

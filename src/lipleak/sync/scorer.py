@@ -1,0 +1,211 @@
+"""One video in, LSE-C / LSE-D out (SPEC §2): decode → crops → SyncNet → offset search.
+
+Frames stream from the decoder straight into fixed-size SyncNet batches, so memory is
+bounded by the batch size; only the 1024-d embeddings (4 KiB per frame and tower) are
+kept for the offset search. The video is probed and its decoder chosen once
+(``lipleak.sync.frames``); ``detect`` mode decodes twice (detect + track, then crop)
+rather than holding frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..errors import InputError
+from ..export.syncnet_shapes import SAMPLES_PER_FRAME, WINDOW_FRAMES
+from ..io.audio import array_chunks, sample_range
+from .audio import AudioWindows
+from .frames import VideoFrames
+from .search import WindowStream
+from .settings import SyncSettings
+
+
+@dataclass
+class TrackSync:
+    start_frame: int
+    end_frame: int  # inclusive
+    n_windows: int
+    offset: int
+    lse_c: float
+    lse_d: float
+    mdist: list[float] = field(default_factory=list)
+    fconf: list[float] = field(default_factory=list)
+
+
+@dataclass
+class VideoSync:
+    video: str
+    audio_source: str  # "container", a file path, or "array"
+    n_frames: int  # frames at 25 fps that were scored
+    src_fps: float
+    resampled: bool  # converted to 25 fps first
+    frame_path: str  # "lossless" or "reference-jpeg"
+    tracks: list[TrackSync]
+    offset: int  # offset of the longest track
+    lse_c: float  # frame-weighted mean over tracks
+    lse_d: float
+    decoder: str = "cpu"  # which decoder produced the frames ("cpu" = PyAV, or "dali")
+
+    def to_dict(self, verbose: bool = False) -> dict:
+        d = asdict(self)
+        if not verbose:
+            for t in d["tracks"]:
+                t.pop("mdist", None)
+                t.pop("fconf", None)
+        return d
+
+
+class SyncScorer:
+    """Scores videos with one set of settings; models are loaded once."""
+
+    def __init__(self, settings: SyncSettings | None = None):
+        from ..models.syncnet import SyncNet
+
+        self.settings = settings or SyncSettings()  # valid: SyncSettings checks itself
+        self.syncnet = SyncNet.load(self.settings.syncnet, backend=self.settings.backend,
+                                    precision=self.settings.precision,
+                                    max_batch=self.settings.batch_size)
+        self._detector = None
+
+    @property
+    def detector(self):
+        if self._detector is None:
+            from ..faces.scrfd import SCRFD
+            from ..models import store
+
+            path = store.locate(self.settings.detector)
+            self._detector_sha = store.verify(self.settings.detector, path)
+            self._detector = SCRFD(path, backend=self.settings.backend)
+        return self._detector
+
+    def describe(self) -> dict:
+        """Everything that produced a number: models with sha256, versions, settings."""
+        import av
+        import cv2
+
+        models = {"syncnet": self.syncnet.describe()}
+        if self.settings.mode == "detect":
+            self.detector  # noqa: B018 - loads it so its sha256 is known
+            models["detector"] = {"name": self.settings.detector, "sha256": self._detector_sha}
+        return {
+            "package": "lipleak-fast",
+            "version": __version__,
+            "settings": self.settings.as_dict(),
+            "settings_hash": self.settings.hash(),
+            "models": models,
+            "libraries": {"av": av.__version__, "opencv": cv2.__version__,
+                          "numpy": np.__version__},
+        }
+
+    # -- inputs ---------------------------------------------------------------------
+    def _audio(self, video: Path, audio):
+        """(a function giving the audio samples as a fresh chunk iterator, its label).
+
+        Audio is streamed, not loaded: memory does not grow with the clip's length.
+        """
+        from ..io.audio import iter_audio
+
+        if audio is None:
+            return lambda: iter_audio(video), "container"
+        if isinstance(audio, np.ndarray):
+            if audio.ndim != 1 or audio.dtype != np.int16:
+                raise InputError(None, "audio array must be 1-D int16 at 16 kHz", "bad_input")
+            return lambda: array_chunks(audio), "array"
+        return lambda: iter_audio(Path(audio)), str(audio)
+
+    # -- scoring --------------------------------------------------------------------
+    def score(self, video: str | Path, audio=None) -> VideoSync:
+        """LSE-C / LSE-D of one video against its own audio track or ``audio``."""
+        video = Path(video)
+        frames = VideoFrames.open(video, self.settings.decoder, self.settings.reference_frames)
+        chunks, audio_source = self._audio(video, audio)
+        whole = AudioWindows(chunks())
+        try:
+            if not whole.has_frames(WINDOW_FRAMES + 1):
+                raise InputError(video, f"too short: {whole.n_samples / 16000:.2f} s of audio; "
+                                 "SyncNet needs more than 0.2 s (5 frames)", "too_short")
+            if self.settings.mode == "prealigned":
+                tracks, n_frames = self._score_prealigned(frames, whole)
+            else:  # each track reads its own stretch of the audio
+                whole.close()
+                tracks, n_frames = self._score_detect(frames, chunks)
+        finally:
+            whole.close()
+        weights = np.array([t.end_frame - t.start_frame + 1 for t in tracks], np.float64)
+        longest = tracks[int(np.argmax(weights))]
+        return VideoSync(
+            video=str(video), audio_source=audio_source, n_frames=n_frames,
+            src_fps=float(frames.info.src_fps), resampled=bool(frames.info.needs_resample),
+            frame_path="reference-jpeg" if self.settings.reference_frames else "lossless",
+            tracks=tracks, offset=longest.offset,
+            lse_c=float(np.average([t.lse_c for t in tracks], weights=weights)),
+            lse_d=float(np.average([t.lse_d for t in tracks], weights=weights)),
+            decoder=frames.decoder,
+        )
+
+    def _track_result(self, video: Path, stream: WindowStream, start: int,
+                      end: int) -> TrackSync:
+        r = stream.result()
+        if r is None:
+            raise InputError(video, f"too short: {end - start + 1} frames; SyncNet needs at "
+                             "least 6 frames (0.24 s) of video and audio", "too_short")
+        return TrackSync(start_frame=start, end_frame=end, n_windows=stream.windows,
+                         offset=int(r["offset"]), lse_c=float(r["lse_c"]),
+                         lse_d=float(r["lse_d"]), mdist=[float(x) for x in r["mdist"]],
+                         fconf=[float(x) for x in r["fconf"]])
+
+    def _score_prealigned(self, frames: VideoFrames, audio: AudioWindows):
+        from ..faces.crop import prealigned_crop
+
+        video = frames.path
+        stream = WindowStream(self.syncnet, audio, self.settings.vshift,
+                               self.settings.batch_size)
+        n_frames = 0
+        for frame in frames.decode():
+            n_frames += 1
+            stream.push(prealigned_crop(frame))
+            if stream.done:
+                break  # the audio ends here: later frames cannot enter any window
+        return [self._track_result(video, stream, 0, n_frames - 1)], n_frames
+
+    def _score_detect(self, frames: VideoFrames, chunks):
+        """Two decoding passes (detect and track, then crop) rather than holding frames."""
+        from ..faces.crop import syncnet_crop
+        from ..faces.track import track_faces
+
+        s = self.settings
+        video = frames.path
+        detections = [self.detector.detect(frame) for frame in frames.decode()]
+        n_frames = len(detections)
+        tracks = track_faces(detections, num_failed_det=s.num_failed_det,
+                             min_track=s.min_track, min_face_size=s.min_face_size)
+        if not tracks:
+            raise InputError(video, f"no face track: no face seen for more than {s.min_track} "
+                             f"frames with a mean size above {s.min_face_size:g} px "
+                             f"({n_frames} frames decoded)", "no_face")
+        streams = []  # each track reads its own stretch of the audio, streamed
+        try:
+            for t in tracks:
+                start, end = int(t.frames[0]), int(t.frames[-1])
+                seg = AudioWindows(sample_range(
+                    chunks(), start * SAMPLES_PER_FRAME,
+                    (end + 1) * SAMPLES_PER_FRAME))
+                streams.append((t, start, end, seg,
+                                WindowStream(self.syncnet, seg, s.vshift, s.batch_size)))
+            for idx, frame in enumerate(frames.decode()):
+                for t, start, end, _, stream in streams:
+                    if start <= idx <= end and not stream.done:
+                        i = idx - start
+                        stream.push(syncnet_crop(frame, t.s[i], t.x[i], t.y[i], s.crop_scale))
+                if all(st.done or idx >= end for _, _, end, _, st in streams):
+                    break
+            results = [self._track_result(video, st, start, end)
+                       for _, start, end, _, st in streams]
+        finally:
+            for *_, seg, _ in streams:
+                seg.close()
+        return results, n_frames

@@ -1,0 +1,113 @@
+"""The offset search (SPEC §2) fed window by window, so memory does not grow with length."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from .. import _core
+from ..export.syncnet_shapes import EMBED_DIM, LIPS_SHAPE, WINDOW_FRAMES
+from ..metrics.sync import lip_window
+from .audio import AudioWindows
+
+
+class StreamingSearch:
+    """Offset search fed batch by batch, so memory does not grow with video length.
+
+    Row i of the distance matrix needs audio embeddings i-vshift .. i+vshift; it is final
+    once video window i+vshift exists (then all those audio rows are real, not padding),
+    or when the stream ends (rows past the last window are the zero padding). Rows are
+    computed by the core's ``shift_distances`` with ``row0``, which gives bit for bit the
+    rows of the one-shot search; only the N x (2*vshift+1) distances are kept.
+    """
+
+    def __init__(self, syncnet, audio: AudioWindows, vshift: int, batch_size: int):
+        self.syncnet = syncnet
+        self.vshift = vshift
+        self.batch_size = batch_size
+        self.audio = audio
+        self.v = np.empty((0, EMBED_DIM), np.float32)  # pending video rows [v0, n_video)
+        self.v0 = 0
+        self.a = np.empty((0, EMBED_DIM), np.float32)  # audio rows [a0, a0 + len(a))
+        self.a0 = 0
+        self.n_video = 0
+        self.rows: list[np.ndarray] = []
+
+    def _audio_rows(self, hi: int) -> None:
+        """Make sure audio embeddings exist up to row ``hi`` (exclusive)."""
+        while self.a0 + len(self.a) < hi:
+            lo = self.a0 + len(self.a)
+            n = min(self.batch_size, hi - lo)
+            win = self.audio.windows(lo, lo + n)
+            self.audio.release(lo + n)
+            self.a = np.concatenate([self.a, self.syncnet.embed_audio(win)])
+
+    def _finalize(self, upto: int, n_total: int | None) -> None:
+        """Compute distance rows [v0, upto); ``n_total`` is the window count once known."""
+        if upto <= self.v0:
+            return
+        hi = upto + self.vshift if n_total is None else min(n_total, upto + self.vshift)
+        self._audio_rows(hi)
+        lo = max(0, self.v0 - self.vshift)
+        audio = self.a[lo - self.a0 : hi - self.a0]
+        chunk = self.v[: upto - self.v0]
+        self.rows.append(_core.shift_distances(chunk, audio, self.vshift, self.v0 - lo))
+        self.v = self.v[upto - self.v0 :]
+        self.v0 = upto
+        keep = max(0, self.v0 - self.vshift) - self.a0  # audio rows no longer needed
+        if keep > 0:
+            self.a, self.a0 = self.a[keep:], self.a0 + keep
+
+    def add(self, emb: np.ndarray) -> None:
+        self.v = np.concatenate([self.v, emb])
+        self.n_video += len(emb)
+        self._finalize(self.n_video - self.vshift, None)
+
+    def finish(self) -> dict:
+        self._finalize(self.n_video, self.n_video)
+        return _core.sync_stats(np.concatenate(self.rows))
+
+
+class WindowStream:
+    """Turns consecutive 224x224 crops of one track into SyncNet lip embeddings.
+
+    Window k (frames k..k+4) is emitted when frame k+5 arrives, which reproduces
+    syncnet_python's count N = n_frames - 5; the audio caps it the same way (window k
+    needs k + 6 frames of samples). Embeddings go straight into the streaming offset
+    search; audio is read only as far as the windows reach.
+    """
+
+    def __init__(self, syncnet, audio: AudioWindows, vshift: int, batch_size: int):
+        self.syncnet = syncnet
+        self.audio = audio
+        self.search = StreamingSearch(syncnet, audio, vshift, batch_size)
+        self.ring: deque[np.ndarray] = deque(maxlen=WINDOW_FRAMES + 1)
+        self.batch = np.empty((batch_size, *LIPS_SHAPE), np.float32)
+        self.filled = 0
+        self.windows = 0
+
+    @property
+    def done(self) -> bool:
+        """No further window can be made: the audio ends before it."""
+        return not self.audio.has_frames(self.windows + WINDOW_FRAMES + 1)
+
+    def push(self, crop: np.ndarray) -> None:
+        self.ring.append(crop)
+        if len(self.ring) <= WINDOW_FRAMES or self.done:
+            return
+        lip_window(list(self.ring)[: WINDOW_FRAMES], self.batch[self.filled])
+        self.filled += 1
+        self.windows += 1
+        if self.filled == len(self.batch):
+            self.flush()
+
+    def flush(self) -> None:
+        if self.filled:
+            self.search.add(self.syncnet.embed_lips(self.batch[: self.filled]))
+            self.filled = 0
+
+    def result(self) -> dict | None:
+        """The offset search over all windows, or None when there were none."""
+        self.flush()
+        return self.search.finish() if self.windows else None

@@ -1,0 +1,52 @@
+"""What a SyncNet scoring run is asked to do (SPEC §2), hashed like ``VisualSettings``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import LipleakError
+from ..io.dali import DECODERS
+from ..runtime.base import BACKENDS
+from ..runtime.select import PRECISIONS
+from ..settings import HashedSettings
+
+MODES = ("prealigned", "detect")
+MAX_VSHIFT = 100_000  # the most the core's shift_distances accepts
+# Settings that do not change any number (batch size, backend) are kept out of the hash so
+# that reruns with another batch size reuse finished results.
+_NOT_HASHED = ("batch_size", "backend", "decoder")
+
+
+@dataclass(frozen=True)
+class SyncSettings(HashedSettings):
+    NOT_HASHED = _NOT_HASHED
+
+    mode: str = "prealigned"  # "prealigned" (full frame -> 224x224) or "detect"
+    reference_frames: bool = False  # reproduce the reference tool's JPEG round trip
+    vshift: int = 15
+    min_track: int = 100
+    min_face_size: float = 100.0
+    crop_scale: float = 0.4
+    num_failed_det: int = 25
+    detector: str = "scrfd_500m"
+    syncnet: str = "syncnet_v2"
+    precision: str = "fp32"  # "fp16" only on TensorRT; it moves numbers, so it is hashed
+    batch_size: int = 32
+    backend: str = "auto"
+    decoder: str = "auto"  # "auto" (DALI when usable, else CPU), "cpu", "dali"
+
+    def __post_init__(self):
+        for name, allowed in (("mode", MODES), ("decoder", DECODERS), ("backend", BACKENDS),
+                              ("precision", PRECISIONS)):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise LipleakError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
+        # vshift 0 still scores (offset 0 only); the upper bound is the core's.
+        if not 0 <= self.vshift <= MAX_VSHIFT:
+            raise LipleakError(f"vshift must be 0..{MAX_VSHIFT} frames, got {self.vshift}")
+        for name in ("batch_size", "min_track"):
+            if getattr(self, name) < 1:
+                raise LipleakError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("min_face_size", "crop_scale", "num_failed_det"):
+            if getattr(self, name) < 0:
+                raise LipleakError(f"{name} must not be negative, got {getattr(self, name)}")
