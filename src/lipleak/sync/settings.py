@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 from ..errors import LipleakError
 from ..io.dali import DECODERS
-from ..runtime.base import BACKENDS
-from ..runtime.select import PRECISIONS
+from ..runtime.select import BACKENDS, PRECISIONS
 from ..settings import HashedSettings
 
 MODES = ("prealigned", "detect")
