@@ -13,12 +13,28 @@ import numpy as np
 import pytest
 
 from conftest import CLIPS, CLIPS_DIR
-from lipleak.io.jpeg import MjpegRoundTrip, strip_comments
+from lipleak.io.jpeg import MjpegRoundTrip
 from lipleak.io.video import iter_frames
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 N = 20
 CFR_CLIPS = [c for c in CLIPS if c.stem != "raw_vfr_suit_man"]
+
+
+def strip_comments(jpeg: bytes) -> bytes:
+    """The JPEG without the COM (0xFFFE) segments before its image data: they hold the
+    encoder's version string, which is all that may differ from the ffmpeg binary's files."""
+    out, i = bytearray(jpeg[:2]), 2
+    while i + 4 <= len(jpeg) and jpeg[i] == 0xFF:
+        marker = jpeg[i + 1]
+        if marker == 0xDA:  # start of scan: entropy-coded data follows, copy the rest
+            break
+        n = int.from_bytes(jpeg[i + 2:i + 4], "big")
+        if marker != 0xFE:
+            out += jpeg[i:i + 2 + n]
+        i += 2 + n
+    out += jpeg[i:]
+    return bytes(out)
 
 
 def cli_jpegs(src, out_dir, n: int = N, pattern: str = "%06d.jpg", inputs=()) -> list[bytes]:

@@ -87,18 +87,3 @@ class MjpegRoundTrip:
         """Round trip: BGR uint8 H×W×3 as ``cv2.imread`` reads the CLI's JPEG."""
         data = self.encode(frame)
         return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-
-
-def strip_comments(jpeg: bytes) -> bytes:
-    """Drop COM (0xFFFE) segments before the image data; they hold the encoder's version."""
-    out, i = bytearray(jpeg[:2]), 2
-    while i + 4 <= len(jpeg) and jpeg[i] == 0xFF:
-        marker = jpeg[i + 1]
-        if marker == 0xDA:  # start of scan: entropy-coded data follows, copy the rest
-            break
-        n = int.from_bytes(jpeg[i + 2:i + 4], "big")
-        if marker != 0xFE:
-            out += jpeg[i:i + 2 + n]
-        i += 2 + n
-    out += jpeg[i:]
-    return bytes(out)
