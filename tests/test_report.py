@@ -53,8 +53,7 @@ def test_cell_fids_are_cached_by_feature_bytes(tmp_path, monkeypatch):
     import numpy as np
 
     from lipleak.protocol import reporting
-    from lipleak.protocol.dataset import CELLS, GT_REF, GT_SETUP
-    from lipleak.protocol.scoring import features_path
+    from lipleak.protocol.dataset import CELLS, GT_REF, GT_SETUP, features_path
 
     def cell_fid(gen, gt):  # a cheap stand-in: the test is about the cache, not the FID
         return float(sum(g.sum() for g in gen) - sum(t.sum() for t in gt))

@@ -16,10 +16,18 @@ from pathlib import Path
 from .. import __version__
 from ..errors import LipleakError
 from . import charts
-from .dataset import CELLS, GT_REF, GT_SETUP, REFERENCES, SETUPS
+from .dataset import (
+    CELLS,
+    GT_REF,
+    GT_SETUP,
+    REFERENCES,
+    SETUPS,
+    features_path,
+    fid_cache_path,
+    results_db,
+)
 from .leakage import cell_means, leakage, per_video
 from .results import ResultsStore
-from .scoring import features_path, state_dir
 
 METRICS = ["lse_c", "lse_d", "offset", "ssim", "psnr", "fid", "csim", "lmd",
            "mouth_audio_corr", "mouth_audio_lag", "mouth_open_fraction", "mouth_aperture_std"]
@@ -83,7 +91,7 @@ def cell_fids(root: Path, vhash: str | None, videos: dict) -> dict[tuple[str, st
 
     from ..visual import cell_fid
 
-    cache_path = state_dir(root) / "fid_cache.json"
+    cache_path = fid_cache_path(root)
     cache = _load_fid_cache(cache_path)
     used = {}
     out = {}
@@ -115,7 +123,7 @@ def cell_fids(root: Path, vhash: str | None, videos: dict) -> dict[tuple[str, st
 def build(root: Path, db: Path | None = None) -> dict:
     """Everything the report shows, as one JSON-able dict."""
     root = Path(root)
-    store = ResultsStore(db or root / "results.sqlite")
+    store = ResultsStore(db or results_db(root))
     try:
         hashes = store.latest_hashes()
         rows = store.results(hashes)

@@ -32,15 +32,23 @@ from .. import __version__
 from ..errors import InputError, LipleakError
 from ..io.audio import load_audio
 from ..sync_video import SyncScorer, SyncSettings
-from .dataset import CELLS, GT_REF, GT_SETUP, Layout, discover, gt_audio_source
+from .dataset import (
+    CELLS,
+    GT_REF,
+    GT_SETUP,
+    Layout,
+    discover,
+    features_path,
+    gt_audio_source,
+    gt_cache_path,
+    lock_path,
+    plan_path,
+    results_db,
+)
 from .planner import load_plan
 from .results import ResultsStore, RunLock, inputs_hash
 
 SYNC_METRICS = ("lse_c", "lse_d", "offset", "n_frames", "n_tracks")
-
-
-def state_dir(root: Path) -> Path:
-    return Path(root) / ".lipleak"
 
 
 def group_hash(settings: dict, models: dict) -> str:
@@ -63,10 +71,6 @@ def _model_shas(describe: dict) -> dict:
 
     walk(describe, "")
     return out
-
-
-def features_path(root: Path, vhash: str, setup: str, ref: str, stem: str) -> Path:
-    return state_dir(root) / "features" / vhash / f"{setup}_{ref}" / f"{stem}.npy"
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
@@ -253,7 +257,7 @@ class UnitScorer:
 
         if self._gt_analysis is not None:
             return self._gt_analysis
-        cache = state_dir(self._task.root) / "gt" / self.hashes["visual"] / f"{stem}.npz"
+        cache = gt_cache_path(self._task.root, self.hashes["visual"], stem)
         video = self._task.gt_video
         key = inputs_hash(video)
         gta = None
@@ -335,7 +339,7 @@ class DirectoryScorer:
         planned = None if self.plan is None else {
             v["stem"]: Path(v["video"]) for v in self.plan[0]["videos"]}
         self.layout: Layout = discover(self.root, opts.gt, planned)
-        self.db_path = Path(opts.db) if opts.db else self.root / "results.sqlite"
+        self.db_path = Path(opts.db) if opts.db else results_db(self.root)
         self.driving = None if self.plan is None else {
             v["stem"]: self.plan[1] / v["audio"]["XM"] for v in self.plan[0]["videos"]}
         self.groups = ("sync",) if opts.visual is None else ("sync", "visual")
@@ -348,7 +352,7 @@ class DirectoryScorer:
 
     # -- inputs ---------------------------------------------------------------------------
     def _plan(self) -> tuple[dict, Path] | None:
-        path = self.opts.plan or (self.root / "plan.json")
+        path = self.opts.plan or plan_path(self.root)
         if self.opts.plan is None and not Path(path).is_file():
             return None
         return load_plan(path)
@@ -404,7 +408,7 @@ class DirectoryScorer:
     def run(self, argv: list[str] | None = None) -> dict:
         from tqdm import tqdm
 
-        with RunLock(self.db_path.with_name(self.db_path.name + ".lock")):
+        with RunLock(lock_path(self.db_path)):
             try:
                 self.hashes, self.provenance = self.executor.start()
                 store = ResultsStore(self.db_path)
