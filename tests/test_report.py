@@ -73,7 +73,7 @@ def test_cell_fids_are_cached_by_feature_bytes(tmp_path, monkeypatch):
         calls.append(1)
         return cell_fid(gen, gt)
 
-    monkeypatch.setattr("lipleak.visual.cell_fid", counting)
+    monkeypatch.setattr("lipleak.metrics.fid.cell_fid", counting)
     first = reporting.cell_fids(tmp_path, vh, videos)
     assert len(first) == len(CELLS) and len(calls) == len(CELLS)
     for (setup, ref), v in first.items():  # the cached number is the computed one

@@ -12,7 +12,9 @@ A chain of small steps:
 
 The talking-face convention pools the face crops of all frames of all videos of a cell
 (one ``FeatureStats`` per cell, or per video merged per cell) against the GT crops;
-``fid(gen_stats, gt_stats)`` gives the cell's number.
+``fid(gen_stats, gt_stats)`` gives the cell's number. ``cell_fid`` does that pooling from
+per-video feature arrays, ``feature_files_fid`` from per-video ``.npy`` files (what
+``score`` writes and ``report`` reads).
 
 Raw sums lose a little precision to cancellation in Σxxᵀ − n·μμᵀ; with float64 sums and
 Inception features (non-negative, O(1)) this stays ~1e-12 relative to np.cov.
@@ -153,3 +155,24 @@ def fid(stats1: FeatureStats, stats2: FeatureStats) -> float:
     mu1, s1 = stats1.mean_cov()
     mu2, s2 = stats2.mean_cov()
     return frechet_distance(mu1, s1, mu2, s2)
+
+
+def cell_fid(gen_feature_arrays: Iterable[np.ndarray],
+             gt_feature_arrays: Iterable[np.ndarray]) -> float:
+    """FID of a cell: all generated features pooled against all GT features (SPEC §3).
+
+    Streams the arrays into two ``FeatureStats`` (one d×d matrix each, never a stack), so
+    the iterables may load one video's features at a time. Never an average of per-video
+    FIDs: how the frames are split into arrays cannot move the number.
+    """
+    gen, gt = FeatureStats(), FeatureStats()
+    for a in gen_feature_arrays:
+        gen.update(a)
+    for a in gt_feature_arrays:
+        gt.update(a)
+    return fid(gen, gt)
+
+
+def feature_files_fid(gen_files: Iterable[str | Path], gt_files: Iterable[str | Path]) -> float:
+    """``cell_fid`` of per-video feature files (``.npy``, frames×dim), read one at a time."""
+    return cell_fid((np.load(p) for p in gen_files), (np.load(p) for p in gt_files))

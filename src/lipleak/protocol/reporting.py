@@ -87,9 +87,7 @@ def cell_fids(root: Path, vhash: str | None, videos: dict) -> dict[tuple[str, st
     """
     if not vhash:
         return {}
-    import numpy as np
-
-    from ..visual import cell_fid
+    from ..metrics import fid
 
     cache_path = fid_cache_path(root)
     cache = _load_fid_cache(cache_path)
@@ -107,8 +105,8 @@ def cell_fids(root: Path, vhash: str | None, videos: dict) -> dict[tuple[str, st
             out[(setup, ref)] = used[key] = float(cache[key])
             continue
         try:
-            out[(setup, ref)] = used[key] = cell_fid((np.load(g) for g, _ in pairs),
-                                                     (np.load(t) for _, t in pairs))
+            out[(setup, ref)] = used[key] = fid.feature_files_fid([g for g, _ in pairs],
+                                                                  [t for _, t in pairs])
         except Exception as exc:  # noqa: BLE001 - a degenerate set must not kill the report
             out[(setup, ref)] = float("nan")
             print(f"warning: FID of {setup}/{ref} not computed: {exc}")

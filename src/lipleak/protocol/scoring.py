@@ -279,28 +279,17 @@ class UnitScorer:
         return gta
 
     def score_visual(self, u: Unit) -> tuple[dict, dict, dict]:
-        from ..metrics import mouth
+        from ..visual import gt_metrics, stored_metrics
 
         gta = self.gt_analysis(u.stem)
         if u.setup == GT_SETUP:
             feats = gta.features
-            ap = mouth.aperture(gta.landmarks)
-            am = mouth.audio_motion(ap, self.gt_audio(u.stem))
-            metrics = {"mouth_audio_corr": am.corr,
-                       "mouth_audio_lag": None if am.lag is None else float(am.lag),
-                       "n_no_face_gt": gta.n_no_face}
-            reasons = {} if am.lag is not None else {"mouth_audio_corr": am.reason,
-                                                     "mouth_audio_lag": am.reason}
+            metrics, reasons = gt_metrics(gta, self.gt_audio(u.stem))
             detail = {"n_frames": gta.n_frames}
         else:
             r = self.visual.score(u.video, gta, self._task.gt_video, self.motion_audio(u),
                                   u.setup)
-            feats, metrics, reasons, detail = r.features, dict(r.metrics), dict(r.reasons), {}
-            for k, v in list(metrics.items()):
-                if v is not None and not np.isfinite(v) and k != "psnr":
-                    metrics[k] = None
-            for k in reasons:
-                metrics.setdefault(k, None)
+            feats, metrics, reasons, detail = r.features, stored_metrics(r), dict(r.reasons), {}
         _save_npy(features_path(self._task.root, self.hashes["visual"], u.setup, u.reference,
                                 u.stem), feats)
         return metrics, reasons, detail
