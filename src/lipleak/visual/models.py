@@ -9,11 +9,10 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from ..errors import ModelError
+from ..files import atomic_path
 from ..models import registry, store
 from ..paths import model_dir
 from .settings import VisualSettings
@@ -33,16 +32,9 @@ def inception_onnx_path(name: str = "fid_inception") -> tuple[Path, str]:
             f"the FID Inception ONNX {out} is missing and exporting it needs torch and onnx "
             f"({exc}); install the export extra or run `lipleak-fast models export` on a "
             "machine that has them and copy the model dir") from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # A private temporary name: two processes exporting at once never share a file.
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".onnx", dir=out.parent)
-    os.close(fd)
-    try:
-        export(src, tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # a private temporary name: two processes exporting at once never share a file
+    with atomic_path(out) as tmp:
+        export(src, str(tmp))
     return out, sha
 
 
