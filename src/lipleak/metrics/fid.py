@@ -16,6 +16,10 @@ The talking-face convention pools the face crops of all frames of all videos of 
 per-video feature arrays, ``feature_files_fid`` from per-video ``.npy`` files (what
 ``score`` writes and ``report`` reads).
 
+Public API, all of it: ``compute_stats`` runs an Inception model over crops from any
+source; ``FeatureStats.save``/``load``/``merge`` keep and combine shards. The protocol
+uses ``FeatureStats`` through ``cell_fid``/``feature_files_fid``.
+
 Raw sums lose a little precision to cancellation in Σxxᵀ − n·μμᵀ; with float64 sums and
 Inception features (non-negative, O(1)) this stays ~1e-12 relative to np.cov.
 """
@@ -29,6 +33,10 @@ import numpy as np
 from scipy import linalg
 
 from ..errors import InputError
+from ..files import atomic_path
+
+__all__ = ["EPS", "IMAG_TOL", "FeatureStats", "activations", "cell_fid", "compute_stats",
+           "feature_files_fid", "fid", "frechet_distance"]
 
 EPS = 1e-6  # added to both covariances' diagonals when sqrtm is not finite (pytorch-fid)
 IMAG_TOL = 1e-3  # largest |imaginary part| on sqrtm's diagonal that is still rounding
@@ -93,10 +101,9 @@ class FeatureStats:
     def save(self, path: str | Path) -> Path:
         """Write n, Σx, Σxxᵀ to an .npz (loadable and mergeable with ``load``)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".part.npz")
-        np.savez(tmp, n=np.int64(self.n), sum=self.sum, sum_outer=self.sum_outer)
-        tmp.replace(path)
+        # a file object, so np.savez cannot append .npz to the temporary name
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, n=np.int64(self.n), sum=self.sum, sum_outer=self.sum_outer)
         return path
 
     @classmethod

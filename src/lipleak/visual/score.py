@@ -59,14 +59,6 @@ class VisualResult:
     features: np.ndarray  # float32 n_frames_compared×2048, generated crops (for cell FID)
     per_frame: dict[str, np.ndarray] = field(default_factory=dict)  # ssim, psnr, csim, lmd, aperture
 
-    def to_dict(self, verbose: bool = False) -> dict:
-        """Plain types (features left out; per-frame lists only with ``verbose``)."""
-        d = {"video": self.video, "gt_video": self.gt_video, "setup": self.setup,
-             "metrics": dict(self.metrics), "reasons": dict(self.reasons)}
-        if verbose:
-            d["per_frame"] = {k: [float(x) for x in v] for k, v in self.per_frame.items()}
-        return d
-
 
 class _Accumulators:
     def __init__(self):
