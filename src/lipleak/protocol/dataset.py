@@ -2,6 +2,7 @@
 
     DIR/AM/CR/<stem>.mp4   DIR/AM/AR/…   DIR/XM/CR/…   DIR/XM/AR/…   DIR/SI/CR/…   DIR/SI/AR/…
     DIR/gt/<stem>.mp4 (or --gt PATH)     DIR/plan.json (optional, or --plan PATH)
+    DIR/jobs.jsonl                       DIR/audio/{AM,XM,SI}/ (written by `plan`)
 
 and what scoring writes there (the scorer, the Ray workers and the report all find these
 files through the functions below, so they agree on one layout):
@@ -39,6 +40,11 @@ def lock_path(db: Path) -> Path:
 
 def plan_path(root: Path) -> Path:
     return Path(root) / "plan.json"
+
+
+def jobs_path(plan_dir: Path) -> Path:
+    """The generator jobs, one JSON line each, beside the plan that made them."""
+    return Path(plan_dir) / "jobs.jsonl"
 
 
 def state_dir(root: Path) -> Path:
