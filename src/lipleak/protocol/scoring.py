@@ -113,9 +113,9 @@ class StemScorer:
             from ..visual import VisualScorer
 
             self.visual = VisualScorer(visual)
-            vdesc = self.visual.describe()
-            self.hashes["visual"] = group_hash(visual.hashed_dict(), _model_shas(vdesc))
-            self.provenance["visual"] = vdesc
+            visual_desc = self.visual.describe()
+            self.hashes["visual"] = group_hash(visual.hashed_dict(), _model_shas(visual_desc))
+            self.provenance["visual"] = visual_desc
         self._task: StemTask | None = None
         self._gt_audio: np.ndarray | InputError | None = None
         self._gt_analysis = None
