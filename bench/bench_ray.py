@@ -61,11 +61,7 @@ def score(src: Path, dst: Path, opts, executor=None) -> dict:
     load = os.getloadavg()[0]  # other jobs on the machine move these numbers
     t0 = time.perf_counter()
     scorer = DirectoryScorer(dst, opts, executor=executor)
-    if executor is not None:
-        # start Ray's actors (and their models) here so that startup is timed apart
-        start = executor.start
-        hashes = start()
-        executor.start = lambda: hashes
+    scorer.start()  # Ray's actors and their models: startup is timed apart from scoring
     t1 = time.perf_counter()
     counts = scorer.run([])
     t2 = time.perf_counter()

@@ -25,6 +25,7 @@ from lipleak.errors import LipleakError  # noqa: E402
 from lipleak.protocol.distributed import RayExecutor, plan_workers  # noqa: E402
 from lipleak.protocol.scoring import DirectoryScorer, ScoreOptions  # noqa: E402
 from lipleak.sync import SyncSettings  # noqa: E402
+from ray_faults import KillFileWorker, kill_file  # noqa: E402
 
 SYNC = ["--syncnet", "syncnet_v2_random"]
 N_STEMS = 4
@@ -126,20 +127,20 @@ def _committed(db: Path) -> int:
         return 0  # schema not written yet
 
 
-def _run_and_kill(run: Path, retries: int) -> tuple[dict, int]:
+def _run_and_kill(run: Path, retries: int) -> dict:
     """Score ``run`` on 2 workers; the worker that picks up the second stem dies at once
-    (a ``kill-worker-<stem>`` file, see StemWorker.score_stem), mid-run."""
+    (a ``kill-worker-<stem>`` file, see tests/ray_faults.py), mid-run."""
     opts = ScoreOptions(sync=SyncSettings(syncnet="syncnet_v2_random"), quiet=True)
-    ex = RayExecutor(opts.sync, None, workers=2, max_task_retries=retries)
+    ex = RayExecutor(opts.sync, None, workers=2, max_task_retries=retries,
+                     worker_class=KillFileWorker)
     scorer = DirectoryScorer(run, opts, executor=ex)
     stems = sorted(v["stem"] for v in json.loads((run / "plan.json").read_text())["videos"])
-    flag = run / ".lipleak" / f"kill-worker-{stems[1]}"
+    flag = kill_file(run, stems[1])
     flag.parent.mkdir(parents=True, exist_ok=True)
     flag.touch()
     counts = scorer.run([])
     assert not flag.exists()  # a worker took the stem and died on it
-    pids = ex.worker_pids() if hasattr(ex, "worker_pids") else []
-    return counts, pids
+    return counts
 
 
 def _check_integrity(db: Path) -> None:
@@ -156,7 +157,7 @@ def _check_integrity(db: Path) -> None:
 def test_killed_worker_is_retried_nothing_lost_or_doubled(cluster, synth_set, tmp_path):
     gen, single = synth_set
     run = fresh_copy(gen, tmp_path / "ray")
-    counts, _ = _run_and_kill(run, retries=3)
+    counts = _run_and_kill(run, retries=3)
     # every unit committed exactly once: a retried stem came back once, as a whole
     assert counts["scored"] == 7 * N_STEMS and counts["failed"] == 0, counts
     _check_integrity(run / "results.sqlite")
@@ -169,7 +170,7 @@ def test_stem_whose_worker_dies_every_try_is_failed_then_retried(cluster, synth_
     the others are scored; a rerun with --retry-failed completes the table."""
     gen, single = synth_set
     run = fresh_copy(gen, tmp_path / "ray")
-    counts, _ = _run_and_kill(run, retries=0)
+    counts = _run_and_kill(run, retries=0)
     units = table(run / "results.sqlite", "stem, status, reason", "units")
     bad = {s for s, st, _ in units if st != "ok"}
     # the stem the worker died on, and the one queued behind it on that worker if any

@@ -53,8 +53,7 @@ def test_cell_fids_are_cached_by_feature_bytes(tmp_path, monkeypatch):
     import numpy as np
 
     from lipleak.protocol import reporting
-    from lipleak.protocol.dataset import CELLS, GT_REF, GT_SETUP
-    from lipleak.protocol.scoring import features_path
+    from lipleak.protocol.dataset import CELLS, GT_REF, GT_SETUP, features_path
 
     def cell_fid(gen, gt):  # a cheap stand-in: the test is about the cache, not the FID
         return float(sum(g.sum() for g in gen) - sum(t.sum() for t in gt))
@@ -74,7 +73,7 @@ def test_cell_fids_are_cached_by_feature_bytes(tmp_path, monkeypatch):
         calls.append(1)
         return cell_fid(gen, gt)
 
-    monkeypatch.setattr("lipleak.visual.cell_fid", counting)
+    monkeypatch.setattr("lipleak.metrics.fid.cell_fid", counting)
     first = reporting.cell_fids(tmp_path, vh, videos)
     assert len(first) == len(CELLS) and len(calls) == len(CELLS)
     for (setup, ref), v in first.items():  # the cached number is the computed one

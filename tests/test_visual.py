@@ -18,10 +18,10 @@ from lipleak.errors import InputError
 from lipleak.faces.scrfd import SCRFD
 from lipleak.io.audio import load_audio
 from lipleak.io.video import iter_frames
-from lipleak.metrics.fid import FeatureStats
+from lipleak.metrics.fid import FeatureStats, cell_fid
 from lipleak.metrics.quality import frame_psnr, frame_ssim
 from lipleak.models.inception import FIDInception
-from lipleak.visual import GTAnalysis, VisualScorer, VisualSettings, cell_fid, nearest_sources
+from lipleak.visual import GTAnalysis, VisualScorer, VisualSettings, nearest_sources
 
 N = 25  # frames per test clip: the mouth-audio correlation needs >= 25 (1 s)
 CLIP = CLIPS_DIR / "real07_reagan.mp4"  # 256x256: cheap to run every model on
@@ -157,11 +157,11 @@ def test_features_and_cell_fid(offset, identical, gt, monkeypatch):
     it hands over must equal ones built in one pass over the stacked arrays. (fid() itself
     is tested in test_fid; a 2048x2048 sqrtm costs 10-30 s on the 2-core box, so the
     Fréchet step is replaced by a recorder here and run for real once, in the test above.)"""
-    from lipleak.visual import score as score_mod
+    from lipleak.metrics import fid as fid_mod
 
     assert offset.features.shape == (N, 2048) and offset.features.dtype == np.float32
     seen = []
-    monkeypatch.setattr(score_mod, "fid", lambda a, b: seen.append((a, b)) or 12.5)
+    monkeypatch.setattr(fid_mod, "fid", lambda a, b: seen.append((a, b)) or 12.5)
     gen = [offset.features[:7], identical.features, offset.features[7:]]
     ref = [gt.features, gt.features[:12], gt.features[12:]]
     assert cell_fid(iter(gen), iter(ref)) == 12.5 and len(seen) == 1

@@ -20,9 +20,10 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..errors import InputError
+    from ..protocol.dataset import results_db
     from ..protocol.reporting import write_report
 
-    db = args.db or args.dir / "results.sqlite"
+    db = args.db or results_db(args.dir)
     if not db.is_file():
         raise InputError(db, "no results database; run `lipleak-fast score` first", "missing")
     write_report(args.dir, db, args.out)

@@ -5,6 +5,10 @@ Per frame: both faces aligned to the ArcFace template with their own 5 keypoints
 CSIM is the mean over the frames where both faces have keypoints; frames without a face
 on either side are skipped and counted. Streaming: ``CSIMAccumulator.update`` takes any
 number of frames at a time and keeps one float per frame.
+
+Public API: ``video_csim`` and ``CSIMAccumulator`` score a video from frames and keypoints
+with any ArcFace model. ``lipleak.visual`` computes the same per-frame cosine
+(``cosine_similarity``) inline, batched with its other models, on the keypoints it tracks.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..faces.align import norm_crop
+
+__all__ = ["CSIMAccumulator", "CSIMResult", "cosine_similarity", "video_csim"]
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:

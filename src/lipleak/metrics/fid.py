@@ -12,7 +12,13 @@ A chain of small steps:
 
 The talking-face convention pools the face crops of all frames of all videos of a cell
 (one ``FeatureStats`` per cell, or per video merged per cell) against the GT crops;
-``fid(gen_stats, gt_stats)`` gives the cell's number.
+``fid(gen_stats, gt_stats)`` gives the cell's number. ``cell_fid`` does that pooling from
+per-video feature arrays, ``feature_files_fid`` from per-video ``.npy`` files (what
+``score`` writes and ``report`` reads).
+
+Public API, all of it: ``compute_stats`` runs an Inception model over crops from any
+source; ``FeatureStats.save``/``load``/``merge`` keep and combine shards. The protocol
+uses ``FeatureStats`` through ``cell_fid``/``feature_files_fid``.
 
 Raw sums lose a little precision to cancellation in Σxxᵀ − n·μμᵀ; with float64 sums and
 Inception features (non-negative, O(1)) this stays ~1e-12 relative to np.cov.
@@ -27,6 +33,10 @@ import numpy as np
 from scipy import linalg
 
 from ..errors import InputError
+from ..files import atomic_path
+
+__all__ = ["EPS", "IMAG_TOL", "FeatureStats", "activations", "cell_fid", "compute_stats",
+           "feature_files_fid", "fid", "frechet_distance"]
 
 EPS = 1e-6  # added to both covariances' diagonals when sqrtm is not finite (pytorch-fid)
 IMAG_TOL = 1e-3  # largest |imaginary part| on sqrtm's diagonal that is still rounding
@@ -91,10 +101,9 @@ class FeatureStats:
     def save(self, path: str | Path) -> Path:
         """Write n, Σx, Σxxᵀ to an .npz (loadable and mergeable with ``load``)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".part.npz")
-        np.savez(tmp, n=np.int64(self.n), sum=self.sum, sum_outer=self.sum_outer)
-        tmp.replace(path)
+        # a file object, so np.savez cannot append .npz to the temporary name
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, n=np.int64(self.n), sum=self.sum, sum_outer=self.sum_outer)
         return path
 
     @classmethod
@@ -153,3 +162,24 @@ def fid(stats1: FeatureStats, stats2: FeatureStats) -> float:
     mu1, s1 = stats1.mean_cov()
     mu2, s2 = stats2.mean_cov()
     return frechet_distance(mu1, s1, mu2, s2)
+
+
+def cell_fid(gen_feature_arrays: Iterable[np.ndarray],
+             gt_feature_arrays: Iterable[np.ndarray]) -> float:
+    """FID of a cell: all generated features pooled against all GT features (SPEC §3).
+
+    Streams the arrays into two ``FeatureStats`` (one d×d matrix each, never a stack), so
+    the iterables may load one video's features at a time. Never an average of per-video
+    FIDs: how the frames are split into arrays cannot move the number.
+    """
+    gen, gt = FeatureStats(), FeatureStats()
+    for a in gen_feature_arrays:
+        gen.update(a)
+    for a in gt_feature_arrays:
+        gt.update(a)
+    return fid(gen, gt)
+
+
+def feature_files_fid(gen_files: Iterable[str | Path], gt_files: Iterable[str | Path]) -> float:
+    """``cell_fid`` of per-video feature files (``.npy``, frames×dim), read one at a time."""
+    return cell_fid((np.load(p) for p in gen_files), (np.load(p) for p in gt_files))

@@ -5,6 +5,9 @@ set on its own mean (so head translation does not count), and SUM the Euclidean
 distances of corresponding points; a video's LMD is the mean over frames. Units are the
 pixels of the GT crop (landmarks of both frames in the same coordinates, e.g. both from
 ``PFLD.landmarks`` with the GT frame's box; centring makes any common offset irrelevant).
+
+Public API: ``lmd`` and ``LMDAccumulator`` for landmark arrays from any source;
+``lipleak.visual`` streams ``lmd_per_frame`` itself.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+
+__all__ = ["LMDAccumulator", "LMDResult", "lmd", "lmd_per_frame"]
 
 MOUTH = slice(48, 68)
 

@@ -14,6 +14,11 @@ video whose frames are all identical has PSNR +inf. At the cell level the same r
 applies to videos (mean over finite video PSNRs, ``n_identical_videos`` counted). No
 cap is used: the smallest non-zero MSE of a uint8 frame is 1/(H·W·C), so any cap would
 collide with real values on large frames.
+
+Public API: ``frame_ssim``/``frame_psnr`` (per frame), ``video_quality`` and
+``cell_quality`` (the aggregation above) for frames from any source; ``lipleak.visual``
+streams ``QualityAccumulator`` itself, and the protocol's report takes the cell means of
+the stored per-video values.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ import numpy as np
 
 from .. import _core
 from ..errors import InputError
+
+__all__ = ["CellQuality", "QualityAccumulator", "QualityResult", "cell_quality", "finite_mean",
+           "frame_psnr", "frame_ssim", "video_quality"]
 
 
 def _stack(frames: np.ndarray | Sequence[np.ndarray], what: str) -> np.ndarray:

@@ -2,6 +2,15 @@
 
     DIR/AM/CR/<stem>.mp4   DIR/AM/AR/…   DIR/XM/CR/…   DIR/XM/AR/…   DIR/SI/CR/…   DIR/SI/AR/…
     DIR/gt/<stem>.mp4 (or --gt PATH)     DIR/plan.json (optional, or --plan PATH)
+    DIR/jobs.jsonl                       DIR/audio/{AM,XM,SI}/ (written by `plan`)
+
+and what scoring writes there (the scorer, the Ray workers and the report all find these
+files through the functions below, so they agree on one layout):
+
+    DIR/results.sqlite (or --db)         DIR/results.sqlite.lock
+    DIR/.lipleak/features/<visual hash>/<setup>_<ref>/<stem>.npy   Inception features
+    DIR/.lipleak/gt/<visual hash>/<stem>.npz (+ .key)               GT analysis cache
+    DIR/.lipleak/fid_cache.json                                     cell FIDs
 """
 
 from __future__ import annotations
@@ -16,6 +25,45 @@ REFERENCES = ("CR", "AR")
 CELLS = tuple((s, r) for s in SETUPS for r in REFERENCES)
 VIDEO_EXTS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv")
 GT_SETUP, GT_REF = "GT", "-"
+
+
+def results_db(root: Path) -> Path:
+    """The default results store of ``root`` (``--db`` puts it elsewhere)."""
+    return Path(root) / "results.sqlite"
+
+
+def lock_path(db: Path) -> Path:
+    """The run lock beside a results store: one run per store, wherever it lives."""
+    db = Path(db)
+    return db.with_name(db.name + ".lock")
+
+
+def plan_path(root: Path) -> Path:
+    return Path(root) / "plan.json"
+
+
+def jobs_path(plan_dir: Path) -> Path:
+    """The generator jobs, one JSON line each, beside the plan that made them."""
+    return Path(plan_dir) / "jobs.jsonl"
+
+
+def state_dir(root: Path) -> Path:
+    """Scoring's own files: caches and per-video outputs that the results store points to."""
+    return Path(root) / ".lipleak"
+
+
+def features_path(root: Path, visual_hash: str, setup: str, ref: str, stem: str) -> Path:
+    """Per-video Inception features (float32 frames×2048), pooled per cell for FID."""
+    return state_dir(root) / "features" / visual_hash / f"{setup}_{ref}" / f"{stem}.npy"
+
+
+def gt_cache_path(root: Path, visual_hash: str, stem: str) -> Path:
+    """The cached GT analysis of ``stem``; its inputs hash is in the ``.key`` beside it."""
+    return state_dir(root) / "gt" / visual_hash / f"{stem}.npz"
+
+
+def fid_cache_path(root: Path) -> Path:
+    return state_dir(root) / "fid_cache.json"
 
 
 def find_videos(folder: Path) -> dict[str, Path]:

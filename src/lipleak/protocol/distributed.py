@@ -1,6 +1,6 @@
 """`score DIR --ray [ADDRESS]`: the per-stem work of ``scoring.py`` on Ray actors.
 
-Each actor is one ``UnitScorer`` (models loaded once): one per GPU when the cluster has
+Each actor is one ``StemScorer`` (models loaded once): one per GPU when the cluster has
 GPUs (``num_gpus=1``), CPU actors otherwise. A task is one stem — its GT and its six
 generations — so the GT analysis (decode, faces, landmarks, Inception features) is made once
 and held in that actor's memory for the cells that need it; a retry redoes at most one stem.
@@ -23,11 +23,11 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 from ..errors import LipleakError
 from ..sync import SyncSettings
-from .scoring import StemTask, UnitResult, UnitScorer
+from .scoring import StemScorer
+from .tasks import GroupResult, StemTask
 
 LOCAL = "local"  # --ray without ADDRESS: RAY_ADDRESS, else the cluster started here, else a new one
 MAX_TASK_RETRIES = 3
@@ -53,7 +53,7 @@ class StemWorker:
             os.environ["OMP_NUM_THREADS"] = os.environ["LIPLEAK_ORT_THREADS"]
         self.error: LipleakError | None = None
         try:
-            self.scorer = UnitScorer(sync, visual)
+            self.scorer = StemScorer(sync, visual)
         except LipleakError as exc:
             # kept for describe() to raise as a task error: Ray passes that exception to the
             # driver as itself, whereas a failed constructor reaches it only as text
@@ -70,20 +70,7 @@ class StemWorker:
         return {"hashes": self.scorer.hashes, "provenance": self.scorer.provenance,
                 "node": socket.gethostname(), "pid": os.getpid()}
 
-    def pid(self) -> int:
-        return os.getpid()
-
-    def score_stem(self, task: StemTask) -> list[UnitResult]:
-        # Fault injection for the worker-death tests: a file DIR/.lipleak/kill-worker-<stem>
-        # makes the worker that picks up that stem die at once, exactly once (it removes
-        # the file first), so the test does not have to race the run with a signal.
-        flag = Path(task.root) / ".lipleak" / f"kill-worker-{task.stem}"
-        try:
-            flag.unlink()
-        except FileNotFoundError:
-            pass
-        else:
-            os._exit(1)
+    def score_stem(self, task: StemTask) -> list[GroupResult]:
         return list(self.scorer.score_stem(task))
 
 
@@ -117,13 +104,18 @@ class RayExecutor:
 
     ``address``: a Ray address (``host:port``, ``ray://…``, ``auto``) or ``LOCAL``. A Ray
     session that is already initialised in this process is used as it is (and left running).
+    ``worker_class``: the actor body, ``StemWorker`` or a subclass of it (the worker-death
+    tests use one that dies on cue); it must be importable, or pickled by value, on the
+    workers.
     """
 
     def __init__(self, sync: SyncSettings, visual=None, address: str = LOCAL,
-                 workers: int | None = None, max_task_retries: int = MAX_TASK_RETRIES):
+                 workers: int | None = None, max_task_retries: int = MAX_TASK_RETRIES,
+                 worker_class: type[StemWorker] = StemWorker):
         self.sync, self.visual = sync, visual
         self.address, self.workers = address, workers
         self.max_task_retries = max_task_retries
+        self.worker_class = worker_class
         self.actors: list = []
         self.describes: list[dict] = []
         self.load: list[int] = []  # unfinished tasks per actor, while run() runs
@@ -133,6 +125,9 @@ class RayExecutor:
     def start(self) -> tuple[dict, dict]:
         import logging
 
+        if self.actors:
+            # a second set of actors would load every model again and orphan the first
+            raise RuntimeError("RayExecutor.start() called twice")
         ray = _ray()
         if not ray.is_initialized():
             try:
@@ -144,7 +139,7 @@ class RayExecutor:
                                    f"{str(exc).splitlines()[0] if str(exc) else exc!r}") from None
             self._owns_ray = True
         n, options, threads = plan_workers(ray.cluster_resources(), self.workers)
-        actor = ray.remote(StemWorker).options(
+        actor = ray.remote(self.worker_class).options(
             max_restarts=-1, max_task_retries=self.max_task_retries, **options)
         self.actors = [actor.remote(self.sync, self.visual, threads) for _ in range(n)]
         try:
@@ -181,12 +176,8 @@ class RayExecutor:
             ray.shutdown()
             self._owns_ray = False
 
-    def worker_pids(self) -> list[int]:
-        ray = _ray()
-        return ray.get([a.pid.remote() for a in self.actors])
-
     # -- the work -------------------------------------------------------------------------
-    def run(self, tasks: Iterator[StemTask], commit: Callable[[UnitResult], None]) -> None:
+    def run(self, tasks: Iterator[StemTask], commit: Callable[[GroupResult], None]) -> None:
         ray = _ray()
         tasks = iter(tasks)
         pending: dict = {}  # ObjectRef -> (actor index, task)
@@ -213,7 +204,7 @@ class RayExecutor:
             while more and len(pending) < IN_FLIGHT_PER_WORKER * len(self.actors):
                 more = submit()
 
-    def _results(self, ray, ref, task: StemTask) -> list[UnitResult]:
+    def _results(self, ray, ref, task: StemTask) -> list[GroupResult]:
         try:
             return ray.get(ref)
         except ray.exceptions.RayTaskError as exc:
@@ -228,8 +219,8 @@ class RayExecutor:
             why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             cause = (f"the Ray worker holding this stem died ({self.max_task_retries + 1} "
                      f"tries; {why[:200]})")
-            return [UnitResult.failed(job, grp, self.describes[0]["hashes"][grp], "worker_died",
-                                      cause, f"{job.unit.video}: {cause}",
-                                      k == len(job.groups) - 1)
-                    for job in task.jobs for k, grp in enumerate(job.groups)]
+            hashes = self.describes[0]["hashes"]
+            return [GroupResult.failed(v, group, hashes[group], "worker_died", cause,
+                                       f"{v.cell_video.path}: {cause}", k == len(v.groups) - 1)
+                    for v in task.videos for k, group in enumerate(v.groups)]
 

@@ -14,11 +14,6 @@ from collections import defaultdict
 
 from .dataset import CELLS, GT_REF, GT_SETUP, REFERENCES
 
-# metric name -> higher is better? (for the report's arrows)
-DIRECTION = {"lse_c": True, "lse_d": False, "ssim": True, "psnr": True, "fid": False,
-             "csim": True, "lmd": False, "mouth_audio_corr": True,
-             "mouth_open_fraction": None, "mouth_aperture_std": None}
-
 
 def per_video(rows: list[dict]) -> dict[tuple[str, str, str], dict[str, float]]:
     """(stem, setup, reference) -> {metric: value} of the rows that are ok."""

@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, LipleakError
+from ..files import atomic_write
 from ..io.audio import load_audio, write_wav
 from ..io.video import probe
-from .dataset import CELLS, find_videos, gt_audio_source
+from .dataset import CELLS, find_videos, gt_audio_source, jobs_path, plan_path
 
 PLAN_VERSION = 1
 
@@ -144,9 +145,10 @@ def make_plan(gt_dir: Path, out_dir: Path, seed: int = 0, ar: str = "first") -> 
     if same:  # recorded only when there are any, so other plans stay byte-identical
         plan["identical_audio"] = same
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "plan.json").write_text(json.dumps(plan, indent=1, sort_keys=True) + "\n")
-    (out_dir / "jobs.jsonl").write_text(
-        "".join(json.dumps(j, sort_keys=True) + "\n" for j in jobs))
+    # jobs first: a plan.json on disk means its jobs file is complete too
+    atomic_write(jobs_path(out_dir), "".join(json.dumps(j, sort_keys=True) + "\n"
+                                             for j in jobs))
+    atomic_write(plan_path(out_dir), json.dumps(plan, indent=1, sort_keys=True) + "\n")
     return plan
 
 
@@ -154,7 +156,7 @@ def load_plan(path: Path) -> tuple[dict, Path]:
     """The plan and its folder (paths in it are relative to that folder)."""
     path = Path(path)
     if path.is_dir():
-        path = path / "plan.json"
+        path = plan_path(path)
     if not path.is_file():
         raise InputError(path, "plan not found (make one with `lipleak-fast plan`)", "missing")
     try:

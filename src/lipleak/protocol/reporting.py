@@ -9,17 +9,26 @@ import hashlib
 import html
 import io
 import json
+import logging
 import math
-import os
 from pathlib import Path
 
 from .. import __version__
 from ..errors import LipleakError
+from ..files import atomic_write
 from . import charts
-from .dataset import CELLS, GT_REF, GT_SETUP, REFERENCES, SETUPS
+from .dataset import (
+    CELLS,
+    GT_REF,
+    GT_SETUP,
+    REFERENCES,
+    SETUPS,
+    features_path,
+    fid_cache_path,
+    results_db,
+)
 from .leakage import cell_means, leakage, per_video
 from .results import ResultsStore
-from .scoring import features_path, state_dir
 
 METRICS = ["lse_c", "lse_d", "offset", "ssim", "psnr", "fid", "csim", "lmd",
            "mouth_audio_corr", "mouth_audio_lag", "mouth_open_fraction", "mouth_aperture_std"]
@@ -29,6 +38,8 @@ LABELS = {"lse_c": "LSE-C ↑", "lse_d": "LSE-D ↓", "offset": "offset (frames)
           "mouth_open_fraction": "mouth open fraction", "mouth_aperture_std": "mouth aperture std"}
 SETUP_NAMES = {"AM": "AM — audio-matched", "XM": "XM — audio-mismatched",
                "SI": "SI — silent input"}
+
+log = logging.getLogger(__name__)
 
 
 def _fmt(v, digits=3) -> str:
@@ -42,18 +53,17 @@ def _fmt(v, digits=3) -> str:
 
 
 def _write(path: Path, data: bytes | str) -> None:
-    tmp = path.with_name(path.name + ".part")
     try:
-        tmp.write_bytes(data if isinstance(data, bytes) else data.encode())
-        os.replace(tmp, path)
+        atomic_write(path, data)
     except OSError as exc:
         raise LipleakError(f"{path}: cannot write the report: {exc.strerror or exc}; the "
                            "results database is intact (rerun `lipleak-fast report`)") from None
 
 
-def _fid_cache_key(vhash: str, setup: str, ref: str, pairs: list[tuple[Path, Path]]) -> str:
+def _fid_cache_key(visual_hash: str, setup: str, ref: str,
+                   pairs: list[tuple[Path, Path]]) -> str:
     """The cell's FID depends on nothing but these feature files' bytes (and the code)."""
-    h = hashlib.sha256(f"{__version__}|{vhash}|{setup}|{ref}".encode())
+    h = hashlib.sha256(f"{__version__}|{visual_hash}|{setup}|{ref}".encode())
     for g, t in pairs:
         for path in (g, t):
             h.update(path.name.encode())
@@ -69,7 +79,8 @@ def _load_fid_cache(path: Path) -> dict:
         return {}  # absent or damaged: recompute
 
 
-def cell_fids(root: Path, vhash: str | None, videos: dict) -> dict[tuple[str, str], float]:
+def cell_fids(root: Path, visual_hash: str | None,
+              videos: dict) -> dict[tuple[str, str], float]:
     """FID per cell: all generated crops of the cell's videos vs the GT crops of the same
     videos (the talking-face convention of SPEC §3).
 
@@ -77,33 +88,31 @@ def cell_fids(root: Path, vhash: str | None, videos: dict) -> dict[tuple[str, st
     DIR/.lipleak/fid_cache.json under a hash of the exact feature files it was computed
     from, so rewriting a report, or a rerun that changed other cells, costs nothing here.
     """
-    if not vhash:
+    if not visual_hash:
         return {}
-    import numpy as np
+    from ..metrics import fid
 
-    from ..visual import cell_fid
-
-    cache_path = state_dir(root) / "fid_cache.json"
+    cache_path = fid_cache_path(root)
     cache = _load_fid_cache(cache_path)
     used = {}
     out = {}
     for setup, ref in CELLS:
         stems = sorted(s for (s, st, rf) in videos if (st, rf) == (setup, ref))
-        pairs = [(features_path(root, vhash, setup, ref, s),
-                  features_path(root, vhash, GT_SETUP, GT_REF, s)) for s in stems]
+        pairs = [(features_path(root, visual_hash, setup, ref, s),
+                  features_path(root, visual_hash, GT_SETUP, GT_REF, s)) for s in stems]
         pairs = [(g, t) for g, t in pairs if g.is_file() and t.is_file()]
         if not pairs:
             continue
-        key = _fid_cache_key(vhash, setup, ref, pairs)
+        key = _fid_cache_key(visual_hash, setup, ref, pairs)
         if isinstance(cache.get(key), float | int):
             out[(setup, ref)] = used[key] = float(cache[key])
             continue
         try:
-            out[(setup, ref)] = used[key] = cell_fid((np.load(g) for g, _ in pairs),
-                                                     (np.load(t) for _, t in pairs))
+            out[(setup, ref)] = used[key] = fid.feature_files_fid([g for g, _ in pairs],
+                                                                  [t for _, t in pairs])
         except Exception as exc:  # noqa: BLE001 - a degenerate set must not kill the report
             out[(setup, ref)] = float("nan")
-            print(f"warning: FID of {setup}/{ref} not computed: {exc}")
+            log.warning("FID of %s/%s not computed: %s", setup, ref, exc)
     if used != cache:
         try:  # only the current cells are kept: the cache never grows past six entries
             _write(cache_path, json.dumps(used, indent=0))
@@ -115,7 +124,7 @@ def cell_fids(root: Path, vhash: str | None, videos: dict) -> dict[tuple[str, st
 def build(root: Path, db: Path | None = None) -> dict:
     """Everything the report shows, as one JSON-able dict."""
     root = Path(root)
-    store = ResultsStore(db or root / "results.sqlite")
+    store = ResultsStore(db or results_db(root))
     try:
         hashes = store.latest_hashes()
         rows = store.results(hashes)
@@ -215,11 +224,11 @@ def _provenance_lines(data: dict) -> list[str]:
     p = data["provenance"]
     lines = [f"lipleak-fast {data['version']}; settings hashes: "
              + ", ".join(f"{k} {v}" for k, v in data["settings_hashes"].items())]
-    for grp in ("sync", "visual"):
-        if grp in p:
-            lines.append(f"{grp} settings: {json.dumps(p[grp].get('settings', {}), sort_keys=True)}")
-            lines.append(f"{grp} models: {json.dumps(p[grp].get('models', {}), sort_keys=True)}")
-            lines.append(f"{grp} libraries: {json.dumps(p[grp].get('libraries', {}), sort_keys=True)}")
+    for group in ("sync", "visual"):
+        if group in p:
+            for part in ("settings", "models", "libraries"):
+                lines.append(f"{group} {part}: "
+                             f"{json.dumps(p[group].get(part, {}), sort_keys=True)}")
     lay = data.get("layout", {})
     if lay.get("not_run"):
         lines.append("cells not run: " + ", ".join(lay["not_run"]))

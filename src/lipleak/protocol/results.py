@@ -7,6 +7,10 @@ group (``sync`` or ``visual``) with one settings hash. Its metric rows and its e
 either all of a unit or none of it. A rerun skips units whose settings hash (settings +
 model sha256) and inputs hash (file sizes and modification times) are unchanged; a changed
 setting or model gets a new hash, so only the groups it affects are recomputed.
+
+The metric group is stored in the column ``grp``, and the row dicts that ``units()`` and
+``results()`` return use the column names, so existing stores and results.json keep their
+``grp`` key.
 """
 
 from __future__ import annotations
@@ -111,14 +115,14 @@ class ResultsStore:
                  "argv": json.loads(r[4] or "[]"), "provenance": json.loads(r[5])} for r in rows]
 
     # -- units --------------------------------------------------------------------------
-    def is_done(self, stem: str, setup: str, ref: str, grp: str, settings_hash: str,
+    def is_done(self, stem: str, setup: str, ref: str, group: str, settings_hash: str,
                 in_hash: str) -> bool:
         row = self.db.execute(
             "SELECT inputs_hash FROM units WHERE stem=? AND setup=? AND reference=? AND grp=? "
-            "AND settings_hash=?", (stem, setup, ref, grp, settings_hash)).fetchone()
+            "AND settings_hash=?", (stem, setup, ref, group, settings_hash)).fetchone()
         return row is not None and row[0] == in_hash
 
-    def commit_unit(self, stem: str, setup: str, ref: str, grp: str, settings_hash: str,
+    def commit_unit(self, stem: str, setup: str, ref: str, group: str, settings_hash: str,
                     in_hash: str, metrics: dict[str, float | None], status: str = "ok",
                     reason: str | None = None, detail: dict | None = None,
                     reasons: dict[str, str] | None = None) -> None:
@@ -128,18 +132,18 @@ class ResultsStore:
         try:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.execute("DELETE FROM results WHERE stem=? AND setup=? AND reference=? AND "
-                            "grp=? AND settings_hash=?", (stem, setup, ref, grp, settings_hash))
+                            "grp=? AND settings_hash=?", (stem, setup, ref, group, settings_hash))
             for name, value in metrics.items():
                 ok = value is not None and status == "ok"
                 self.db.execute(
                     "INSERT INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (stem, setup, ref, name, settings_hash, grp,
+                    (stem, setup, ref, name, settings_hash, group,
                      None if value is None else float(value),
                      "ok" if ok else ("failed" if status != "ok" else "not_computed"),
                      reason if status != "ok" else reasons.get(name), self.run_id, now))
             self.db.execute(
                 "INSERT OR REPLACE INTO units VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (stem, setup, ref, grp, settings_hash, in_hash, status, reason,
+                (stem, setup, ref, group, settings_hash, in_hash, status, reason,
                  json.dumps(detail or {}, sort_keys=True), self.run_id, now))
             self.db.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -151,12 +155,12 @@ class ResultsStore:
                                "committed before this video is intact") from None
 
     # -- reading ------------------------------------------------------------------------
-    def units(self, grp: str | None = None, settings_hash: str | None = None) -> list[dict]:
+    def units(self, group: str | None = None, settings_hash: str | None = None) -> list[dict]:
         q = "SELECT stem, setup, reference, grp, settings_hash, status, reason, detail FROM units"
         cond, args = [], []
-        if grp:
+        if group:
             cond.append("grp = ?")
-            args.append(grp)
+            args.append(group)
         if settings_hash:
             cond.append("settings_hash = ?")
             args.append(settings_hash)

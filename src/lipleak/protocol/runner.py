@@ -18,13 +18,14 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from ..errors import LipleakError
+from .dataset import jobs_path
 from .planner import load_plan
 
 PLACEHOLDERS = ("video", "audio", "out", "ref_frames", "reference", "setup", "stem")
 
 
 def _jobs(plan_dir: Path) -> list[dict]:
-    path = plan_dir / "jobs.jsonl"
+    path = jobs_path(plan_dir)
     if not path.is_file():
         raise LipleakError(f"{path}: jobs file not found next to the plan")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

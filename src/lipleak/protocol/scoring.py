@@ -1,5 +1,5 @@
 """`score DIR`: every video of every protocol cell, scored with the audio SPEC §1
-prescribes, one committed unit at a time.
+prescribes, one committed unit (video × cell × metric group) at a time.
 
 | cell | SyncNet scored against | mouth motion against |
 |---|---|---|
@@ -11,10 +11,11 @@ prescribes, one committed unit at a time.
 Work is ordered by stem so that a GT video's analysis (faces, landmarks, features) is made
 once and reused by its six generations; it is also cached on disk next to the database.
 
-Two halves: ``UnitScorer`` holds the models and turns one stem's ``StemTask`` into
-``UnitResult``s (pure computation plus the per-video feature files); ``DirectoryScorer`` is
-the driver: discovery, the skip logic and the only writer to the results store. Both the
-local loop and the Ray workers of ``distributed.py`` run the same ``UnitScorer``.
+Two halves: ``StemScorer`` holds the models and turns one stem's ``StemTask`` into
+``GroupResult``s (pure computation plus the per-video feature files); ``DirectoryScorer`` is
+the driver: discovery (``pending``), the skip logic and the only writer to the results
+store. Both the local loop and the Ray workers of ``distributed.py`` run the same
+``StemScorer``; the data they exchange is in ``tasks.py``.
 """
 
 from __future__ import annotations
@@ -30,17 +31,25 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError, LipleakError
+from ..files import atomic_path, atomic_write
 from ..io.audio import load_audio
 from ..sync import SyncScorer, SyncSettings
-from .dataset import CELLS, GT_REF, GT_SETUP, Layout, discover, gt_audio_source
+from .dataset import (
+    CELLS,
+    GT_REF,
+    GT_SETUP,
+    Layout,
+    discover,
+    features_path,
+    gt_audio_source,
+    gt_cache_path,
+    lock_path,
+    plan_path,
+    results_db,
+)
 from .planner import load_plan
 from .results import ResultsStore, RunLock, inputs_hash
-
-SYNC_METRICS = ("lse_c", "lse_d", "offset", "n_frames", "n_tracks")
-
-
-def state_dir(root: Path) -> Path:
-    return Path(root) / ".lipleak"
+from .tasks import CellVideo, GroupResult, PendingStem, PendingVideo, StemTask
 
 
 def group_hash(settings: dict, models: dict) -> str:
@@ -65,16 +74,11 @@ def _model_shas(describe: dict) -> dict:
     return out
 
 
-def features_path(root: Path, vhash: str, setup: str, ref: str, stem: str) -> Path:
-    return state_dir(root) / "features" / vhash / f"{setup}_{ref}" / f"{stem}.npy"
-
-
 def _save_npy(path: Path, arr: np.ndarray) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".part.npy")
-        np.save(tmp, np.ascontiguousarray(arr, dtype=np.float32))
-        tmp.replace(path)
+        # a file object, so np.save cannot append .npy to the temporary name
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, np.ascontiguousarray(arr, dtype=np.float32))
     except OSError as exc:
         raise LipleakError(f"{path}: cannot write per-video features: {exc.strerror or exc}; "
                            "everything committed before this video is intact") from None
@@ -91,82 +95,8 @@ class ScoreOptions:
     quiet: bool = False
 
 
-@dataclass
-class Unit:
-    stem: str
-    setup: str
-    reference: str
-    video: Path
-
-
-@dataclass(frozen=True)
-class UnitJob:
-    """One unit to compute: the groups still to do and the inputs hash to commit them with."""
-
-    unit: Unit
-    groups: tuple[str, ...]
-    inputs_hash: str
-
-
-@dataclass(frozen=True)
-class StemTask:
-    """The pending units of one stem (its GT first), with every path a worker reads.
-
-    Plain data, so it pickles to a Ray worker; ``absolute()`` makes the paths mean the same
-    on every node of a shared filesystem.
-    """
-
-    root: Path
-    stem: str
-    gt_video: Path
-    has_plan: bool
-    driving: Path | None  # the plan's XM driving audio of this stem
-    jobs: tuple[UnitJob, ...]
-
-    def absolute(self) -> StemTask:
-        def a(p):
-            return None if p is None else Path(p).absolute()
-
-        jobs = tuple(UnitJob(Unit(j.unit.stem, j.unit.setup, j.unit.reference, a(j.unit.video)),
-                             j.groups, j.inputs_hash) for j in self.jobs)
-        return StemTask(a(self.root), self.stem, a(self.gt_video), self.has_plan, a(self.driving),
-                        jobs)
-
-
-@dataclass
-class UnitResult:
-    """What the driver commits for one unit and group (``status`` "failed": no numbers)."""
-
-    stem: str
-    setup: str
-    reference: str
-    grp: str
-    settings_hash: str
-    inputs_hash: str
-    metrics: dict
-    reasons: dict = field(default_factory=dict)
-    detail: dict = field(default_factory=dict)
-    status: str = "ok"
-    reason: str | None = None  # "<status>: <cause>" of a failed unit
-    message: str | None = None  # the one-line error shown on the progress bar
-    last: bool = False  # the unit's last pending group: the progress bar moves on
-
-    @property
-    def label(self) -> str:
-        return f"{self.setup}/{self.reference}/{self.stem} [{self.grp}]"
-
-    @classmethod
-    def failed(cls, job: UnitJob, grp: str, settings_hash: str, status: str, cause: str,
-               message: str, last: bool) -> UnitResult:
-        u = job.unit
-        names = SYNC_METRICS if grp == "sync" else ()
-        return cls(u.stem, u.setup, u.reference, grp, settings_hash, job.inputs_hash,
-                   dict.fromkeys(names), status="failed", reason=f"{status}: {cause}",
-                   message=message, last=last)
-
-
-class UnitScorer:
-    """The worker half: holds the models (loaded once) and scores one stem's units.
+class StemScorer:
+    """The worker half: holds the models (loaded once) and scores one stem's videos.
 
     Used in process by the local loop and inside each Ray actor. It writes only the
     per-video files that are its own output (Inception features, the cached GT analysis);
@@ -183,34 +113,31 @@ class UnitScorer:
             from ..visual import VisualScorer
 
             self.visual = VisualScorer(visual)
-            vdesc = self.visual.describe()
-            self.hashes["visual"] = group_hash(visual.hashed_dict(), _model_shas(vdesc))
-            self.provenance["visual"] = vdesc
+            visual_desc = self.visual.describe()
+            self.hashes["visual"] = group_hash(visual.hashed_dict(), _model_shas(visual_desc))
+            self.provenance["visual"] = visual_desc
         self._task: StemTask | None = None
         self._gt_audio: np.ndarray | InputError | None = None
         self._gt_analysis = None
 
-    @property
-    def groups(self) -> tuple[str, ...]:
-        return ("sync",) if self.visual is None else ("sync", "visual")
-
-    def score_stem(self, task: StemTask) -> Iterator[UnitResult]:
-        """One result per (unit, pending group), in the task's order, as each is ready."""
-        # a stem's GT audio and analysis are kept for its units only: work is ordered by stem
+    def score_stem(self, task: StemTask) -> Iterator[GroupResult]:
+        """One result per (video, pending group), in the task's order, as each is ready."""
+        # a stem's GT audio and analysis are kept for its videos only: work is ordered by stem
         self._task, self._gt_audio, self._gt_analysis = task, None, None
         fns = {"sync": self.score_sync, "visual": self.score_visual}
-        for job in task.jobs:
-            for i, grp in enumerate(job.groups):
-                last = i == len(job.groups) - 1
-                h = self.hashes[grp]
-                u = job.unit
+        for pending in task.videos:
+            v = pending.cell_video
+            for i, group in enumerate(pending.groups):
+                last = i == len(pending.groups) - 1
+                h = self.hashes[group]
                 try:
-                    metrics, reasons, detail = fns[grp](u)
+                    metrics, reasons, detail = fns[group](v)
                 except InputError as exc:
-                    yield UnitResult.failed(job, grp, h, exc.status, exc.cause, str(exc), last)
+                    yield GroupResult.failed(pending, group, h, exc.status, exc.cause, str(exc),
+                                             last)
                     continue
-                yield UnitResult(u.stem, u.setup, u.reference, grp, h, job.inputs_hash,
-                                 metrics, reasons, detail, last=last)
+                yield GroupResult(v.stem, v.setup, v.reference, group, h, pending.inputs_hash,
+                                  metrics, reasons, detail, last=last)
 
     # -- audio ----------------------------------------------------------------------------
     def gt_audio(self, stem: str) -> np.ndarray:
@@ -224,26 +151,27 @@ class UnitScorer:
             raise InputError(a.path, f"GT audio: {a.cause}", a.status)
         return a
 
-    def sync_audio(self, u: Unit):
-        if u.setup == "XM":
+    def sync_audio(self, v: CellVideo):
+        if v.setup == "XM":
             if not self._task.has_plan:
                 return None  # the generated video's own track is the driving audio
             if self._task.driving is None:
-                raise InputError(u.video, "the plan has no driving audio for this stem", "bad_input")
+                raise InputError(v.path, "the plan has no driving audio for this stem",
+                                 "bad_input")
             return load_audio(self._task.driving)
-        return self.gt_audio(u.stem)
+        return self.gt_audio(v.stem)
 
-    def motion_audio(self, u: Unit) -> np.ndarray:
-        if u.setup == "SI":
-            return np.zeros_like(self.gt_audio(u.stem))
-        if u.setup == "XM":
-            a = self.sync_audio(u)
-            return load_audio(u.video) if a is None else a
-        return self.gt_audio(u.stem)
+    def motion_audio(self, v: CellVideo) -> np.ndarray:
+        if v.setup == "SI":
+            return np.zeros_like(self.gt_audio(v.stem))
+        if v.setup == "XM":
+            a = self.sync_audio(v)
+            return load_audio(v.path) if a is None else a
+        return self.gt_audio(v.stem)
 
     # -- groups ---------------------------------------------------------------------------
-    def score_sync(self, u: Unit) -> tuple[dict, dict, dict]:
-        r = self.sync.score(u.video, self.sync_audio(u))
+    def score_sync(self, v: CellVideo) -> tuple[dict, dict, dict]:
+        r = self.sync.score(v.path, self.sync_audio(v))
         metrics = {"lse_c": r.lse_c, "lse_d": r.lse_d, "offset": r.offset,
                    "n_frames": r.n_frames, "n_tracks": len(r.tracks)}
         return metrics, {}, r.to_dict()
@@ -253,12 +181,12 @@ class UnitScorer:
 
         if self._gt_analysis is not None:
             return self._gt_analysis
-        cache = state_dir(self._task.root) / "gt" / self.hashes["visual"] / f"{stem}.npz"
+        cache = gt_cache_path(self._task.root, self.hashes["visual"], stem)
+        key_file = cache.with_suffix(".key")
         video = self._task.gt_video
         key = inputs_hash(video)
         gta = None
-        if cache.is_file() and cache.with_suffix(".key").is_file() \
-                and cache.with_suffix(".key").read_text() == key:
+        if cache.is_file() and key_file.is_file() and key_file.read_text() == key:
             try:
                 gta = GTAnalysis.load(cache)
             except InputError:
@@ -267,51 +195,40 @@ class UnitScorer:
             gta = self.visual.analyze_gt(video)
             try:
                 gta.save(cache)
-                cache.with_suffix(".key").write_text(key)
+                atomic_write(key_file, key, fsync=False)  # a lost key only costs a redo
             except OSError as exc:
                 raise LipleakError(f"{cache}: cannot write the GT analysis cache: "
                                    f"{exc.strerror or exc}") from None
         self._gt_analysis = gta
         return gta
 
-    def score_visual(self, u: Unit) -> tuple[dict, dict, dict]:
-        from ..metrics import mouth
+    def score_visual(self, v: CellVideo) -> tuple[dict, dict, dict]:
+        from ..visual import gt_metrics, stored_metrics
 
-        gta = self.gt_analysis(u.stem)
-        if u.setup == GT_SETUP:
+        gta = self.gt_analysis(v.stem)
+        if v.setup == GT_SETUP:
             feats = gta.features
-            ap = mouth.aperture(gta.landmarks)
-            am = mouth.audio_motion(ap, self.gt_audio(u.stem))
-            metrics = {"mouth_audio_corr": am.corr,
-                       "mouth_audio_lag": None if am.lag is None else float(am.lag),
-                       "n_no_face_gt": gta.n_no_face}
-            reasons = {} if am.lag is not None else {"mouth_audio_corr": am.reason,
-                                                     "mouth_audio_lag": am.reason}
+            metrics, reasons = gt_metrics(gta, self.gt_audio(v.stem))
             detail = {"n_frames": gta.n_frames}
         else:
-            r = self.visual.score(u.video, gta, self._task.gt_video, self.motion_audio(u),
-                                  u.setup)
-            feats, metrics, reasons, detail = r.features, dict(r.metrics), dict(r.reasons), {}
-            for k, v in list(metrics.items()):
-                if v is not None and not np.isfinite(v) and k != "psnr":
-                    metrics[k] = None
-            for k in reasons:
-                metrics.setdefault(k, None)
-        _save_npy(features_path(self._task.root, self.hashes["visual"], u.setup, u.reference,
-                                u.stem), feats)
+            r = self.visual.score(v.path, gta, self._task.gt_video, self.motion_audio(v),
+                                  v.setup)
+            feats, metrics, reasons, detail = r.features, stored_metrics(r), dict(r.reasons), {}
+        _save_npy(features_path(self._task.root, self.hashes["visual"], v.setup, v.reference,
+                                v.stem), feats)
         return metrics, reasons, detail
 
 
 class LocalExecutor:
-    """Scores stems one after the other in this process."""
+    """Scores stems one after the other in this process (models loaded at construction)."""
 
     def __init__(self, sync: SyncSettings, visual=None):
-        self.worker = UnitScorer(sync, visual)
+        self.worker = StemScorer(sync, visual)
 
     def start(self) -> tuple[dict, dict]:
         return self.worker.hashes, self.worker.provenance
 
-    def run(self, tasks: Iterator[StemTask], commit: Callable[[UnitResult], None]) -> None:
+    def run(self, tasks: Iterator[StemTask], commit: Callable[[GroupResult], None]) -> None:
         for task in tasks:
             for r in self.worker.score_stem(task):
                 commit(r)
@@ -321,11 +238,12 @@ class LocalExecutor:
 
 
 class DirectoryScorer:
-    """The driver: finds the units of one protocol directory, skips what is done, hands the
+    """The driver: finds the videos of one protocol directory, skips what is done, hands the
     rest to an executor (this process, or Ray workers) and commits each result it gets back.
 
     ``executor`` needs ``start() -> (hashes, provenance)``, ``run(tasks, commit)`` and
-    ``close()``; None scores in this process (models loaded here, at once).
+    ``close()``; None scores in this process (models loaded here, at once). The executor is
+    started once, by ``start()`` (``run()`` calls it if nobody did before).
     """
 
     def __init__(self, root: Path, opts: ScoreOptions, executor=None):
@@ -335,78 +253,88 @@ class DirectoryScorer:
         planned = None if self.plan is None else {
             v["stem"]: Path(v["video"]) for v in self.plan[0]["videos"]}
         self.layout: Layout = discover(self.root, opts.gt, planned)
-        self.db_path = Path(opts.db) if opts.db else self.root / "results.sqlite"
+        self.db_path = Path(opts.db) if opts.db else results_db(self.root)
         self.driving = None if self.plan is None else {
             v["stem"]: self.plan[1] / v["audio"]["XM"] for v in self.plan[0]["videos"]}
         self.groups = ("sync",) if opts.visual is None else ("sync", "visual")
         self.hashes: dict[str, str] | None = None
         self.provenance: dict | None = None
-        if executor is None:
-            executor = LocalExecutor(opts.sync, opts.visual)
-            self.hashes, self.provenance = executor.start()
-        self.executor = executor
+        self.executor = executor if executor is not None else LocalExecutor(opts.sync,
+                                                                            opts.visual)
+
+    def start(self) -> None:
+        """Start the executor (Ray: its actors and their models) and learn the settings
+        hashes of its groups; a second call does nothing."""
+        if self.hashes is None:
+            self.hashes, self.provenance = self.executor.start()
 
     # -- inputs ---------------------------------------------------------------------------
     def _plan(self) -> tuple[dict, Path] | None:
-        path = self.opts.plan or (self.root / "plan.json")
+        path = self.opts.plan or plan_path(self.root)
         if self.opts.plan is None and not Path(path).is_file():
             return None
         return load_plan(path)
 
-    def units(self) -> list[Unit]:
+    def cell_videos(self) -> list[CellVideo]:
         out = []
         for stem in sorted(self.layout.gt):
-            out.append(Unit(stem, GT_SETUP, GT_REF, self.layout.gt[stem]))
+            out.append(CellVideo(stem, GT_SETUP, GT_REF, self.layout.gt[stem]))
             for setup, ref in CELLS:
                 video = self.layout.cells.get((setup, ref), {}).get(stem)
                 if video is not None:
-                    out.append(Unit(stem, setup, ref, video))
+                    out.append(CellVideo(stem, setup, ref, video))
         return out
 
-    def audio_files(self, u: Unit) -> list[Path | None]:
-        """Files whose change must trigger a rescore of this unit."""
-        gt = self.layout.gt[u.stem]
-        files = [u.video, gt_audio_source(gt)]
-        if u.setup == "XM" and self.driving is not None:
-            files.append(self.driving.get(u.stem))
-        if u.setup != GT_SETUP:
+    def input_files(self, v: CellVideo) -> list[Path | None]:
+        """Files whose change must trigger a rescore of this video: itself, the GT audio,
+        the XM driving audio, and the GT video its visual metrics compare with."""
+        gt = self.layout.gt[v.stem]
+        files = [v.path, gt_audio_source(gt)]
+        if v.setup == "XM" and self.driving is not None:
+            files.append(self.driving.get(v.stem))
+        if v.setup != GT_SETUP:
             files.append(gt)
         return files
 
-    def tasks(self, store: ResultsStore, counts: dict, bar) -> Iterator[StemTask]:
-        """The pending work, one task per stem in stem order; done groups are counted as
-        skipped here (lazily: a stem is looked at when its task is about to be handed out)."""
-        by_stem: dict[str, list[Unit]] = {}
-        for u in self.units():
-            by_stem.setdefault(u.stem, []).append(u)
-        for stem, units in by_stem.items():
-            jobs = []
-            for u in units:
-                in_hash = inputs_hash(*self.audio_files(u))
+    def pending(self, store: ResultsStore) -> Iterator[PendingStem]:
+        """What is left to do, one entry per stem in stem order; reads the store only.
+
+        Lazy: a stem is looked at when its entry is asked for, so a driver that hands out
+        tasks as workers free up makes each skip decision just before sending.
+        """
+        by_stem: dict[str, list[CellVideo]] = {}
+        for v in self.cell_videos():
+            by_stem.setdefault(v.stem, []).append(v)
+        for stem, videos in by_stem.items():
+            pending, done_videos, skipped = [], 0, 0
+            for v in videos:
+                in_hash = inputs_hash(*self.input_files(v))
                 todo = []
-                for grp in self.groups:
-                    h = self.hashes[grp]
-                    if store.is_done(u.stem, u.setup, u.reference, grp, h, in_hash) and not (
-                            self.opts.retry_failed and self._failed(store, u, grp, h)):
-                        counts["skipped"] += 1
+                for group in self.groups:
+                    h = self.hashes[group]
+                    if store.is_done(v.stem, v.setup, v.reference, group, h, in_hash) and not (
+                            self.opts.retry_failed and self._failed(store, v, group, h)):
+                        skipped += 1
                     else:
-                        todo.append(grp)
+                        todo.append(group)
                 if todo:
-                    jobs.append(UnitJob(u, tuple(todo), in_hash))
+                    pending.append(PendingVideo(v, tuple(todo), in_hash))
                 else:
-                    bar.update(1)
-            if jobs:
-                yield StemTask(self.root, stem, self.layout.gt[stem], self.driving is not None,
-                               None if self.driving is None else self.driving.get(stem),
-                               tuple(jobs))
+                    done_videos += 1
+            task = None
+            if pending:
+                task = StemTask(self.root, stem, self.layout.gt[stem], self.driving is not None,
+                                None if self.driving is None else self.driving.get(stem),
+                                tuple(pending))
+            yield PendingStem(stem, task, done_videos, skipped)
 
     # -- the run --------------------------------------------------------------------------
     def run(self, argv: list[str] | None = None) -> dict:
         from tqdm import tqdm
 
-        with RunLock(self.db_path.with_name(self.db_path.name + ".lock")):
+        with RunLock(lock_path(self.db_path)):
             try:
-                self.hashes, self.provenance = self.executor.start()
+                self.start()
                 store = ResultsStore(self.db_path)
                 try:
                     store.start_run(__version__, argv or sys.argv[1:], {
@@ -424,12 +352,20 @@ class DirectoryScorer:
 
     def _loop(self, store: ResultsStore, tqdm) -> dict:
         counts = {"scored": 0, "skipped": 0, "failed": 0, "failures": []}
-        bar = tqdm(total=len(self.units()), unit="video", disable=self.opts.quiet, desc="score",
-                   dynamic_ncols=True)
+        bar = tqdm(total=len(self.cell_videos()), unit="video", disable=self.opts.quiet,
+                   desc="score", dynamic_ncols=True)
 
-        def commit(r: UnitResult) -> None:
+        def tasks() -> Iterator[StemTask]:
+            for p in self.pending(store):
+                counts["skipped"] += p.skipped
+                if p.done_videos:
+                    bar.update(p.done_videos)
+                if p.task is not None:
+                    yield p.task
+
+        def commit(r: GroupResult) -> None:
             # the only writer: each result is one transaction, idempotent per unit key
-            store.commit_unit(r.stem, r.setup, r.reference, r.grp, r.settings_hash,
+            store.commit_unit(r.stem, r.setup, r.reference, r.group, r.settings_hash,
                               r.inputs_hash, r.metrics, status=r.status, reason=r.reason,
                               detail=r.detail, reasons=r.reasons)
             if r.status == "ok":
@@ -442,11 +378,11 @@ class DirectoryScorer:
             if r.last:
                 bar.update(1)
 
-        self.executor.run(self.tasks(store, counts, bar), commit)
+        self.executor.run(tasks(), commit)
         bar.close()
         return counts
 
     @staticmethod
-    def _failed(store: ResultsStore, u: Unit, grp: str, h: str) -> bool:
-        return any(x["status"] != "ok" for x in store.units(grp, h)
-                   if (x["stem"], x["setup"], x["reference"]) == (u.stem, u.setup, u.reference))
+    def _failed(store: ResultsStore, v: CellVideo, group: str, h: str) -> bool:
+        return any(x["status"] != "ok" for x in store.units(group, h)
+                   if (x["stem"], x["setup"], x["reference"]) == (v.stem, v.setup, v.reference))

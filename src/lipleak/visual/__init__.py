@@ -3,8 +3,8 @@
     scorer = VisualScorer(VisualSettings())
     gt = scorer.analyze_gt("gt.mp4")            # once per GT video; gt.save()/load() cache it
     r = scorer.score("gen.mp4", gt, "gt.mp4", audio, "AM")
-    r.metrics["ssim"], r.features               # features: for cell_fid over a cell
-    cell_fid([r.features for r in cell], [gt.features for gt in gts])
+    r.metrics["ssim"], r.features               # features: pooled per cell, see below
+    lipleak.metrics.fid.cell_fid([r.features for r in cell], [gt.features for gt in gts])
 
 See docs/metrics.md for every number, its crops and its aggregation.
 """
@@ -14,9 +14,10 @@ from __future__ import annotations
 from .crops import face_crop, match_size
 from .gt import GTAnalysis, nearest_sources
 from .models import VisualModels, resolve_arcface
-from .score import METRICS, SETUPS, VisualResult, VisualScorer, cell_fid
+from .score import METRICS, SETUPS, VisualResult, VisualScorer
 from .settings import VisualSettings
+from .stored import gt_metrics, stored_metrics
 
 __all__ = ["METRICS", "SETUPS", "GTAnalysis", "VisualModels", "VisualResult", "VisualScorer",
-           "VisualSettings", "cell_fid", "face_crop", "match_size",
-           "nearest_sources", "resolve_arcface"]
+           "VisualSettings", "face_crop", "gt_metrics", "match_size",
+           "nearest_sources", "resolve_arcface", "stored_metrics"]

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..faces.align import norm_crop
+from ..files import atomic_path
 from .crops import face_crop
 
 FORMAT = 1  # bump when the cached fields change
@@ -63,15 +64,14 @@ class GTAnalysis:
     def save(self, path: str | Path) -> Path:
         """Write the analysis to an .npz (atomically)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".part.npz")
         extra = {} if self.embeddings is None else {"embeddings": self.embeddings}
-        np.savez(tmp, format=np.int64(FORMAT), video=np.str_(self.video),
-                 n_frames=np.int64(self.n_frames), width=np.int64(self.width),
-                 height=np.int64(self.height), settings_hash=np.str_(self.settings_hash),
-                 boxes=self.boxes, kps=self.kps, scores=self.scores, detected=self.detected,
-                 landmarks=self.landmarks, features=self.features, **extra)
-        tmp.replace(path)
+        # a file object, so np.savez cannot append .npz to the temporary name
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, format=np.int64(FORMAT), video=np.str_(self.video),
+                     n_frames=np.int64(self.n_frames), width=np.int64(self.width),
+                     height=np.int64(self.height), settings_hash=np.str_(self.settings_hash),
+                     boxes=self.boxes, kps=self.kps, scores=self.scores, detected=self.detected,
+                     landmarks=self.landmarks, features=self.features, **extra)
         return path
 
     @classmethod

@@ -8,7 +8,8 @@ face box, so generated and GT crops cover the same pixels:
 - SSIM / PSNR (SPEC §4) on the crops (``lipleak.visual.crops``), per frame → video mean;
   PSNR's identical-frame rule is ``lipleak.metrics.quality``'s (inf left out, counted).
 - FID (SPEC §3): Inception features of the generated crops are returned, to be pooled
-  over all videos of a cell against the pooled GT features (``cell_fid``).
+  over all videos of a cell against the pooled GT features
+  (``lipleak.metrics.fid.cell_fid``).
 - CSIM (SPEC §5): ArcFace on ``norm_crop`` of the generated frame with its own SCRFD
   keypoints (the GT frame's keypoints when SCRFD finds no face: counted in
   ``n_no_face_gen``) against the GT embedding; cosine per frame → video mean.
@@ -25,7 +26,6 @@ Metrics that cannot be computed are NaN in ``metrics`` and say why in ``reasons`
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +36,6 @@ from ..errors import InputError, LipleakError
 from ..faces.align import norm_crop
 from ..metrics import mouth
 from ..metrics.csim import cosine_similarity
-from ..metrics.fid import FeatureStats, fid
 from ..metrics.lmd import lmd_per_frame
 from ..metrics.quality import QualityAccumulator
 from .crops import face_crop, match_size
@@ -59,27 +58,6 @@ class VisualResult:
     reasons: dict[str, str]  # metric name -> why it is NaN
     features: np.ndarray  # float32 n_frames_compared×2048, generated crops (for cell FID)
     per_frame: dict[str, np.ndarray] = field(default_factory=dict)  # ssim, psnr, csim, lmd, aperture
-
-    def to_dict(self, verbose: bool = False) -> dict:
-        """Plain types (features left out; per-frame lists only with ``verbose``)."""
-        d = {"video": self.video, "gt_video": self.gt_video, "setup": self.setup,
-             "metrics": dict(self.metrics), "reasons": dict(self.reasons)}
-        if verbose:
-            d["per_frame"] = {k: [float(x) for x in v] for k, v in self.per_frame.items()}
-        return d
-
-
-def cell_fid(gen_feature_arrays: Iterable[np.ndarray], gt_feature_arrays: Iterable[np.ndarray]) -> float:
-    """FID of a cell: all generated features pooled against all GT features (SPEC §3).
-
-    Streams the arrays into two ``FeatureStats`` (one d×d matrix each, never a stack).
-    """
-    gen, gt = FeatureStats(), FeatureStats()
-    for a in gen_feature_arrays:
-        gen.update(a)
-    for a in gt_feature_arrays:
-        gt.update(a)
-    return fid(gen, gt)
 
 
 class _Accumulators:
