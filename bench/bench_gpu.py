@@ -58,6 +58,7 @@ class Timer:
         def inner(*a, **k):
             with self.stage(name):
                 return fn(*a, **k)
+
         return inner
 
 
@@ -81,8 +82,14 @@ def open_scorer(backend: str, precision: str):
         scorer.syncnet = SyncNet(cpu.checkpoint, cpu.sha256, cpu.name, lips, audio)
     open_s = time.perf_counter() - t0
     details = scorer.syncnet.lips.describe().details
-    return scorer, open_s, {"lips_build_seconds": details.get("build_seconds"),
-                            "engine_cache": details.get("engine_cache")}
+    return (
+        scorer,
+        open_s,
+        {
+            "lips_build_seconds": details.get("build_seconds"),
+            "engine_cache": details.get("engine_cache"),
+        },
+    )
 
 
 def score_timed(scorer, clip: Path, timer: Timer):
@@ -90,8 +97,7 @@ def score_timed(scorer, clip: Path, timer: Timer):
     from lipleak import _core
 
     net = scorer.syncnet
-    orig = (net.embed_lips, net.embed_audio, scorer._audio, _core.shift_distances,
-            _core.sync_stats)
+    orig = (net.embed_lips, net.embed_audio, scorer._audio, _core.shift_distances, _core.sync_stats)
     net.embed_lips = timer.wrap("lip_inference", orig[0])
     net.embed_audio = timer.wrap("audio_inference", orig[1])
     scorer._audio = timer.wrap("audio_load_mfcc", orig[2])
@@ -123,14 +129,21 @@ def bench_decode(clips, repeat: int) -> dict:
                 if choice is not None and choice.decoder != "dali":
                     continue
                 t0 = time.perf_counter()
-                it = (cpu_video.iter_frames(clip) if dec == "cpu"
-                      else dali.iter_frames(clip, size=(224, 224), decoder="dali", choice=choice))
+                it = (
+                    cpu_video.iter_frames(clip)
+                    if dec == "cpu"
+                    else dali.iter_frames(clip, size=(224, 224), decoder="dali", choice=choice)
+                )
                 frames += sum(1 for _ in it)
                 secs += time.perf_counter() - t0
-        out[dec] = {"frames": frames, "seconds": secs,
-                    "frames_per_s": frames / secs if secs else None,
-                    "note": "full frames, BGR to host" if dec == "cpu"
-                    else "NVDEC + resize to 224x224 on GPU, copied to host"}
+        out[dec] = {
+            "frames": frames,
+            "seconds": secs,
+            "frames_per_s": frames / secs if secs else None,
+            "note": "full frames, BGR to host"
+            if dec == "cpu"
+            else "NVDEC + resize to 224x224 on GPU, copied to host",
+        }
     if not dali.dali_available(*gpu)[0]:
         out["dali_unavailable"] = dali.dali_available(*gpu)[1]
     return out
@@ -185,8 +198,9 @@ def main(argv=None) -> int:
     from lipleak.runtime import available_backends
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--clips", nargs="*", type=Path,
-                    default=sorted((SHARED / "data" / "clips").glob("*.mp4")))
+    ap.add_argument(
+        "--clips", nargs="*", type=Path, default=sorted((SHARED / "data" / "clips").glob("*.mp4"))
+    )
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--backends", nargs="*", default=None)
     ap.add_argument("--metrics", nargs="*", default=["lse", "all"], choices=["lse", "all"])
@@ -194,7 +208,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
 
-    clips = [c for c in args.clips if not c.name.startswith("raw_")]  # VFR original: robustness only
+    clips = [
+        c for c in args.clips if not c.name.startswith("raw_")
+    ]  # VFR original: robustness only
     av = available_backends()
     wanted = args.backends or [b for b in ("tensorrt", "ort-cuda", "cpu") if av[b][0]]
     tmp = Path(tempfile.mkdtemp(prefix="lipleak-bench-"))
@@ -213,8 +229,10 @@ def main(argv=None) -> int:
         "not_measured": ["SSIM/PSNR, CSIM and LMD stages (not part of this benchmark)"],
     }
     if not result["gpu_measured"]:
-        result["note"] = ("no GPU backend ran on this machine: CPU backend only; every GPU "
-                          "number of issue 7 remains unmeasured here")
+        result["note"] = (
+            "no GPU backend ran on this machine: CPU backend only; every GPU "
+            "number of issue 7 remains unmeasured here"
+        )
 
     for backend in wanted:
         if not av[backend][0]:
@@ -242,25 +260,35 @@ def main(argv=None) -> int:
                 total = sum(lat)
                 stages = dict(timer.t)
                 stages["decode_crop_window"] = stages.get("total", 0.0) - sum(
-                    v for k, v in stages.items() if k in ("lip_inference", "audio_inference",
-                                                          "audio_load_mfcc", "offset_search"))
+                    v
+                    for k, v in stages.items()
+                    if k in ("lip_inference", "audio_inference", "audio_load_mfcc", "offset_search")
+                )
                 run = {
-                    "backend": backend, "precision": precision, "metrics": metrics,
-                    "open_seconds_first": open_s, **build,
-                    "videos": len(lat), "frames": frames,
+                    "backend": backend,
+                    "precision": precision,
+                    "metrics": metrics,
+                    "open_seconds_first": open_s,
+                    **build,
+                    "videos": len(lat),
+                    "frames": frames,
                     "latency_s": {"p50": pct(lat, 50), "p95": pct(lat, 95)},
                     "videos_per_min": 60 * len(lat) / total if total else None,
                     "frames_per_s": frames / total if total else None,
-                    "stage_seconds": stages, **({"fid": extra} if extra else {}),
+                    "stage_seconds": stages,
+                    **({"fid": extra} if extra else {}),
                 }
                 dec = result["decode"].get("dali" if "dali" in result["decode"] else "cpu", {})
                 if dec.get("frames_per_s") and run["frames_per_s"]:
                     # issue 7 target: decode at least 2x the rate the scorer consumes frames
                     run["decode_to_scoring_rate"] = dec["frames_per_s"] / run["frames_per_s"]
                 result["runs"].append(run)
-                print(f"{backend:9} {precision} {metrics:3}: p50 {run['latency_s']['p50']:.3f} s "
-                      f"p95 {run['latency_s']['p95']:.3f} s, {run['videos_per_min']:.1f} videos/min, "
-                      f"{run['frames_per_s']:.0f} frames/s", file=sys.stderr)
+                print(
+                    f"{backend:9} {precision} {metrics:3}: p50 {run['latency_s']['p50']:.3f} s "
+                    f"p95 {run['latency_s']['p95']:.3f} s, {run['videos_per_min']:.1f} videos/min, "
+                    f"{run['frames_per_s']:.0f} frames/s",
+                    file=sys.stderr,
+                )
 
     out = args.out or ROOT / "bench" / "results" / f"gpu_{dt.date.today().isoformat()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

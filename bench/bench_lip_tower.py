@@ -39,16 +39,33 @@ def layer_macs() -> list[dict]:
     def hook(mod, inp, out):
         if isinstance(mod, nn.Conv3d | nn.Conv2d):
             per_out = mod.in_channels // mod.groups * int(np.prod(mod.kernel_size))
-            rows.append({"layer": f"conv{len(rows) + 1}", "in": mod.in_channels,
-                         "out": mod.out_channels, "kernel": list(mod.kernel_size),
-                         "stride": list(mod.stride), "in_hw": list(inp[0].shape[-2:]),
-                         "out_hw": list(out.shape[-2:]), "macs": out[0].numel() * per_out})
+            rows.append(
+                {
+                    "layer": f"conv{len(rows) + 1}",
+                    "in": mod.in_channels,
+                    "out": mod.out_channels,
+                    "kernel": list(mod.kernel_size),
+                    "stride": list(mod.stride),
+                    "in_hw": list(inp[0].shape[-2:]),
+                    "out_hw": list(out.shape[-2:]),
+                    "macs": out[0].numel() * per_out,
+                }
+            )
         elif isinstance(mod, nn.Linear):
-            rows.append({"layer": f"fc{len(rows) + 1}", "in": mod.in_features,
-                         "out": mod.out_features, "macs": mod.in_features * mod.out_features})
+            rows.append(
+                {
+                    "layer": f"fc{len(rows) + 1}",
+                    "in": mod.in_features,
+                    "out": mod.out_features,
+                    "macs": mod.in_features * mod.out_features,
+                }
+            )
 
-    handles = [m.register_forward_hook(hook) for m in net.modules()
-               if isinstance(m, nn.Conv3d | nn.Conv2d | nn.Linear)]
+    handles = [
+        m.register_forward_hook(hook)
+        for m in net.modules()
+        if isinstance(m, nn.Conv3d | nn.Conv2d | nn.Linear)
+    ]
     with torch.no_grad():
         net.forward_lips(torch.zeros(1, 3, 5, 224, 224))
     for h in handles:
@@ -78,8 +95,7 @@ def fast_algorithm_bound(rows: list[dict]) -> dict:
             bins = n * (n // 2 + 1)
             spectral = 4 * r["out"] * planes * bins
             ffts = 1.25 * (planes + r["out"]) * n * n * np.log2(n * n)
-            out[r["layer"]] = {"method": f"FFT {n}x{n} (polyphase)",
-                               "macs": float(spectral + ffts)}
+            out[r["layer"]] = {"method": f"FFT {n}x{n} (polyphase)", "macs": float(spectral + ffts)}
         elif k == [3, 3]:
             out[r["layer"]] = {"method": "Winograd F(2x2,3x3)", "macs": r["macs"] * 16 / 36}
     return out
@@ -97,8 +113,13 @@ def measure_tower(batch: int, repeats: int) -> dict:
         net.embed_lips(x)
         times.append(time.perf_counter() - t)
     best = min(times)
-    return {"batch": batch, "repeats": repeats, "seconds_best": best,
-            "seconds_median": float(np.median(times)), "windows_per_s": batch / best}
+    return {
+        "batch": batch,
+        "repeats": repeats,
+        "seconds_best": best,
+        "seconds_median": float(np.median(times)),
+        "windows_per_s": batch / best,
+    }
 
 
 def main() -> None:
@@ -121,15 +142,29 @@ def main() -> None:
         f = fast.get(r["layer"])
         extra = f"  -> {f['method']}: {f['macs'] / 1e6:7.1f} M" if f else ""
         print(f"{r['layer']:>6}: {r['macs'] / 1e6:8.1f} M MAC ({r['share']:5.1%}){extra}")
-    print(f" total: {total / 1e9:.3f} G MAC per window; exact fast algorithms "
-          f"{fast_total / 1e9:.3f} G = at most {total / fast_total:.2f}x less arithmetic")
-    print(f"onnxruntime lip tower: {tower['windows_per_s']:.1f} windows/s = "
-          f"{tower['gmac_per_s']:.1f} GMAC/s (batch {args.batch_size}, best of "
-          f"{args.repeats})")
-    print("wrote", write_result("lip_tower", {
-        "layers": rows, "total_macs_per_window": total, "fast_algorithms": fast,
-        "fast_total_macs_per_window": fast_total, "max_arithmetic_saving": total / fast_total,
-        "onnxruntime": tower}))
+    print(
+        f" total: {total / 1e9:.3f} G MAC per window; exact fast algorithms "
+        f"{fast_total / 1e9:.3f} G = at most {total / fast_total:.2f}x less arithmetic"
+    )
+    print(
+        f"onnxruntime lip tower: {tower['windows_per_s']:.1f} windows/s = "
+        f"{tower['gmac_per_s']:.1f} GMAC/s (batch {args.batch_size}, best of "
+        f"{args.repeats})"
+    )
+    print(
+        "wrote",
+        write_result(
+            "lip_tower",
+            {
+                "layers": rows,
+                "total_macs_per_window": total,
+                "fast_algorithms": fast,
+                "fast_total_macs_per_window": fast_total,
+                "max_arithmetic_saving": total / fast_total,
+                "onnxruntime": tower,
+            },
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -67,8 +67,9 @@ def make_clip(path: Path, seconds: float) -> Path:
         for pkt in vs.encode():
             out.mux(pkt)
         for i in range(0, len(audio), 1024):
-            fr = av.AudioFrame.from_ndarray(audio[None, i : i + 1024].copy(), format="s16",
-                                            layout="mono")
+            fr = av.AudioFrame.from_ndarray(
+                audio[None, i : i + 1024].copy(), format="s16", layout="mono"
+            )
             fr.sample_rate, fr.pts = 16000, i
             for pkt in ast.encode(fr):
                 out.mux(pkt)
@@ -92,19 +93,36 @@ def main() -> None:
         t = time.perf_counter()
         clip = make_clip(tmp / f"clip_{int(seconds)}s.mp4", seconds)
         made = time.perf_counter() - t
-        out = subprocess.run([sys.executable, "-c", CHILD, str(clip), str(args.batch_size)],
-                             capture_output=True, text=True, check=True)
-        row = {"duration_s": seconds, "clip_bytes": clip.stat().st_size,
-               "make_clip_s": made, **json.loads(out.stdout.strip().splitlines()[-1])}
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, str(clip), str(args.batch_size)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        row = {
+            "duration_s": seconds,
+            "clip_bytes": clip.stat().st_size,
+            "make_clip_s": made,
+            **json.loads(out.stdout.strip().splitlines()[-1]),
+        }
         rows.append(row)
-        print(f"{seconds:>6.0f} s clip: peak RSS {row['peak_rss_mb']:7.1f} MB, "
-              f"{row['n_frames']} frames in {row['seconds']:.1f} s", flush=True)
+        print(
+            f"{seconds:>6.0f} s clip: peak RSS {row['peak_rss_mb']:7.1f} MB, "
+            f"{row['n_frames']} frames in {row['seconds']:.1f} s",
+            flush=True,
+        )
         clip.unlink()
     growth = rows[-1]["peak_rss_mb"] - rows[0]["peak_rss_mb"]
-    print(f"peak RSS growth from {rows[0]['duration_s']:.0f} s to "
-          f"{rows[-1]['duration_s']:.0f} s: {growth:+.1f} MB")
-    print("wrote", write_result("memory", {"batch_size": args.batch_size, "runs": rows,
-                                           "peak_rss_growth_mb": growth}))
+    print(
+        f"peak RSS growth from {rows[0]['duration_s']:.0f} s to "
+        f"{rows[-1]['duration_s']:.0f} s: {growth:+.1f} MB"
+    )
+    print(
+        "wrote",
+        write_result(
+            "memory", {"batch_size": args.batch_size, "runs": rows, "peak_rss_growth_mb": growth}
+        ),
+    )
 
 
 if __name__ == "__main__":

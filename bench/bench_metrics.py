@@ -86,7 +86,7 @@ def stats_peak(n_rows: int, keep_all: bool, batch: int = 32) -> float:
         st.mean_cov()
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    return peak / 2 ** 20
+    return peak / 2**20
 
 
 def main(argv=None) -> int:
@@ -121,9 +121,15 @@ def main(argv=None) -> int:
     from lipleak.export.inception_onnx import export
 
     inc = FIDInception(export(MODELS / "fid_inception_torchscript.pt", tmp / "inc.onnx"), "cpu")
-    rows["inception features (face crops, batch 32)"] = n / best(lambda: inc.features(gt_crops), args.repeat)
-    rows[f"ssim (face crops {side}x{side})"] = n / best(lambda: frame_ssim(gen_fixed, gt_fixed), args.repeat)
-    rows[f"psnr (face crops {side}x{side})"] = n / best(lambda: frame_psnr(gen_fixed, gt_fixed), args.repeat)
+    rows["inception features (face crops, batch 32)"] = n / best(
+        lambda: inc.features(gt_crops), args.repeat
+    )
+    rows[f"ssim (face crops {side}x{side})"] = n / best(
+        lambda: frame_ssim(gen_fixed, gt_fixed), args.repeat
+    )
+    rows[f"psnr (face crops {side}x{side})"] = n / best(
+        lambda: frame_psnr(gen_fixed, gt_fixed), args.repeat
+    )
     full_a, full_b = np.stack(gen), np.stack(gt)
     hw = f"{full_a.shape[2]}x{full_a.shape[1]}"
     rows[f"ssim (full frames {hw})"] = n / best(lambda: frame_ssim(full_a, full_b), args.repeat)
@@ -133,11 +139,14 @@ def main(argv=None) -> int:
 
     arc = ArcFace(export_random(tmp / "r50.onnx"), "cpu")
     rows["arcface (norm_crop + IResNet-50)"] = n / best(
-        lambda: arc.embed([norm_crop(f, k) for f, k in zip(gt, kps, strict=True)]), args.repeat)
+        lambda: arc.embed([norm_crop(f, k) for f, k in zip(gt, kps, strict=True)]), args.repeat
+    )
     pfld = PFLD(MODELS / "pfld_68.onnx", "cpu")
     lm = pfld.landmarks(gt, boxes)
     rows["pfld (crop + 68 landmarks)"] = n / best(lambda: pfld.landmarks(gt, boxes), args.repeat)
-    rows["mouth motion (given landmarks)"] = n / best(lambda: audio_motion(aperture(lm), audio), args.repeat)
+    rows["mouth motion (given landmarks)"] = n / best(
+        lambda: audio_motion(aperture(lm), audio), args.repeat
+    )
 
     feats = np.random.default_rng(1).gamma(0.5, 0.4, (2300, 2048))
     s = FeatureStats().update(feats)
@@ -148,8 +157,14 @@ def main(argv=None) -> int:
 
     mem = {
         "rows": [args.stats_rows, 10 * args.stats_rows],
-        "streaming_peak_mib": [stats_peak(args.stats_rows, False), stats_peak(10 * args.stats_rows, False)],
-        "keep_all_np_cov_peak_mib": [stats_peak(args.stats_rows, True), stats_peak(10 * args.stats_rows, True)],
+        "streaming_peak_mib": [
+            stats_peak(args.stats_rows, False),
+            stats_peak(10 * args.stats_rows, False),
+        ],
+        "keep_all_np_cov_peak_mib": [
+            stats_peak(args.stats_rows, True),
+            stats_peak(10 * args.stats_rows, True),
+        ],
     }
     mem["streaming_ratio_10x"] = mem["streaming_peak_mib"][1] / mem["streaming_peak_mib"][0]
 
@@ -157,15 +172,23 @@ def main(argv=None) -> int:
     for k, v in rows.items():
         print(f"{k:48s} {v:10.1f}")
     print(f"{'frechet distance, 2048-d (once per cell)':48s} {frechet_s:9.2f}s")
-    print(f"FeatureStats peak MiB, {mem['rows'][0]} vs {mem['rows'][1]} rows: "
-          f"{mem['streaming_peak_mib'][0]:.1f} vs {mem['streaming_peak_mib'][1]:.1f} "
-          f"(keep-all + np.cov: {mem['keep_all_np_cov_peak_mib'][0]:.1f} vs "
-          f"{mem['keep_all_np_cov_peak_mib'][1]:.1f})")
-    payload = {"frames": n, "clips": ["real11_suit_man", "gen01_suitman_wav2lip"],
-               "backend": "cpu (onnxruntime)", "frames_per_s": rows,
-               "frechet_2048_seconds": frechet_s, "feature_stats_memory": mem,
-               "loadavg_start_end": [load_start, os.getloadavg()],
-               "notes": "other jobs share this 2-core machine (see loadavg); arcface uses a random-weight IResNet-50 graph (same cost as w600k_r50)"}
+    print(
+        f"FeatureStats peak MiB, {mem['rows'][0]} vs {mem['rows'][1]} rows: "
+        f"{mem['streaming_peak_mib'][0]:.1f} vs {mem['streaming_peak_mib'][1]:.1f} "
+        f"(keep-all + np.cov: {mem['keep_all_np_cov_peak_mib'][0]:.1f} vs "
+        f"{mem['keep_all_np_cov_peak_mib'][1]:.1f})"
+    )
+    payload = {
+        "frames": n,
+        "clips": ["real11_suit_man", "gen01_suitman_wav2lip"],
+        "backend": "cpu (onnxruntime)",
+        "frames_per_s": rows,
+        "frechet_2048_seconds": frechet_s,
+        "feature_stats_memory": mem,
+        "loadavg_start_end": [load_start, os.getloadavg()],
+        "notes": "other jobs share this 2-core machine (see loadavg); arcface uses a "
+        "random-weight IResNet-50 graph (same cost as w600k_r50)",
+    }
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         import json

@@ -34,8 +34,12 @@ from common import SHARED, write_result  # noqa: E402
 def rows(db: Path) -> list[tuple]:
     con = sqlite3.connect(db)
     try:
-        return sorted(con.execute("SELECT stem, setup, reference, metric, settings_hash, value, "
-                                  "status FROM results").fetchall(), key=lambda r: tuple(map(str, r)))
+        return sorted(
+            con.execute(
+                "SELECT stem, setup, reference, metric, settings_hash, value, status FROM results"
+            ).fetchall(),
+            key=lambda r: tuple(map(str, r)),
+        )
     finally:
         con.close()
 
@@ -46,10 +50,14 @@ def build(base: Path, n: int, seconds: float) -> Path:
     synth.make_set(base / "gt", n, seconds=seconds)
     run = base / "run"
     py = sys.executable
-    gen = (f"{py} {Path(synth.__file__)} leaky --video {{video}} --audio {{audio}} "
-           "--out {out} --ref-frames {ref_frames}")
-    for args in (["plan", base / "gt", run, "--seed", "7"],
-                 ["generate", run, "--cmd", gen, "--jobs", "2", "--quiet"]):
+    gen = (
+        f"{py} {Path(synth.__file__)} leaky --video {{video}} --audio {{audio}} "
+        "--out {out} --ref-frames {ref_frames}"
+    )
+    for args in (
+        ["plan", base / "gt", run, "--seed", "7"],
+        ["generate", run, "--cmd", gen, "--jobs", "2", "--quiet"],
+    ):
         subprocess.run([py, "-m", "lipleak", *map(str, args)], check=True)
     return run
 
@@ -66,10 +74,15 @@ def score(src: Path, dst: Path, opts, executor=None) -> dict:
     counts = scorer.run([])
     t2 = time.perf_counter()
     n = counts["scored"] // len(scorer.groups)
-    return {"startup_s": round(t1 - t0, 2), "score_s": round(t2 - t1, 2), "videos": n,
-            "videos_per_s": round(n / (t2 - t1), 3), "failed": counts["failed"],
-            "load_average_1min_before": round(load, 2),
-            "rows": rows(dst / "results.sqlite")}
+    return {
+        "startup_s": round(t1 - t0, 2),
+        "score_s": round(t2 - t1, 2),
+        "videos": n,
+        "videos_per_s": round(n / (t2 - t1), 3),
+        "failed": counts["failed"],
+        "load_average_1min_before": round(load, 2),
+        "rows": rows(dst / "results.sqlite"),
+    }
 
 
 def main() -> None:
@@ -95,8 +108,7 @@ def main() -> None:
         from lipleak.visual import VisualSettings
 
         visual = VisualSettings(arcface=str(tmp / "absent.onnx"))  # CSIM not computed
-    opts = ScoreOptions(sync=SyncSettings(syncnet="syncnet_v2_random"), visual=visual,
-                        quiet=True)
+    opts = ScoreOptions(sync=SyncSettings(syncnet="syncnet_v2_random"), visual=visual, quiet=True)
     try:
         run = build(tmp / "set", args.videos, args.seconds)
         load = os.getloadavg()
@@ -111,14 +123,19 @@ def main() -> None:
         same = {k: v.pop("rows") == out["local"]["rows"] for k, v in out.items() if k != "local"}
         out["local"].pop("rows")
         payload = {
-            "set": {"gt_clips": args.videos, "seconds": args.seconds, "visual": args.visual,
-                    "videos_scored": out["local"]["videos"]},
-            "runs": out, "rows_equal_to_local": same,
+            "set": {
+                "gt_clips": args.videos,
+                "seconds": args.seconds,
+                "visual": args.visual,
+                "videos_scored": out["local"]["videos"],
+            },
+            "runs": out,
+            "rows_equal_to_local": same,
             "speedup_2_vs_1_workers": round(out["ray_1"]["score_s"] / out["ray_2"]["score_s"], 3),
             "load_average_at_start": [round(x, 2) for x in load],
             "ray_version": ray.__version__,
             "caveat": "2 shared cores: 2 CPU workers split them (1 onnxruntime thread each); "
-                      "not a model of GPU scaling (docs/ray.md)",
+            "not a model of GPU scaling (docs/ray.md)",
         }
         path = write_result("ray", payload)
         print(path.read_text())

@@ -48,39 +48,81 @@ def main() -> None:
     gt.mkdir()
     for name in args.clips:
         frames = [f for _, f in zip(range(args.frames), iter_frames(CLIPS_DIR / f"{name}.mp4"))]
-        write_video(gt / f"{name}.mp4", frames,
-                    audio=load_audio(CLIPS_DIR / f"{name}.mp4")[: len(frames) * 640])
+        write_video(
+            gt / f"{name}.mp4",
+            frames,
+            audio=load_audio(CLIPS_DIR / f"{name}.mp4")[: len(frames) * 640],
+        )
     run = tmp / "run"
     py = [sys.executable, "-m", "lipleak"]
     subprocess.run(py + ["plan", str(gt), str(run)], check=True, capture_output=True)
-    gen = (f"{sys.executable} {HERE.parent / 'tests' / 'synth.py'} remux --video {{video}} "
-           "--audio {audio} --out {out}")
+    gen = (
+        f"{sys.executable} {HERE.parent / 'tests' / 'synth.py'} remux --video {{video}} "
+        "--audio {audio} --out {out}"
+    )
     subprocess.run(py + ["generate", str(run), "--cmd", gen, "--quiet"], check=True)
     n_frames = 7 * len(args.clips) * args.frames
     # warm-up: exports the ONNX models into the model dir outside the timed runs
-    subprocess.run(py + ["models", "export", "--syncnet", "syncnet_v2_random"], check=True,
-                   capture_output=True)
+    subprocess.run(
+        py + ["models", "export", "--syncnet", "syncnet_v2_random"], check=True, capture_output=True
+    )
     rows = {}
-    for label, extra in (("lse_only", ["--no-visual"]), ("all_metrics", ["--arcface", str(arcface)])):
+    for label, extra in (
+        ("lse_only", ["--no-visual"]),
+        ("all_metrics", ["--arcface", str(arcface)]),
+    ):
         db = tmp / f"{label}.sqlite"
         t = time.perf_counter()
-        subprocess.run(py + ["score", str(run), "--syncnet", "syncnet_v2_random", "--quiet",
-                             "--db", str(db), "--no-report", *extra], check=True)
+        subprocess.run(
+            py
+            + [
+                "score",
+                str(run),
+                "--syncnet",
+                "syncnet_v2_random",
+                "--quiet",
+                "--db",
+                str(db),
+                "--no-report",
+                *extra,
+            ],
+            check=True,
+        )
         score_s = time.perf_counter() - t
         t = time.perf_counter()
-        subprocess.run(py + ["report", str(run), "--db", str(db), "--out", str(tmp / label)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            py + ["report", str(run), "--db", str(db), "--out", str(tmp / label)],
+            check=True,
+            capture_output=True,
+        )
         report_s = time.perf_counter() - t
-        rows[label] = {"score_seconds": score_s, "report_seconds": report_s,
-                       "frames": n_frames, "frames_per_s": n_frames / score_s,
-                       "videos_per_min": 60 * 7 * len(args.clips) / score_s}
-        print(f"{label:>12}: {n_frames / score_s:6.1f} frames/s, score {score_s:.1f} s, "
-              f"report (cell FIDs) {report_s:.1f} s", flush=True)
+        rows[label] = {
+            "score_seconds": score_s,
+            "report_seconds": report_s,
+            "frames": n_frames,
+            "frames_per_s": n_frames / score_s,
+            "videos_per_min": 60 * 7 * len(args.clips) / score_s,
+        }
+        print(
+            f"{label:>12}: {n_frames / score_s:6.1f} frames/s, score {score_s:.1f} s, "
+            f"report (cell FIDs) {report_s:.1f} s",
+            flush=True,
+        )
     ratio = rows["all_metrics"]["score_seconds"] / rows["lse_only"]["score_seconds"]
     print(f"all metrics cost {ratio:.2f}x the LSE-only run")
-    print("wrote", write_result("score", {"clips": args.clips, "frames_per_clip": args.frames,
-                                          "runs": rows, "all_vs_lse_time_ratio": ratio,
-                                          "backend": "cpu (onnxruntime)"}))
+    print(
+        "wrote",
+        write_result(
+            "score",
+            {
+                "clips": args.clips,
+                "frames_per_clip": args.frames,
+                "runs": rows,
+                "all_vs_lse_time_ratio": ratio,
+                "backend": "cpu (onnxruntime)",
+            },
+        ),
+    )
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -40,6 +40,7 @@ class Timer:
                 return fn(*a, **k)
             finally:
                 self.total += time.perf_counter() - t
+
         return timed
 
 
@@ -50,11 +51,43 @@ def baseline_score(video: Path, net, ffmpeg: str, tmp: Path) -> tuple[float, flo
     from scipy.io import wavfile
 
     work = Path(tempfile.mkdtemp(dir=tmp))
-    subprocess.run([ffmpeg, "-loglevel", "error", "-y", "-i", str(video), "-threads", "1",
-                    "-f", "image2", str(work / "%06d.jpg")], check=True)
-    subprocess.run([ffmpeg, "-loglevel", "error", "-y", "-i", str(video), "-async", "1", "-ac",
-                    "1", "-vn", "-acodec", "pcm_s16le", "-ar", "16000", str(work / "audio.wav")],
-                   check=True)
+    subprocess.run(
+        [
+            ffmpeg,
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(video),
+            "-threads",
+            "1",
+            "-f",
+            "image2",
+            str(work / "%06d.jpg"),
+        ],
+        check=True,
+    )
+    subprocess.run(
+        [
+            ffmpeg,
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(video),
+            "-async",
+            "1",
+            "-ac",
+            "1",
+            "-vn",
+            "-acodec",
+            "pcm_s16le",
+            "-ar",
+            "16000",
+            str(work / "audio.wav"),
+        ],
+        check=True,
+    )
     images = [cv2.resize(cv2.imread(f), (224, 224)) for f in sorted(glob.glob(str(work / "*.jpg")))]
     im = np.stack(images, axis=3)[None].transpose(0, 3, 4, 1, 2)
     imtv = torch.from_numpy(im.astype(float)).float()
@@ -68,14 +101,16 @@ def baseline_score(video: Path, net, ffmpeg: str, tmp: Path) -> tuple[float, flo
         for i in range(0, lastframe, 20):
             rng = range(i, min(lastframe, i + 20))
             im_feat.append(net.forward_lips(torch.cat([imtv[:, :, v : v + 5] for v in rng], 0)))
-            cc_feat.append(net.forward_audio(
-                torch.cat([cct[:, :, :, v * 4 : v * 4 + 20] for v in rng], 0)))
+            cc_feat.append(
+                net.forward_audio(torch.cat([cct[:, :, :, v * 4 : v * 4 + 20] for v in rng], 0))
+            )
     im_feat, cc_feat = torch.cat(im_feat, 0), torch.cat(cc_feat, 0)
     vshift = 15
     feat2p = torch.nn.functional.pad(cc_feat, (0, 0, vshift, vshift))
-    dists = [torch.nn.functional.pairwise_distance(im_feat[[i], :].repeat(31, 1),
-                                                   feat2p[i : i + 31, :])
-             for i in range(len(im_feat))]
+    dists = [
+        torch.nn.functional.pairwise_distance(im_feat[[i], :].repeat(31, 1), feat2p[i : i + 31, :])
+        for i in range(len(im_feat))
+    ]
     mdist = torch.mean(torch.stack(dists, 1), 1)
     minval, _ = torch.min(mdist, 0)
     conf = torch.median(mdist) - minval
@@ -125,8 +160,10 @@ def main() -> None:
 
     def record(name, frames, seconds, unit="frames"):
         stages[name] = {unit: frames, "seconds": seconds, f"{unit}_per_s": frames / seconds}
-        print(f"{name:>28}: {frames / seconds:9.1f} {unit}/s  ({frames} in {seconds:.2f} s)",
-              flush=True)
+        print(
+            f"{name:>28}: {frames / seconds:9.1f} {unit}/s  ({frames} in {seconds:.2f} s)",
+            flush=True,
+        )
 
     # -- stages -------------------------------------------------------------------
     t = time.perf_counter()
@@ -200,10 +237,15 @@ def main() -> None:
     record("end to end, ours", ours_frames, ours_time)
     print(f"{'SyncNet share of our time':>28}: {100 * syncnet_share:.1f} %")
 
-    result = {"clips": [c.name for c in clips], "batch_size": args.batch_size,
-              "stages": stages, "search_speedup_vs_python_loop": search_speedup,
-              "syncnet_share_of_end_to_end": syncnet_share,
-              "torch_threads": torch.get_num_threads(), "shared_dir": str(SHARED)}
+    result = {
+        "clips": [c.name for c in clips],
+        "batch_size": args.batch_size,
+        "stages": stages,
+        "search_speedup_vs_python_loop": search_speedup,
+        "syncnet_share_of_end_to_end": syncnet_share,
+        "torch_threads": torch.get_num_threads(),
+        "shared_dir": str(SHARED),
+    }
     if not args.skip_baseline:
         from lipleak.export.syncnet import load_syncnet
 
@@ -220,8 +262,9 @@ def main() -> None:
         # only to a tolerance; report the gap on the lossless path for information
         result["end_to_end_speedup"] = speedup
         result["baseline_lse"] = {k: {"lse_c": b[0], "lse_d": b[1]} for k, b in base.items()}
-    result["ours_lse"] = {k: {"lse_c": r.lse_c, "lse_d": r.lse_d, "offset": r.offset}
-                          for k, r in ours.items()}
+    result["ours_lse"] = {
+        k: {"lse_c": r.lse_c, "lse_d": r.lse_d, "offset": r.offset} for k, r in ours.items()
+    }
     print("wrote", write_result("sync", result))
 
 

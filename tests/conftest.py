@@ -54,8 +54,12 @@ def result_rows(db: Path) -> list[tuple]:
 
     con = sqlite3.connect(db)
     try:
-        return sorted(con.execute(
-            "SELECT stem, setup, reference, metric, settings_hash, grp, value, status, reason "
-            "FROM results").fetchall(), key=lambda r: tuple(map(str, r)))
+        return sorted(
+            con.execute(
+                "SELECT stem, setup, reference, metric, settings_hash, grp, value, status, reason "
+                "FROM results"
+            ).fetchall(),
+            key=lambda r: tuple(map(str, r)),
+        )
     finally:
         con.close()

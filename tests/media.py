@@ -8,8 +8,14 @@ import av
 import numpy as np
 
 
-def write_video(path: Path, frames: np.ndarray | list, fps: int = 25,
-                audio: np.ndarray | None = None, sr: int = 16000, codec: str = "libx264") -> Path:
+def write_video(
+    path: Path,
+    frames: np.ndarray | list,
+    fps: int = 25,
+    audio: np.ndarray | None = None,
+    sr: int = 16000,
+    codec: str = "libx264",
+) -> Path:
     """Write BGR uint8 frames (and optional mono int16 audio) to an mp4/mkv with PyAV."""
     path = Path(path)
     with av.open(str(path), "w") as out:

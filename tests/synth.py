@@ -116,7 +116,7 @@ def write_video(path: str | Path, frames, audio: np.ndarray | None) -> None:
 
 
 def make_clip(path: str | Path, seed: int, seconds: float = 2.0) -> Path:
-    """A synthetic GT clip at ``path`` (.mp4) and its exact audio at ``path.with_suffix('.wav')``."""
+    """A synthetic GT clip at ``path`` (.mp4), its exact audio at ``path.with_suffix('.wav')``."""
     path = Path(path)
     audio = speech_like(seconds, seed)
     n = int(round(seconds * FPS))

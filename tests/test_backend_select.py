@@ -25,9 +25,15 @@ def tiny_onnx(path, batch="batch"):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 2])
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["y"])],
-        "tiny", [x], [y],
-        [numpy_helper.from_array(W, "W"), numpy_helper.from_array(B, "b")])
+        [
+            helper.make_node("MatMul", ["x", "W"], ["xw"]),
+            helper.make_node("Add", ["xw", "b"], ["y"]),
+        ],
+        "tiny",
+        [x],
+        [y],
+        [numpy_helper.from_array(W, "W"), numpy_helper.from_array(B, "b")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -53,24 +59,41 @@ GPU = probe.GpuInfo(0, "NVIDIA H100 80GB HBM3", "9.0", 81559, "550.54", "12.4", 
 
 
 def fake_env(monkeypatch, gpu=True, trt=True, cuda_py=True, providers=("CPUExecutionProvider",)):
-    monkeypatch.setattr(probe, "probe_gpu", lambda index=0: (GPU, "") if gpu else
-                        (None, "no CUDA GPU: fake probe"))
-    monkeypatch.setattr(probe, "probe_tensorrt", lambda: ("10.9.0", "") if trt else
-                        (None, "tensorrt not importable (fake)"))
-    monkeypatch.setattr(probe, "probe_cuda_python", lambda: ("12.8", "") if cuda_py else
-                        (None, "cuda-python not installed (fake)"))
-    monkeypatch.setattr(probe, "probe_ort", lambda: (list(providers), "", "1.99")
-                        if providers is not None else (None, "onnxruntime not importable", None))
+    monkeypatch.setattr(
+        probe, "probe_gpu", lambda index=0: (GPU, "") if gpu else (None, "no CUDA GPU: fake probe")
+    )
+    monkeypatch.setattr(
+        probe,
+        "probe_tensorrt",
+        lambda: ("10.9.0", "") if trt else (None, "tensorrt not importable (fake)"),
+    )
+    monkeypatch.setattr(
+        probe,
+        "probe_cuda_python",
+        lambda: ("12.8", "") if cuda_py else (None, "cuda-python not installed (fake)"),
+    )
+    monkeypatch.setattr(
+        probe,
+        "probe_ort",
+        lambda: (
+            (list(providers), "", "1.99")
+            if providers is not None
+            else (None, "onnxruntime not importable", None)
+        ),
+    )
 
 
-@pytest.mark.parametrize("gpu,trt,cuda_py,providers,expect", [
-    (True, True, True, ("CUDAExecutionProvider", "CPUExecutionProvider"), "tensorrt"),
-    (True, False, True, ("CUDAExecutionProvider", "CPUExecutionProvider"), "ort-cuda"),
-    (True, True, False, ("CUDAExecutionProvider", "CPUExecutionProvider"), "ort-cuda"),
-    (True, False, True, ("CPUExecutionProvider",), "cpu"),
-    # TensorRT and the CUDA provider installed but no GPU: everything GPU is out.
-    (False, True, True, ("CUDAExecutionProvider", "CPUExecutionProvider"), "cpu"),
-])
+@pytest.mark.parametrize(
+    "gpu,trt,cuda_py,providers,expect",
+    [
+        (True, True, True, ("CUDAExecutionProvider", "CPUExecutionProvider"), "tensorrt"),
+        (True, False, True, ("CUDAExecutionProvider", "CPUExecutionProvider"), "ort-cuda"),
+        (True, True, False, ("CUDAExecutionProvider", "CPUExecutionProvider"), "ort-cuda"),
+        (True, False, True, ("CPUExecutionProvider",), "cpu"),
+        # TensorRT and the CUDA provider installed but no GPU: everything GPU is out.
+        (False, True, True, ("CUDAExecutionProvider", "CPUExecutionProvider"), "cpu"),
+    ],
+)
 def test_auto_order(monkeypatch, gpu, trt, cuda_py, providers, expect):
     fake_env(monkeypatch, gpu, trt, cuda_py, providers)
     name, why = select.resolve_backend("auto")
@@ -193,12 +216,14 @@ def test_options_for_the_wrong_backend(tmp_path):
 
 
 def test_parse_nvidia_smi():
-    text = ("0, NVIDIA H100 80GB HBM3, 9.0, 81559, 550.54.15\n"
-            "1, NVIDIA A10G, 8.6, 23028, 550.54.15\n")
+    text = (
+        "0, NVIDIA H100 80GB HBM3, 9.0, 81559, 550.54.15\n1, NVIDIA A10G, 8.6, 23028, 550.54.15\n"
+    )
     gpus = probe.parse_nvidia_smi(text)
     assert [(g.index, g.name, g.compute_capability, g.memory_mb, g.driver) for g in gpus] == [
         (0, "NVIDIA H100 80GB HBM3", "9.0", 81559, "550.54.15"),
-        (1, "NVIDIA A10G", "8.6", 23028, "550.54.15")]
+        (1, "NVIDIA A10G", "8.6", 23028, "550.54.15"),
+    ]
     assert probe.parse_nvidia_smi("") == []
 
 
@@ -221,8 +246,11 @@ def test_probe_gpus_without_any_probe(monkeypatch):
     monkeypatch.setattr(probe, "_gpus_from_nvidia_smi", no_smi)
     gpus, why = probe.probe_gpus()
     assert gpus == [] and "cuda-python not installed" in why and "nvidia-smi not found" in why
-    monkeypatch.setattr(probe, "_gpus_from_nvidia_smi",
-                        lambda: probe.parse_nvidia_smi("0, NVIDIA L4, 8.9, 23034, 560.1\n"))
+    monkeypatch.setattr(
+        probe,
+        "_gpus_from_nvidia_smi",
+        lambda: probe.parse_nvidia_smi("0, NVIDIA L4, 8.9, 23034, 560.1\n"),
+    )
     probe.clear_cache()
     gpus, why = probe.probe_gpus()
     assert why == "" and gpus[0].name == "NVIDIA L4"

@@ -20,8 +20,15 @@ def model_env(model_dir):
 
 
 def run_sync(env, *args):
-    cmd = [sys.executable, "-m", "lipleak", "sync", *map(str, args), "--syncnet",
-           "syncnet_v2_random"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lipleak",
+        "sync",
+        *map(str, args),
+        "--syncnet",
+        "syncnet_v2_random",
+    ]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 

@@ -122,15 +122,19 @@ def test_mfcc_range_arbitrary(signal, samplerate, first, count, base):
 
 
 @FUZZ
-@given(hnp.arrays(np.int16, st.integers(1, 3000)), st.integers(0, 40), st.integers(0, 400),
-       st.one_of(st.none(), st.integers(0, 40)))
+@given(
+    hnp.arrays(np.int16, st.integers(1, 3000)),
+    st.integers(0, 40),
+    st.integers(0, 400),
+    st.one_of(st.none(), st.integers(0, 40)),
+)
 def test_mfcc_range_valid(signal, first, slack, count):
     base = max(first * 160 - 1 - slack, 0)
     if base >= len(signal):
         return
     out = _core.mfcc(signal[base:], first=first, count=count, base=base)
     full = _core.mfcc(np.concatenate([np.zeros(base, np.int16), signal[base:]]))
-    want = full[first:] if count is None else full[first:first + count]
+    want = full[first:] if count is None else full[first : first + count]
     if count is not None and first + count > len(full):  # past the end: zero padding frames
         assert out.shape == (count, 13) and np.all(np.isfinite(out))
         np.testing.assert_array_equal(out[: len(want)], want)
@@ -287,9 +291,11 @@ def poisoned_pair(draw):
 def test_embedding_entry_points_nonfinite_or_empty(pair, vshift):
     v, a = pair
     bad = not (np.isfinite(v).all() and np.isfinite(a).all())
-    for fn, args in ((_core.shift_distances, (v, a, vshift, 0)),
-                     (_core.offset_search, (v, a, vshift)),
-                     (_core.offset_search_batch, ([v], [a], vshift))):
+    for fn, args in (
+        (_core.shift_distances, (v, a, vshift, 0)),
+        (_core.offset_search, (v, a, vshift)),
+        (_core.offset_search_batch, ([v], [a], vshift)),
+    ):
         out = call(fn, *args)
         if bad:
             assert out is None, fn.__name__  # NaN/inf must be refused, never propagated
@@ -314,8 +320,11 @@ def test_sync_stats_nonfinite_or_empty(n, s, x, data):
 @given(st.sampled_from(DTYPES), st.integers(0, 6), st.integers(1, 8))
 def test_embedding_entry_points_any_dtype(dtype, n, d):
     v = np.ones((n, d), dtype)
-    for fn, args in ((_core.shift_distances, (v, v, 2, 0)), (_core.offset_search, (v, v, 2)),
-                     (_core.offset_search_batch, ([v], [v], 2))):
+    for fn, args in (
+        (_core.shift_distances, (v, v, 2, 0)),
+        (_core.offset_search, (v, v, 2)),
+        (_core.offset_search_batch, ([v], [v], 2)),
+    ):
         out = call(fn, *args)
         if dtype != np.float32:
             assert out is None, (fn.__name__, dtype)

@@ -117,7 +117,7 @@ def test_frame_ranges_of_a_longer_signal_are_bit_exact(samplerate):
             np.testing.assert_array_equal(got, full[first:])
             n = min(2, len(full) - first)
             got = _core.mfcc(x[base:], samplerate, first=first, count=n, base=base)
-            np.testing.assert_array_equal(got, full[first:first + n])
+            np.testing.assert_array_equal(got, full[first : first + n])
 
 
 def test_frame_range_errors():

@@ -14,5 +14,10 @@ ALLOWLIST = Path(__file__).with_name("stubtest_allowlist.txt")
 def test_stub_matches_the_compiled_module(tmp_path):
     res = subprocess.run(
         [sys.executable, "-m", "mypy.stubtest", "lipleak._core", "--allowlist", str(ALLOWLIST)],
-        capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path)
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stdout + res.stderr

@@ -43,6 +43,7 @@ def similarity(scale, angle, t):
 
 # -- alignment ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("seed", range(5))
 def test_exact_for_similarity_images_of_the_template(seed):
     rng = np.random.default_rng(seed)
@@ -55,7 +56,8 @@ def test_exact_for_similarity_images_of_the_template(seed):
 
 
 def lstsq_similarity(src, dst):
-    """Oracle: the similarity x' = a·x − b·y + tx, y' = b·x + a·y + ty is linear in (a, b, tx, ty)."""
+    """Oracle: the similarity x' = a·x − b·y + tx, y' = b·x + a·y + ty is linear in
+    (a, b, tx, ty)."""
     rows, rhs = [], []
     for (x, y), (u, v) in zip(src, dst, strict=True):
         rows += [[x, -y, 1, 0], [y, x, 0, 1]]
@@ -116,6 +118,7 @@ def test_alignment_errors():
 
 # -- ArcFace graph end to end -------------------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def arcface_onnx(tmp_path_factory):
     return export_random(tmp_path_factory.mktemp("arcface") / "iresnet50_random.onnx", seed=0)
@@ -163,8 +166,11 @@ def test_random_iresnet50_runs_end_to_end(arcface_onnx, detector):
 def test_fixed_batch_graph_is_run_in_chunks(tmp_path):
     small = (1, 1, 1, 1)  # a small IResNet: only the wrapper's batching is under test
     dyn = ArcFace(export_random(tmp_path / "d.onnx", seed=3, layers=small), backend="cpu")
-    fixed = ArcFace(export_random(tmp_path / "f.onnx", seed=3, layers=small, dynamic_batch=False),
-                    backend="cpu", batch_size=8)
+    fixed = ArcFace(
+        export_random(tmp_path / "f.onnx", seed=3, layers=small, dynamic_batch=False),
+        backend="cpu",
+        batch_size=8,
+    )
     assert fixed.fixed_batch == 1 and dyn.fixed_batch is None
     faces = list(np.random.default_rng(0).integers(0, 256, (5, 112, 112, 3), dtype=np.uint8))
     np.testing.assert_allclose(fixed.embed(faces), dyn.embed(faces), rtol=0, atol=1e-5)
@@ -180,6 +186,7 @@ def test_preprocess_is_rgb_scaled_nchw():
 
 
 # -- CSIM accumulation --------------------------------------------------------------------
+
 
 class FakeArcFace:
     """Embeds a face as its mean colour (3-d): enough to check the bookkeeping."""

@@ -31,8 +31,10 @@ def write_video(path, n=12, w=64, h=48, codec="libx264", fps=25):
             s.options = {"crf": "18", "preset": "ultrafast"}
         yy, xx = np.mgrid[0:h, 0:w]
         for i in range(n):
-            img = np.stack([(xx * 4 + i * 9) % 256, (yy * 5 + i * 3) % 256,
-                            np.full_like(xx, (i * 20) % 256)], -1).astype(np.uint8)
+            img = np.stack(
+                [(xx * 4 + i * 9) % 256, (yy * 5 + i * 3) % 256, np.full_like(xx, (i * 20) % 256)],
+                -1,
+            ).astype(np.uint8)
             for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
                 out.mux(pkt)
         for pkt in s.encode():
@@ -83,20 +85,33 @@ def _pretend_dali(monkeypatch):
 
 
 def _info(**over):
-    base = dict(path="x.mp4", width=64, height=48, src_fps=25.0, duration_s=1.0, n_frames=25,
-                needs_resample=False, has_audio=False, codec="h264", rotation=0)
+    base = dict(
+        path="x.mp4",
+        width=64,
+        height=48,
+        src_fps=25.0,
+        duration_s=1.0,
+        n_frames=25,
+        needs_resample=False,
+        has_audio=False,
+        codec="h264",
+        rotation=0,
+    )
     base.update(over)
     return cpu_video.VideoInfo(**base)
 
 
-@pytest.mark.parametrize("over,reference,expect", [
-    ({}, False, None),
-    ({"codec": "hevc"}, False, None),
-    ({"codec": "mpeg4"}, False, "codec mpeg4 is not one of h264, hevc"),
-    ({"needs_resample": True, "src_fps": 22.1}, False, "22.1 fps / variable frame rate"),
-    ({"rotation": 90}, False, "rotated 90 degrees"),
-    ({}, True, "reference JPEG round trip"),
-])
+@pytest.mark.parametrize(
+    "over,reference,expect",
+    [
+        ({}, False, None),
+        ({"codec": "hevc"}, False, None),
+        ({"codec": "mpeg4"}, False, "codec mpeg4 is not one of h264, hevc"),
+        ({"needs_resample": True, "src_fps": 22.1}, False, "22.1 fps / variable frame rate"),
+        ({"rotation": 90}, False, "rotated 90 degrees"),
+        ({}, True, "reference JPEG round trip"),
+    ],
+)
 def test_choose_decoder_rules(monkeypatch, over, reference, expect):
     _pretend_dali(monkeypatch)
     c = dali.choose_decoder("x.mp4", "auto", reference, info=_info(**over))
@@ -149,6 +164,7 @@ def test_dali_failure_before_first_frame_falls_back(monkeypatch, h264):
 
 def test_dali_chunk_bookkeeping(monkeypatch):
     """The padded last chunk is trimmed to the video's frame count."""
+
     class FakePipe:
         def __init__(self):
             self.i = 0
@@ -169,7 +185,10 @@ def test_dali_chunk_bookkeeping(monkeypatch):
     monkeypatch.setattr(dali, "_build_pipeline", lambda *a, **k: FakePipe())
     chunks = list(dali.iter_gpu_chunks("x.mp4", n_frames=70, sequence_length=32))
     assert [(c.frames, c.n_valid, c.start) for c in chunks] == [
-        ("chunk1", 32, 0), ("chunk2", 32, 32), ("chunk3", 6, 64)]
+        ("chunk1", 32, 0),
+        ("chunk2", 32, 32),
+        ("chunk3", 6, 64),
+    ]
 
 
 # ------------------------------------------------------------------- prefetch

@@ -12,9 +12,21 @@ from lipleak.commands import doctor
 from lipleak.io import dali
 from lipleak.runtime import probe
 
-COMPONENTS = ["python", "lipleak-fast", "numpy", "opencv", "av (PyAV)", "onnxruntime",
-              "torch (export only)", "onnx (export only)", "nvidia driver", "cuda runtime",
-              "cuda-python", "tensorrt", "dali"]
+COMPONENTS = [
+    "python",
+    "lipleak-fast",
+    "numpy",
+    "opencv",
+    "av (PyAV)",
+    "onnxruntime",
+    "torch (export only)",
+    "onnx (export only)",
+    "nvidia driver",
+    "cuda runtime",
+    "cuda-python",
+    "tensorrt",
+    "dali",
+]
 
 
 def run_cli(capsys, *argv):
@@ -70,18 +82,31 @@ def test_faked_gpu_machine(monkeypatch, capsys):
     monkeypatch.setattr(probe, "probe_gpu", lambda index=0: (GPU, ""))
     monkeypatch.setattr(probe, "probe_tensorrt", lambda: ("10.9.0.34", ""))
     monkeypatch.setattr(probe, "probe_cuda_python", lambda: ("12.8.0", ""))
-    monkeypatch.setattr(probe, "probe_ort", lambda: (
-        ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"], "", "1.22"))
-    monkeypatch.setattr(dali, "dali_available",
-                        lambda gpu, why: (False, "nvidia-dali not installed (fake)"))
+    monkeypatch.setattr(
+        probe,
+        "probe_ort",
+        lambda: (
+            ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+            "",
+            "1.22",
+        ),
+    )
+    monkeypatch.setattr(
+        dali, "dali_available", lambda gpu, why: (False, "nvidia-dali not installed (fake)")
+    )
     rc, out = run_cli(capsys, "--json")
     rep = json.loads(out)
     by = {c["name"]: c for c in rep["components"]}
     assert by["gpu 0"]["ok"] and "H100" in by["gpu 0"]["detail"] and "9.0" in by["gpu 0"]["detail"]
     assert by["nvidia driver"]["version"] == "550.54.15"
     assert by["cuda runtime"]["version"] == "12.4"
-    assert by["tensorrt"] == {"name": "tensorrt", "ok": True, "version": "10.9.0.34",
-                              "detail": "", "required": False}
+    assert by["tensorrt"] == {
+        "name": "tensorrt",
+        "ok": True,
+        "version": "10.9.0.34",
+        "detail": "",
+        "required": False,
+    }
     assert by["dali"]["ok"] is False and "fake" in by["dali"]["detail"]
     assert all(b["ok"] for b in rep["backends"].values())
     assert rep["auto"]["backend"] == "tensorrt"
@@ -89,7 +114,9 @@ def test_faked_gpu_machine(monkeypatch, capsys):
 
 
 def test_no_backend_exits_nonzero(monkeypatch, capsys):
-    monkeypatch.setattr(probe, "probe_ort", lambda: (None, "onnxruntime not importable (fake)", None))
+    monkeypatch.setattr(
+        probe, "probe_ort", lambda: (None, "onnxruntime not importable (fake)", None)
+    )
     rc, out = run_cli(capsys)
     assert rc == 1
     assert "onnxruntime            MISSING" in out

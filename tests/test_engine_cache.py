@@ -29,9 +29,16 @@ def private_model_dir(tmp_path, monkeypatch):
 def matmul_onnx(path: Path, dims, w_seed: int = 0) -> Path:
     w = np.random.default_rng(w_seed).standard_normal((dims[-1], 2)).astype(np.float32)
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(dims))
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [dims[0], 2] if len(dims) == 2 else None)
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"])], "g", [x], [y],
-                              [numpy_helper.from_array(w, "W")])
+    y = helper.make_tensor_value_info(
+        "y", TensorProto.FLOAT, [dims[0], 2] if len(dims) == 2 else None
+    )
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])],
+        "g",
+        [x],
+        [y],
+        [numpy_helper.from_array(w, "W")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(path))
@@ -39,8 +46,13 @@ def matmul_onnx(path: Path, dims, w_seed: int = 0) -> Path:
 
 
 def key_for(path, **over):
-    args = dict(trt_version="10.9.0.34", gpu_name="NVIDIA H100 80GB HBM3",
-                compute_capability="9.0", precision="fp32", profile=PROFILE)
+    args = dict(
+        trt_version="10.9.0.34",
+        gpu_name="NVIDIA H100 80GB HBM3",
+        compute_capability="9.0",
+        precision="fp32",
+        profile=PROFILE,
+    )
     args.update(over)
     return ec.make_key(path, **args)
 
@@ -69,8 +81,18 @@ def test_key_changes_with_every_field(tmp_path):
     assert len(set(digests.values())) == len(digests)
     # Same inputs, same key: the digest is a pure function of the fields.
     assert key_for(a).digest() == base.digest()
-    assert ec.make_key(tmp_path / "ignored", "10.9.0.34", "NVIDIA H100 80GB HBM3", "9.0", "fp32",
-                       PROFILE, onnx_sha256=base.onnx_sha256).digest() == base.digest()
+    assert (
+        ec.make_key(
+            tmp_path / "ignored",
+            "10.9.0.34",
+            "NVIDIA H100 80GB HBM3",
+            "9.0",
+            "fp32",
+            PROFILE,
+            onnx_sha256=base.onnx_sha256,
+        ).digest()
+        == base.digest()
+    )
 
 
 def test_key_ignores_profile_dict_order(tmp_path):
@@ -88,8 +110,10 @@ def test_paths_live_under_model_dir(tmp_path, monkeypatch):
     t1 = ec.timing_cache_path("NVIDIA H100 80GB HBM3", "9.0", "10.9.0.34")
     assert t1.parent == tmp_path / "models" / "engines" / "timing"
     assert t1.name == "NVIDIA_H100_80GB_HBM3-cc9.0-trt10.9.0.34.cache"
-    others = {ec.timing_cache_path("NVIDIA H200", "9.0", "10.9.0.34"),
-              ec.timing_cache_path("NVIDIA H100 80GB HBM3", "9.0", "10.10.0.1")}
+    others = {
+        ec.timing_cache_path("NVIDIA H200", "9.0", "10.9.0.34"),
+        ec.timing_cache_path("NVIDIA H100 80GB HBM3", "9.0", "10.10.0.1"),
+    }
     assert t1 not in others and len(others) == 2
 
 
@@ -98,18 +122,30 @@ def test_paths_live_under_model_dir(tmp_path, monkeypatch):
 
 def test_profile_from_torch_exported_dynamic_batch_model(tmp_path):
     torch = pytest.importorskip("torch")
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
-                              torch.nn.Flatten(), torch.nn.Linear(4, 8)).eval()
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 8),
+    ).eval()
     path = tmp_path / "conv.onnx"
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.zeros(2, 3, 20, 24),), str(path), input_names=["img"],
-                          output_names=["emb"], dynamic_axes={"img": {0: "batch"}, "emb": {0: "batch"}},
-                          opset_version=17, dynamo=False)
+        torch.onnx.export(
+            net,
+            (torch.zeros(2, 3, 20, 24),),
+            str(path),
+            input_names=["img"],
+            output_names=["emb"],
+            dynamic_axes={"img": {0: "batch"}, "emb": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
     assert ec.profile_shapes(path, 1, 16, 64) == {
-        "img": ((1, 3, 20, 24), (16, 3, 20, 24), (64, 3, 20, 24))}
+        "img": ((1, 3, 20, 24), (16, 3, 20, 24), (64, 3, 20, 24))
+    }
     # opt defaults to max: scoring runs full batches but for each video's tail.
     assert ec.profile_shapes(path, max_batch=32)["img"][1] == (32, 3, 20, 24)
 
@@ -190,8 +226,9 @@ def test_build_then_hit(setup):
     assert first.path == ec.engine_path(key, root) and first.path.read_bytes() == first.data
     assert fb.calls[0][0] == onnx_path
     assert fb.calls[0][1].parent == root and fb.calls[0][1] != first.path  # temp name
-    assert fb.calls[0][2] == ec.timing_cache_path(key.gpu_name, key.compute_capability,
-                                                  key.trt_version, root)
+    assert fb.calls[0][2] == ec.timing_cache_path(
+        key.gpu_name, key.compute_capability, key.trt_version, root
+    )
     meta = json.loads(ec.sidecar_path(key, root).read_text())
     assert {k: meta[k] for k in key.fields()} == key.fields()
     assert meta["engine_sha256"] == hashlib.sha256(first.data).hexdigest()
@@ -200,12 +237,20 @@ def test_build_then_hit(setup):
     assert not second.built and second.reason == "cache hit" and second.data == first.data
     assert len(fb.calls) == 1
     assert sorted(p.name for p in root.iterdir() if p.suffix != ".lock") == sorted(
-        [first.path.name, ec.sidecar_path(key, root).name])
+        [first.path.name, ec.sidecar_path(key, root).name]
+    )
 
 
-@pytest.mark.parametrize("field,value", [("trt_version", "10.8.0.0"), ("gpu_name", "NVIDIA A100"),
-                                         ("compute_capability", "8.0"), ("precision", "fp16"),
-                                         ("onnx_sha256", "0" * 64)])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("trt_version", "10.8.0.0"),
+        ("gpu_name", "NVIDIA A100"),
+        ("compute_capability", "8.0"),
+        ("precision", "fp16"),
+        ("onnx_sha256", "0" * 64),
+    ],
+)
 def test_foreign_sidecar_is_rebuilt(setup, field, value):
     """An engine whose sidecar names another TensorRT/GPU/precision/model is never loaded."""
     onnx_path, key, root = setup

@@ -49,8 +49,10 @@ def towers(tmp_path_factory):
     paths = export_towers(FIXTURE, out)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 2
-    return {k: ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
-            for k, p in paths.items()}
+    return {
+        k: ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
+        for k, p in paths.items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -69,15 +71,16 @@ def real_inputs():
     cap.release()
     assert len(frames) == 20, f"cannot decode {CLIP}"
     video = np.stack(frames).astype(np.float32)  # T×H×W×3
-    lips = np.stack([video[k:k + 5].transpose(3, 0, 1, 2) for k in range(16)])
+    lips = np.stack([video[k : k + 5].transpose(3, 0, 1, 2) for k in range(16)])
     audio, rate = sf.read(str(CLIP.with_suffix(".wav")), dtype="int16")
     assert rate == 16000
-    mfcc = psf.mfcc(audio[: 16000], 16000).T.astype(np.float32)  # 13 × T (int16 values as-is)
-    windows = np.stack([mfcc[None, :, 4 * k: 4 * k + 20] for k in range(16)])
+    mfcc = psf.mfcc(audio[:16000], 16000).T.astype(np.float32)  # 13 × T (int16 values as-is)
+    windows = np.stack([mfcc[None, :, 4 * k : 4 * k + 20] for k in range(16)])
     return np.ascontiguousarray(lips), np.ascontiguousarray(windows)
 
 
 # --- strict loading --------------------------------------------------------------------------
+
 
 def test_fixture_is_a_legacy_ordered_dict_of_88_tensors(state):
     assert not zipfile.is_zipfile(FIXTURE)  # the loader must handle the legacy container
@@ -99,13 +102,16 @@ def _save_legacy(obj, path):
     return path
 
 
-@pytest.mark.parametrize("edit, message", [
-    ("extra", r"unknown keys: netcnnlip\.99\.weight"),
-    ("missing_param", r"missing keys: netfcaud\.3\.weight"),
-    ("missing_stat", r"missing keys: netcnnaud\.1\.running_var"),
-    ("shape", r"shape mismatch: netcnnlip\.0\.weight \(96, 3, 5, 7, 6\)"),
-    ("prefixed", r"unknown keys: module\.netcnnaud\.0\.bias"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        ("extra", r"unknown keys: netcnnlip\.99\.weight"),
+        ("missing_param", r"missing keys: netfcaud\.3\.weight"),
+        ("missing_stat", r"missing keys: netcnnaud\.1\.running_var"),
+        ("shape", r"shape mismatch: netcnnlip\.0\.weight \(96, 3, 5, 7, 6\)"),
+        ("prefixed", r"unknown keys: module\.netcnnaud\.0\.bias"),
+    ],
+)
 def test_bad_checkpoints_are_rejected(state, tmp_path, edit, message):
     bad = dict(state)
     if edit == "extra":
@@ -158,9 +164,17 @@ def test_full_unpickling_only_for_published_files(state, tmp_path, monkeypatch):
 
 # --- architecture oracle -------------------------------------------------------------------
 
+
 def _bn(x, s, p):
-    return F.batch_norm(x, s[f"{p}.running_mean"], s[f"{p}.running_var"], s[f"{p}.weight"],
-                        s[f"{p}.bias"], training=False, eps=1e-5)
+    return F.batch_norm(
+        x,
+        s[f"{p}.running_mean"],
+        s[f"{p}.running_var"],
+        s[f"{p}.weight"],
+        s[f"{p}.bias"],
+        training=False,
+        eps=1e-5,
+    )
 
 
 def _reference_audio(s, x):
@@ -170,8 +184,13 @@ def _reference_audio(s, x):
     x = F.relu(_bn(F.conv2d(x, s[f"{a}.4.weight"], s[f"{a}.4.bias"], padding=1), s, f"{a}.5"))
     x = F.max_pool2d(x, 3, stride=(1, 2))
     for conv, bn in ((8, 9), (11, 12), (14, 15)):
-        x = F.relu(_bn(F.conv2d(x, s[f"{a}.{conv}.weight"], s[f"{a}.{conv}.bias"], padding=1),
-                       s, f"{a}.{bn}"))
+        x = F.relu(
+            _bn(
+                F.conv2d(x, s[f"{a}.{conv}.weight"], s[f"{a}.{conv}.bias"], padding=1),
+                s,
+                f"{a}.{bn}",
+            )
+        )
     x = F.max_pool2d(x, 3, stride=2)
     x = F.relu(_bn(F.conv2d(x, s[f"{a}.18.weight"], s[f"{a}.18.bias"]), s, f"{a}.19"))
     return _reference_head(s, "netfcaud", x.reshape(len(x), -1))
@@ -179,14 +198,26 @@ def _reference_audio(s, x):
 
 def _reference_lips(s, x):
     c = "netcnnlip"
-    x = F.relu(_bn(F.conv3d(x, s[f"{c}.0.weight"], s[f"{c}.0.bias"], stride=(1, 2, 2)), s, f"{c}.1"))
+    x = F.relu(
+        _bn(F.conv3d(x, s[f"{c}.0.weight"], s[f"{c}.0.bias"], stride=(1, 2, 2)), s, f"{c}.1")
+    )
     x = F.max_pool3d(x, (1, 3, 3), stride=(1, 2, 2))
-    x = F.relu(_bn(F.conv3d(x, s[f"{c}.4.weight"], s[f"{c}.4.bias"], stride=(1, 2, 2),
-                            padding=(0, 1, 1)), s, f"{c}.5"))
+    x = F.relu(
+        _bn(
+            F.conv3d(x, s[f"{c}.4.weight"], s[f"{c}.4.bias"], stride=(1, 2, 2), padding=(0, 1, 1)),
+            s,
+            f"{c}.5",
+        )
+    )
     x = F.max_pool3d(x, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
     for conv, bn in ((8, 9), (11, 12), (14, 15)):
-        x = F.relu(_bn(F.conv3d(x, s[f"{c}.{conv}.weight"], s[f"{c}.{conv}.bias"],
-                                padding=(0, 1, 1)), s, f"{c}.{bn}"))
+        x = F.relu(
+            _bn(
+                F.conv3d(x, s[f"{c}.{conv}.weight"], s[f"{c}.{conv}.bias"], padding=(0, 1, 1)),
+                s,
+                f"{c}.{bn}",
+            )
+        )
     x = F.max_pool3d(x, (1, 3, 3), stride=(1, 2, 2))
     x = F.relu(_bn(F.conv3d(x, s[f"{c}.18.weight"], s[f"{c}.18.bias"]), s, f"{c}.19"))
     return _reference_head(s, "netfclip", x.reshape(len(x), -1))
@@ -200,13 +231,16 @@ def _reference_head(s, h, x):
 def test_model_matches_the_reference_layer_list(state, net, real_inputs):
     lips, mfcc = (torch.from_numpy(a[:3]) for a in real_inputs)
     with torch.no_grad():
-        torch.testing.assert_close(net.forward_lips(lips), _reference_lips(state, lips),
-                                   rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(net.forward_audio(mfcc), _reference_audio(state, mfcc),
-                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            net.forward_lips(lips), _reference_lips(state, lips), rtol=1e-5, atol=1e-5
+        )
+        torch.testing.assert_close(
+            net.forward_audio(mfcc), _reference_audio(state, mfcc), rtol=1e-5, atol=1e-5
+        )
 
 
 # --- ONNX ------------------------------------------------------------------------------------
+
 
 def _assert_close_rel(got, want, rel=1e-4):
     scale = float(np.abs(want).max())
@@ -238,7 +272,8 @@ def test_onnx_batch_axis_is_dynamic(towers, real_inputs):
         (inp,) = sess.get_inputs()
         assert inp.name == ("lips" if name == "lips" else "mfcc")
         assert isinstance(inp.shape[0], str) and inp.shape[1:] == (
-            [3, 5, 224, 224] if name == "lips" else [1, 13, 20])
+            [3, 5, 224, 224] if name == "lips" else [1, 13, 20]
+        )
         assert sess.get_outputs()[0].name == "embedding"
     for batch in (2, 3, 16):
         assert towers["lips"].run(None, {"lips": lips[:batch]})[0].shape == (batch, 1024)

@@ -28,8 +28,9 @@ def detector():
 # ---------------------------------------------------------------- detection
 
 
-@pytest.mark.parametrize("name", ["real03_aoc", "real05_cnn_anchor", "real08_feifeili",
-                                  "real09_vox_rdj"])
+@pytest.mark.parametrize(
+    "name", ["real03_aoc", "real05_cnn_anchor", "real08_feifeili", "real09_vox_rdj"]
+)
 def test_detect_one_face(detector, name):
     frame = next(iter_frames(CLIPS_DIR / f"{name}.mp4"))
     h, w = frame.shape[:2]
@@ -41,7 +42,9 @@ def test_detect_one_face(detector, name):
     assert -5 <= x1 and -5 <= y1 and x2 <= w + 5 and y2 <= h + 5
     assert scores[0] > 0.6
     # eyes above nose above mouth corners, all inside the box
-    assert np.all((kps[0, :, 0] > x1) & (kps[0, :, 0] < x2) & (kps[0, :, 1] > y1) & (kps[0, :, 1] < y2))
+    assert np.all(
+        (kps[0, :, 0] > x1) & (kps[0, :, 0] < x2) & (kps[0, :, 1] > y1) & (kps[0, :, 1] < y2)
+    )
     assert kps[0, 0, 0] < kps[0, 1, 0] and max(kps[0, :2, 1]) < kps[0, 2, 1] < min(kps[0, 3:, 1])
 
 
@@ -64,8 +67,10 @@ def _oracle_detect(det: SCRFD, frame, thresh: float, nms_thresh: float):
                     cx, cy = col * stride, row * stride
                     d = bb[idx] * stride
                     box = [cx - d[0], cy - d[1], cx + d[2], cy + d[3]]
-                    pts = [[cx + kp[idx, 2 * k] * stride, cy + kp[idx, 2 * k + 1] * stride]
-                           for k in range(5)]
+                    pts = [
+                        [cx + kp[idx, 2 * k] * stride, cy + kp[idx, 2 * k + 1] * stride]
+                        for k in range(5)
+                    ]
                     cands.append((float(sc[idx]), np.array(box) / scale, np.array(pts) / scale))
     cands.sort(key=lambda c: -c[0])
     kept = []
@@ -102,7 +107,9 @@ def test_preprocess_geometry():
     det = SCRFD(SCRFD_PATH)
     blob, scale = det.preprocess(np.full((256, 200, 3), 200, np.uint8))
     assert blob.shape == (1, 3, 256, 256) and scale == 1.0  # small frames are not enlarged
-    assert np.allclose(blob[0, :, :, :200], (200 - 127.5) / 128) and np.all(blob[0, :, :, 200:] == -127.5 / 128)
+    assert np.allclose(blob[0, :, :, :200], (200 - 127.5) / 128) and np.all(
+        blob[0, :, :, 200:] == -127.5 / 128
+    )
     blob, scale = det.preprocess(np.zeros((720, 1280, 3), np.uint8))
     assert blob.shape == (1, 3, 640, 640) and scale == 360 / 720
     big = SCRFD(SCRFD_PATH, upscale=True)
@@ -138,8 +145,10 @@ def test_one_track_per_real_clip(detector, capsys):
         assert np.all(np.diff(tr.frames) == 1)
         assert np.all(tr.s > 50) and np.isnan(tr.det_scores).sum() < 5
     with capsys.disabled():
-        print(f"\n[faces] {n_total} frames: decode {n_total / t_dec:.0f} frames/s, "
-              f"detection {1000 * t_det / n_total:.1f} ms/frame")
+        print(
+            f"\n[faces] {n_total} frames: decode {n_total / t_dec:.0f} frames/s, "
+            f"detection {1000 * t_det / n_total:.1f} ms/frame"
+        )
 
 
 # ---------------------------------------------------------------- tracking semantics
@@ -148,6 +157,7 @@ def test_one_track_per_real_clip(detector, capsys):
 def _reference_track_shot(scenefaces, num_failed_det, min_track, min_face_size):
     """syncnet_python's track_shot, transcribed: dict faces, list.remove while iterating,
     scipy interp1d."""
+
     def iou_ref(a, b):
         xa, ya, xb, yb = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
         inter = max(0, xb - xa) * max(0, yb - ya)
@@ -175,8 +185,13 @@ def _reference_track_shot(scenefaces, num_failed_det, min_track, min_face_size):
             bboxes = np.array([np.array(f["bbox"]) for f in track])
             frame_i = np.arange(framenum[0], framenum[-1] + 1)
             bboxes_i = np.stack([interp1d(framenum, bboxes[:, j])(frame_i) for j in range(4)], 1)
-            if max(np.mean(bboxes_i[:, 2] - bboxes_i[:, 0]),
-                   np.mean(bboxes_i[:, 3] - bboxes_i[:, 1])) > min_face_size:
+            if (
+                max(
+                    np.mean(bboxes_i[:, 2] - bboxes_i[:, 0]),
+                    np.mean(bboxes_i[:, 3] - bboxes_i[:, 1]),
+                )
+                > min_face_size
+            ):
                 tracks.append({"frame": frame_i, "bbox": bboxes_i})
     return tracks
 
@@ -252,14 +267,25 @@ def test_tracking_matches_reference_on_random_scenes():
             for x0, y0, size, vx, vy, start, stop in faces:
                 if start <= f < stop and rng.random() > 0.15 + 0.5 * (trial % 3 == 2):
                     j = rng.normal(0, 4, 4)
-                    boxes.append([x0 + vx * f + j[0], y0 + vy * f + j[1],
-                                  x0 + vx * f + size + j[2], y0 + vy * f + size + j[3]])
+                    boxes.append(
+                        [
+                            x0 + vx * f + j[0],
+                            y0 + vy * f + j[1],
+                            x0 + vx * f + size + j[2],
+                            y0 + vy * f + size + j[3],
+                        ]
+                    )
             if trial % 4 == 3 and boxes:  # a near-duplicate box exercises the skip quirk
                 boxes.append([v + 2 for v in boxes[0]])
             per_frame.append(boxes)
         dets = _dets_from(per_frame)
-        scenefaces = [[{"frame": f, "bbox": [float(v) for v in b], "conf": float(s)}
-                       for b, s in zip(d[0], d[1], strict=True)] for f, d in enumerate(dets)]
+        scenefaces = [
+            [
+                {"frame": f, "bbox": [float(v) for v in b], "conf": float(s)}
+                for b, s in zip(d[0], d[1], strict=True)
+            ]
+            for f, d in enumerate(dets)
+        ]
         ref = _reference_track_shot(scenefaces, 25, 30, 60)
         ours = track_faces(dets, min_track=30, min_face_size=60)
         assert len(ours) == len(ref), trial
@@ -270,8 +296,12 @@ def test_tracking_matches_reference_on_random_scenes():
             # crop_video's smoothing
             w, h = r["bbox"][:, 2] - r["bbox"][:, 0], r["bbox"][:, 3] - r["bbox"][:, 1]
             np.testing.assert_array_equal(t.s, signal.medfilt(np.maximum(h, w) / 2, 13))
-            np.testing.assert_array_equal(t.x, signal.medfilt((r["bbox"][:, 0] + r["bbox"][:, 2]) / 2, 13))
-            np.testing.assert_array_equal(t.y, signal.medfilt((r["bbox"][:, 1] + r["bbox"][:, 3]) / 2, 13))
+            np.testing.assert_array_equal(
+                t.x, signal.medfilt((r["bbox"][:, 0] + r["bbox"][:, 2]) / 2, 13)
+            )
+            np.testing.assert_array_equal(
+                t.y, signal.medfilt((r["bbox"][:, 1] + r["bbox"][:, 3]) / 2, 13)
+            )
     assert n_tracks >= 8
 
 
@@ -291,16 +321,27 @@ def _pad_oracle(frame, s, x, y, cs=0.4):
     bsi = int(s * (1 + 2 * cs))
     padded = np.pad(frame, ((bsi, bsi), (bsi, bsi), (0, 0)), "constant", constant_values=(110, 110))
     my, mx = y + bsi, x + bsi
-    return padded[int(my - s):int(my + s * (1 + 2 * cs)), int(mx - s * (1 + cs)):int(mx + s * (1 + cs))]
+    return padded[
+        int(my - s) : int(my + s * (1 + 2 * cs)), int(mx - s * (1 + cs)) : int(mx + s * (1 + cs))
+    ]
 
 
 def test_crop_equals_numpy_pad_oracle():
     rng = np.random.default_rng(11)
     frame = rng.integers(0, 256, (180, 240, 3), dtype=np.uint8)
-    cases = [(60.0, 120.0, 90.0), (60.3, 0.0, 0.0), (60.7, 239.9, 179.9), (30.2, -20.5, 200.7),
-             (100.0, 300.0, -40.0), (5.5, 120.0, 90.0), (150.0, 120.0, 90.0), (40.0, -70.0, 90.0)]
-    cases += [(rng.uniform(2, 160), rng.uniform(-120, 360), rng.uniform(-120, 300))
-              for _ in range(300)]
+    cases = [
+        (60.0, 120.0, 90.0),
+        (60.3, 0.0, 0.0),
+        (60.7, 239.9, 179.9),
+        (30.2, -20.5, 200.7),
+        (100.0, 300.0, -40.0),
+        (5.5, 120.0, 90.0),
+        (150.0, 120.0, 90.0),
+        (40.0, -70.0, 90.0),
+    ]
+    cases += [
+        (rng.uniform(2, 160), rng.uniform(-120, 360), rng.uniform(-120, 300)) for _ in range(300)
+    ]
     n_checked = 0
     for s, x, y in cases:
         ref = _pad_oracle(frame, s, x, y)
@@ -326,7 +367,9 @@ def test_crop_on_real_track(detector):
         f = tr.frames[i]
         crop = syncnet_crop(frames[f], tr.s[i], tr.x[i], tr.y[i])
         assert crop.shape == (224, 224, 3) and crop.dtype == np.uint8
-        assert np.array_equal(crop, cv2.resize(_pad_oracle(frames[f], tr.s[i], tr.x[i], tr.y[i]), (224, 224)))
+        assert np.array_equal(
+            crop, cv2.resize(_pad_oracle(frames[f], tr.s[i], tr.x[i], tr.y[i]), (224, 224))
+        )
 
 
 def test_prealigned_crop():

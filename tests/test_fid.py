@@ -38,14 +38,18 @@ def centre_crop(frame, frac):
     h, w = frame.shape[:2]
     s = int(min(h, w) * frac)
     y, x = (h - s) // 2, (w - s) // 2
-    return np.ascontiguousarray(frame[y:y + s, x:x + s])
+    return np.ascontiguousarray(frame[y : y + s, x : x + s])
 
 
 @pytest.fixture(scope="module")
 def crops():
     """8 real face-ish crops: 4 upsampled (≈200² from a 256² face clip), 4 downsampled (≈420²)."""
-    small = [centre_crop(f, 0.8) for f in read_frames(CLIPS_DIR / "real07_reagan.mp4", [0, 40, 80, 120])]
-    big = [centre_crop(f, 0.6) for f in read_frames(CLIPS_DIR / "real11_suit_man.mp4", [0, 30, 60, 90])]
+    small = [
+        centre_crop(f, 0.8) for f in read_frames(CLIPS_DIR / "real07_reagan.mp4", [0, 40, 80, 120])
+    ]
+    big = [
+        centre_crop(f, 0.6) for f in read_frames(CLIPS_DIR / "real11_suit_man.mp4", [0, 30, 60, 90])
+    ]
     return small + big
 
 
@@ -63,18 +67,32 @@ def onnx_feats(inception_onnx, crops):
 
 # -- preprocessing ---------------------------------------------------------------------
 
+
 def torch_resize(img_hwc: np.ndarray, size: int) -> np.ndarray:
     t = torch.from_numpy(np.ascontiguousarray(img_hwc)).permute(2, 0, 1)[None]
     r = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
     return r[0].permute(1, 2, 0).numpy()
 
 
-@pytest.mark.parametrize("shape", [(299, 299), (100, 120), (224, 224), (50, 31), (598, 598),
-                                   (700, 700), (1000, 650), (1500, 1200)])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (299, 299),
+        (100, 120),
+        (224, 224),
+        (50, 31),
+        (598, 598),
+        (700, 700),
+        (1000, 650),
+        (1500, 1200),
+    ],
+)
 def test_resize_matches_torch_bilinear(shape):
     # Includes > 2× shrinking, where cv2.resize(INTER_LINEAR) differs from torch by ~1e-4.
     img = np.random.default_rng(shape[0]).random(shape + (3,), dtype=np.float32)
-    np.testing.assert_allclose(resize_bilinear(img, 299, 299), torch_resize(img, 299), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(
+        resize_bilinear(img, 299, 299), torch_resize(img, 299), rtol=0, atol=1e-5
+    )
 
 
 def test_preprocess_matches_pytorch_fid_chain(crops):
@@ -94,6 +112,7 @@ def test_preprocess_rejects_bad_crop():
 
 
 # -- network ---------------------------------------------------------------------------
+
 
 def test_onnx_features_match_torchscript(crops, onnx_feats):
     model = torch.jit.load(str(TS), map_location="cpu").eval()
@@ -115,6 +134,7 @@ def test_batch_size_does_not_change_features(inception_onnx, crops, onnx_feats):
 
 # -- Fréchet distance --------------------------------------------------------------------
 
+
 def oracle_scipy(x1, x2):
     """SPEC §3 formula straight: np.cov, scipy sqrtm, real part."""
     m1, m2 = x1.mean(0), x2.mean(0)
@@ -129,7 +149,12 @@ def oracle_eigh(x1, x2):
     w, v = np.linalg.eigh(s1)
     r = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
     lam = np.linalg.eigvalsh(r @ s2 @ r)
-    return float(((m1 - m2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(np.clip(lam, 0, None)).sum())
+    return float(
+        ((m1 - m2) ** 2).sum()
+        + np.trace(s1)
+        + np.trace(s2)
+        - 2 * np.sqrt(np.clip(lam, 0, None)).sum()
+    )
 
 
 def test_frechet_matches_oracles_on_real_features(onnx_feats):
@@ -162,7 +187,9 @@ def test_fid_of_a_set_with_itself_is_zero():
 def test_identical_mean_cov_closed_form():
     # Σ1 = Σ2 = diag(d): sqrtm(Σ1Σ2) = Σ, so d² = ‖Δμ‖² exactly.
     s = np.diag([1.0, 2.0, 3.0])
-    assert frechet_distance(np.zeros(3), s, np.array([1.0, 2.0, 2.0]), s) == pytest.approx(9.0, rel=1e-12)
+    assert frechet_distance(np.zeros(3), s, np.array([1.0, 2.0, 2.0]), s) == pytest.approx(
+        9.0, rel=1e-12
+    )
 
 
 def test_eps_retry_when_sqrtm_is_not_finite(monkeypatch):
@@ -178,7 +205,9 @@ def test_eps_retry_when_sqrtm_is_not_finite(monkeypatch):
     d = frechet_distance(np.zeros(2), s1, np.zeros(2), s2)
     assert len(calls) == 2
     np.testing.assert_allclose(calls[1], (s1 + 1e-6 * np.eye(2)) @ (s2 + 1e-6 * np.eye(2)))
-    expect = 1 + 4 + 9 + 1 - 2 * (np.sqrt((1 + 1e-6) * (9 + 1e-6)) + np.sqrt((4 + 1e-6) * (1 + 1e-6)))
+    expect = (
+        1 + 4 + 9 + 1 - 2 * (np.sqrt((1 + 1e-6) * (9 + 1e-6)) + np.sqrt((4 + 1e-6) * (1 + 1e-6)))
+    )
     assert d == pytest.approx(expect, rel=1e-12)
 
 
@@ -198,11 +227,12 @@ def test_mismatched_shapes_raise():
 
 # -- streaming statistics ----------------------------------------------------------------
 
+
 def test_streaming_stats_equal_np_cov():
     x = np.random.default_rng(3).gamma(0.5, 0.4, (1000, 2048)).astype(np.float32)
     st = FeatureStats()
     for i in range(0, 1000, 37):  # uneven batches
-        st.update(x[i:i + 37])
+        st.update(x[i : i + 37])
     mu, cov = st.mean_cov()
     ref = np.cov(x.astype(np.float64), rowvar=False)
     assert st.n == 1000
@@ -213,8 +243,11 @@ def test_streaming_stats_equal_np_cov():
 def test_merge_of_shards_equals_one_pass(tmp_path):
     x = np.random.default_rng(4).gamma(0.5, 0.4, (300, 2048))
     one = FeatureStats().update(x)
-    shards = [FeatureStats().update(x[:70]), FeatureStats().update(x[70:71]),
-              FeatureStats().update(x[71:])]
+    shards = [
+        FeatureStats().update(x[:70]),
+        FeatureStats().update(x[70:71]),
+        FeatureStats().update(x[71:]),
+    ]
     merged = FeatureStats()
     for s in shards:
         merged.merge(FeatureStats.load(s.save(tmp_path / f"{id(s)}.npz")))  # through the cache
@@ -236,8 +269,9 @@ def test_compute_stats_streams_model_batches(onnx_feats):
     crops = (np.full((4, 4, 3), k, np.uint8) for k in range(8))
     st = compute_stats(fake, crops, batch_size=3)
     assert fake.batches == [3, 3, 2]
-    np.testing.assert_allclose(st.mean_cov()[1], np.cov(onnx_feats.astype(np.float64), rowvar=False),
-                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        st.mean_cov()[1], np.cov(onnx_feats.astype(np.float64), rowvar=False), rtol=0, atol=1e-12
+    )
 
 
 def test_stats_errors(tmp_path):

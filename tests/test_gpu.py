@@ -33,8 +33,10 @@ pytestmark = pytest.mark.gpu
 
 _backends = available_backends()
 if not _backends["tensorrt"][0]:
-    pytest.skip(f"GPU tests need a CUDA GPU and TensorRT: {_backends['tensorrt'][1]}",
-                allow_module_level=True)
+    pytest.skip(
+        f"GPU tests need a CUDA GPU and TensorRT: {_backends['tensorrt'][1]}",
+        allow_module_level=True,
+    )
 
 pytest.importorskip("torch", reason="the GPU tests export the SyncNet towers (export extra)")
 
@@ -60,8 +62,11 @@ def towers(model_dir):
     from lipleak.models.syncnet import SyncNet
 
     cpu = SyncNet.load(CHECKPOINT, backend="cpu")
-    return {"lips": Path(cpu.lips.describe().model_path),
-            "audio": Path(cpu.audio.describe().model_path), "cpu": cpu}
+    return {
+        "lips": Path(cpu.lips.describe().model_path),
+        "audio": Path(cpu.audio.describe().model_path),
+        "cpu": cpu,
+    }
 
 
 def _rt(path, precision="fp32", max_batch=32, backend="tensorrt"):
@@ -72,8 +77,10 @@ def _rt(path, precision="fp32", max_batch=32, backend="tensorrt"):
 
 def _inputs(seed=0, n=11):
     rng = np.random.default_rng(seed)
-    return {"lips": rng.uniform(0, 255, (n, 3, 5, 224, 224)).astype(np.float32),
-            "mfcc": rng.normal(0, 10, (n, 1, 13, 20)).astype(np.float32)}
+    return {
+        "lips": rng.uniform(0, 255, (n, 3, 5, 224, 224)).astype(np.float32),
+        "mfcc": rng.normal(0, 10, (n, 1, 13, 20)).astype(np.float32),
+    }
 
 
 def _rel(a, b):
@@ -96,8 +103,12 @@ def test_fp32_embeddings_match_cpu(towers, tower, name):
     assert rel < 1e-4
     # 70 rows > max_batch 32: split in three chunks, same numbers
     big = np.concatenate([x] * 7)[:70]
-    np.testing.assert_allclose(trt_rt.run({name: big})["embedding"],
-                               np.concatenate([ref] * 7)[:70], rtol=0, atol=1e-4 * max(1, np.abs(ref).max()))
+    np.testing.assert_allclose(
+        trt_rt.run({name: big})["embedding"],
+        np.concatenate([ref] * 7)[:70],
+        rtol=0,
+        atol=1e-4 * max(1, np.abs(ref).max()),
+    )
 
 
 @pytest.mark.parametrize("tower,name", [("lips", "lips"), ("audio", "mfcc")])
@@ -131,14 +142,27 @@ def test_device_inputs_skip_the_host(towers):
     rt = _rt(towers["audio"])
     dev = torch.from_numpy(x).cuda().contiguous()
     torch.cuda.synchronize()
-    np.testing.assert_array_equal(rt.run({"mfcc": dev})["embedding"], rt.run({"mfcc": x})["embedding"])
+    np.testing.assert_array_equal(
+        rt.run({"mfcc": dev})["embedding"], rt.run({"mfcc": x})["embedding"]
+    )
 
 
 def test_build_cli(towers, tmp_path):
     out = tmp_path / "audio.engine"
-    res = subprocess.run([sys.executable, "-m", "lipleak.export.tensorrt_build",
-                          str(towers["audio"]), str(out), "--max-batch", "8"],
-                         capture_output=True, text=True, timeout=900)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lipleak.export.tensorrt_build",
+            str(towers["audio"]),
+            str(out),
+            "--max-batch",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert res.returncode == 0, res.stderr
     assert out.stat().st_size > 0 and "fp32" in res.stdout
     import tensorrt as trt
@@ -168,8 +192,13 @@ def scorers(model_dir, towers):
         out[label] = SyncScorer(SyncSettings(syncnet=str(CHECKPOINT), backend=backend))
     fp16 = SyncScorer(SyncSettings(syncnet=str(CHECKPOINT), backend="cpu"))
     cpu_net = fp16.syncnet
-    fp16.syncnet = SyncNet(cpu_net.checkpoint, cpu_net.sha256, cpu_net.name,
-                           _rt(towers["lips"], "fp16"), _rt(towers["audio"], "fp16"))
+    fp16.syncnet = SyncNet(
+        cpu_net.checkpoint,
+        cpu_net.sha256,
+        cpu_net.name,
+        _rt(towers["lips"], "fp16"),
+        _rt(towers["audio"], "fp16"),
+    )
     out["trt_fp16"] = fp16
     return out
 
@@ -179,15 +208,22 @@ def test_lse_fp32_tensorrt_equals_cpu(scorers, clip):
     ref = scorers["cpu"].score(clip)
     got = scorers["trt_fp32"].score(clip)
     half = scorers["trt_fp16"].score(clip)
-    row = {"clip": clip.name, "cpu": [ref.lse_c, ref.lse_d, ref.offset],
-           "trt_fp32": [got.lse_c, got.lse_d, got.offset],
-           "trt_fp16": [half.lse_c, half.lse_d, half.offset],
-           "fp32_dC": abs(got.lse_c - ref.lse_c), "fp32_dD": abs(got.lse_d - ref.lse_d),
-           "fp16_dC": abs(half.lse_c - ref.lse_c), "fp16_dD": abs(half.lse_d - ref.lse_d)}
+    row = {
+        "clip": clip.name,
+        "cpu": [ref.lse_c, ref.lse_d, ref.offset],
+        "trt_fp32": [got.lse_c, got.lse_d, got.offset],
+        "trt_fp16": [half.lse_c, half.lse_d, half.offset],
+        "fp32_dC": abs(got.lse_c - ref.lse_c),
+        "fp32_dD": abs(got.lse_d - ref.lse_d),
+        "fp16_dC": abs(half.lse_c - ref.lse_c),
+        "fp16_dD": abs(half.lse_d - ref.lse_d),
+    }
     RECORD["lse"].append(row)
-    print(f"\n{clip.stem}: cpu C={ref.lse_c:.4f} D={ref.lse_d:.4f} off={ref.offset} | "
-          f"trt32 ΔC={row['fp32_dC']:.1e} ΔD={row['fp32_dD']:.1e} | "
-          f"trt16 ΔC={row['fp16_dC']:.1e} ΔD={row['fp16_dD']:.1e} off={half.offset}")
+    print(
+        f"\n{clip.stem}: cpu C={ref.lse_c:.4f} D={ref.lse_d:.4f} off={ref.offset} | "
+        f"trt32 ΔC={row['fp32_dC']:.1e} ΔD={row['fp32_dD']:.1e} | "
+        f"trt16 ΔC={row['fp16_dC']:.1e} ΔD={row['fp16_dD']:.1e} off={half.offset}"
+    )
     assert got.n_frames == ref.n_frames
     assert row["fp32_dC"] <= 1e-3 and row["fp32_dD"] <= 1e-3
     assert got.offset == ref.offset
@@ -211,11 +247,17 @@ def test_dali_frames_vs_cpu(clip, size):
     cpu = [dali.cpu_transform(f, None, size) for f in cpu_video.iter_frames(clip)]
     assert len(gpu) == len(cpu)
     diff = np.abs(np.stack(gpu).astype(np.int16) - np.stack(cpu).astype(np.int16))
-    row = {"clip": clip.name, "size": size, "max_abs": int(diff.max()),
-           "mean_abs": float(diff.mean())}
+    row = {
+        "clip": clip.name,
+        "size": size,
+        "max_abs": int(diff.max()),
+        "mean_abs": float(diff.mean()),
+    }
     RECORD["dali"].append(row)
-    print(f"\nDALI vs CPU {clip.stem} size={size}: max |Δ|={row['max_abs']} "
-          f"mean |Δ|={row['mean_abs']:.3f}")
+    print(
+        f"\nDALI vs CPU {clip.stem} size={size}: max |Δ|={row['max_abs']} "
+        f"mean |Δ|={row['mean_abs']:.3f}"
+    )
     # Different YUV->RGB and resize kernels: a few levels on average, never a shifted frame.
     assert row["mean_abs"] < 3.0
 
@@ -228,5 +270,14 @@ def teardown_module(module):
     env = collect()
     out = ROOT / "bench" / "results" / f"gpu_tests_{_dt.date.today().isoformat()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"date": _dt.datetime.now().isoformat(timespec="seconds"),
-                               "environment": env, "results": RECORD}, indent=1) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "date": _dt.datetime.now().isoformat(timespec="seconds"),
+                "environment": env,
+                "results": RECORD,
+            },
+            indent=1,
+        )
+        + "\n"
+    )

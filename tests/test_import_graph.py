@@ -20,16 +20,24 @@ PKG = Path(lipleak.__file__).resolve().parent
 # Floors, lowest first. A module may import its own floor (the graph must still be acyclic)
 # and any floor below; never a floor above.
 FLOORS = {
-    "lipleak": 0, "lipleak.errors": 0, "lipleak.paths": 0, "lipleak.files": 0,
-    "lipleak.settings": 0, "lipleak._core": 0,
+    "lipleak": 0,
+    "lipleak.errors": 0,
+    "lipleak.paths": 0,
+    "lipleak.files": 0,
+    "lipleak.settings": 0,
+    "lipleak._core": 0,
     "lipleak.io": 1,  # decode
     "lipleak.runtime": 2,  # models behind one interface
     "lipleak.export": 3,  # checkpoint -> ONNX (torch), used lazily by models
     "lipleak.models": 4,  # registry, store, model wrappers (embeddings)
-    "lipleak.faces": 5, "lipleak.metrics": 5,
-    "lipleak.visual": 6, "lipleak.sync": 6,  # one video -> its numbers
+    "lipleak.faces": 5,
+    "lipleak.metrics": 5,
+    "lipleak.visual": 6,
+    "lipleak.sync": 6,  # one video -> its numbers
     "lipleak.protocol": 7,  # a run dir -> results store -> report
-    "lipleak.commands": 8, "lipleak.cli": 8, "lipleak.__main__": 8,
+    "lipleak.commands": 8,
+    "lipleak.cli": 8,
+    "lipleak.__main__": 8,
 }
 
 
@@ -43,8 +51,12 @@ def _module_name(path: Path) -> str:
 def _is_module(name: str) -> bool:
     rel = Path(*name.split("."))
     base = PKG.parent / rel
-    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file() or any(
-        base.parent.glob(base.name + ".*.so")) or base.with_suffix(".pyi").is_file()
+    return (
+        base.with_suffix(".py").is_file()
+        or (base / "__init__.py").is_file()
+        or any(base.parent.glob(base.name + ".*.so"))
+        or base.with_suffix(".pyi").is_file()
+    )
 
 
 def _imports(path: Path) -> set[str]:
@@ -87,7 +99,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(n)
         for m in sorted(graph.get(n, ())):
             if state.get(m) == 1:
-                return stack[stack.index(m):] + [m]
+                return stack[stack.index(m) :] + [m]
             if m not in state and (found := visit(m)):
                 return found
         stack.pop()
@@ -127,12 +139,22 @@ def test_every_module_has_a_floor():
 
 @pytest.mark.parametrize("floor", sorted(set(FLOORS.values())))
 def test_imports_only_go_down(floor):
-    up = [f"{m} -> {d}" for m, deps in _graph().items() if FLOORS.get(_floor(m)) == floor
-          for d in deps if FLOORS.get(_floor(d), -1) > floor]
+    up = [
+        f"{m} -> {d}"
+        for m, deps in _graph().items()
+        if FLOORS.get(_floor(m)) == floor
+        for d in deps
+        if FLOORS.get(_floor(d), -1) > floor
+    ]
     assert not up, "imports from a higher floor:\n" + "\n".join(up)
 
 
 def test_io_does_not_import_runtime():
-    bad = [f"{m} -> {d}" for m, deps in _graph().items() if _floor(m) == "lipleak.io"
-           for d in deps if _floor(d) == "lipleak.runtime"]
+    bad = [
+        f"{m} -> {d}"
+        for m, deps in _graph().items()
+        if _floor(m) == "lipleak.io"
+        for d in deps
+        if _floor(d) == "lipleak.runtime"
+    ]
     assert not bad, bad

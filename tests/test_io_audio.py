@@ -18,8 +18,26 @@ FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 
 def cli_audio(src, tmp_path, sr: int = 16000) -> np.ndarray:
     out = tmp_path / f"{src.stem}_{src.suffix[1:]}_ref.wav"
-    subprocess.run([FFMPEG, "-v", "error", "-nostdin", "-y", "-i", str(src), "-vn", "-ac", "1",
-                    "-ar", str(sr), "-acodec", "pcm_s16le", str(out)], check=True)
+    subprocess.run(
+        [
+            FFMPEG,
+            "-v",
+            "error",
+            "-nostdin",
+            "-y",
+            "-i",
+            str(src),
+            "-vn",
+            "-ac",
+            "1",
+            "-ar",
+            str(sr),
+            "-acodec",
+            "pcm_s16le",
+            str(out),
+        ],
+        check=True,
+    )
     data, rate = sf.read(str(out), dtype="int16")
     assert rate == sr and data.ndim == 1
     return data
@@ -40,8 +58,10 @@ def noise():
     return (tone + 0.05 * rng.standard_normal((t.size, 2))).astype(np.float64)
 
 
-@pytest.mark.parametrize("case", ["48k_stereo_int16", "8k_mono_int16", "44k_stereo_float",
-                                  "16k_mono_float", "22k_mono_aac_m4a"])
+@pytest.mark.parametrize(
+    "case",
+    ["48k_stereo_int16", "8k_mono_int16", "44k_stereo_float", "16k_mono_float", "22k_mono_aac_m4a"],
+)
 def test_synthetic_inputs_equal_cli(case, noise, tmp_path):
     rate = {"48k": 48000, "8k": 8000, "44k": 44100, "16k": 16000, "22k": 22050}[case.split("_")[0]]
     x = noise[: rate * 2 - 123]  # an odd length
@@ -62,8 +82,22 @@ def test_other_rate(tmp_path):
 
 def test_no_audio_and_missing(tmp_path):
     silent = tmp_path / "silent.mp4"
-    subprocess.run([FFMPEG, "-v", "error", "-i", str(CLIPS_DIR / "real09_vox_rdj.mp4"), "-t",
-                    "0.5", "-an", "-c:v", "copy", str(silent)], check=True)
+    subprocess.run(
+        [
+            FFMPEG,
+            "-v",
+            "error",
+            "-i",
+            str(CLIPS_DIR / "real09_vox_rdj.mp4"),
+            "-t",
+            "0.5",
+            "-an",
+            "-c:v",
+            "copy",
+            str(silent),
+        ],
+        check=True,
+    )
     with pytest.raises(InputError) as e:
         load_audio(silent)
     assert e.value.status == "no_audio"

@@ -29,9 +29,9 @@ def strip_comments(jpeg: bytes) -> bytes:
         marker = jpeg[i + 1]
         if marker == 0xDA:  # start of scan: entropy-coded data follows, copy the rest
             break
-        n = int.from_bytes(jpeg[i + 2:i + 4], "big")
+        n = int.from_bytes(jpeg[i + 2 : i + 4], "big")
         if marker != 0xFE:
-            out += jpeg[i:i + 2 + n]
+            out += jpeg[i : i + 2 + n]
         i += 2 + n
     out += jpeg[i:]
     return bytes(out)
@@ -39,8 +39,23 @@ def strip_comments(jpeg: bytes) -> bytes:
 
 def cli_jpegs(src, out_dir, n: int = N, pattern: str = "%06d.jpg", inputs=()) -> list[bytes]:
     out_dir.mkdir()
-    subprocess.run([FFMPEG, "-v", "error", "-nostdin", *inputs, "-i", str(src), "-frames:v",
-                    str(n), "-f", "image2", str(out_dir / pattern)], check=True)
+    subprocess.run(
+        [
+            FFMPEG,
+            "-v",
+            "error",
+            "-nostdin",
+            *inputs,
+            "-i",
+            str(src),
+            "-frames:v",
+            str(n),
+            "-f",
+            "image2",
+            str(out_dir / pattern),
+        ],
+        check=True,
+    )
     return [p.read_bytes() for p in sorted(out_dir.glob("*.jpg"))]
 
 
@@ -76,8 +91,21 @@ def test_bgr_array_input_equals_cli_from_png(tmp_path):
     clip = CLIPS_DIR / "real09_vox_rdj.mp4"
     png_dir = tmp_path / "png"
     png_dir.mkdir()
-    subprocess.run([FFMPEG, "-v", "error", "-i", str(clip), "-frames:v", "5", "-f", "image2",
-                    str(png_dir / "%06d.png")], check=True)
+    subprocess.run(
+        [
+            FFMPEG,
+            "-v",
+            "error",
+            "-i",
+            str(clip),
+            "-frames:v",
+            "5",
+            "-f",
+            "image2",
+            str(png_dir / "%06d.png"),
+        ],
+        check=True,
+    )
     ref = cli_jpegs(png_dir / "%06d.png", tmp_path / "ref", n=5, inputs=("-framerate", "25"))
     rt = MjpegRoundTrip(sample_aspect_ratio=Fraction(1))  # ffmpeg's png carries pHYs 1:1
     for i, b in enumerate(ref):
@@ -92,8 +120,25 @@ def test_qscale_equals_cli(tmp_path):
     ref = cli_jpegs(clip, tmp_path / "ref", n=8, inputs=())
     ref_q = tmp_path / "q"
     ref_q.mkdir()
-    subprocess.run([FFMPEG, "-v", "error", "-i", str(clip), "-qscale:v", "2", "-threads", "1",
-                    "-frames:v", "8", "-f", "image2", str(ref_q / "%06d.jpg")], check=True)
+    subprocess.run(
+        [
+            FFMPEG,
+            "-v",
+            "error",
+            "-i",
+            str(clip),
+            "-qscale:v",
+            "2",
+            "-threads",
+            "1",
+            "-frames:v",
+            "8",
+            "-f",
+            "image2",
+            str(ref_q / "%06d.jpg"),
+        ],
+        check=True,
+    )
     with av.open(str(clip)) as c:
         s = c.streams.video[0]
         rt = MjpegRoundTrip(sample_aspect_ratio=s.sample_aspect_ratio, qscale=2)

@@ -25,8 +25,9 @@ CFR_CLIPS = [c for c in CLIPS if c != VFR]
 
 
 def ffmpeg(*args: str) -> bytes:
-    return subprocess.run([FFMPEG, "-v", "error", "-nostdin", "-y", *args], check=True,
-                          capture_output=True).stdout
+    return subprocess.run(
+        [FFMPEG, "-v", "error", "-nostdin", "-y", *args], check=True, capture_output=True
+    ).stdout
 
 
 def ffmpeg_pngs(path, tmp_path, n: int) -> list[np.ndarray]:
@@ -39,8 +40,11 @@ def ffmpeg_pngs(path, tmp_path, n: int) -> list[np.ndarray]:
 def framemd5(path, *extra: str) -> list[str]:
     """Per-frame md5 of the CLI's bgr24 frames."""
     text = ffmpeg("-i", str(path), *extra, "-an", "-pix_fmt", "bgr24", "-f", "framemd5", "-")
-    return [line.rsplit(",", 1)[1].strip() for line in text.decode().splitlines()
-            if line and not line.startswith("#")]
+    return [
+        line.rsplit(",", 1)[1].strip()
+        for line in text.decode().splitlines()
+        if line and not line.startswith("#")
+    ]
 
 
 def md5(a: np.ndarray) -> str:
@@ -98,8 +102,20 @@ def test_vfr_resampled_by_timestamps():
 def nonsquare(tmp_path_factory):
     d = tmp_path_factory.mktemp("rot")
     base = d / "base.mp4"
-    ffmpeg("-i", str(CLIPS_DIR / "real07_reagan.mp4"), "-t", "0.2", "-vf", "crop=256:200",
-           "-c:v", "libx264", "-pix_fmt", "yuv420p", "-an", str(base))
+    ffmpeg(
+        "-i",
+        str(CLIPS_DIR / "real07_reagan.mp4"),
+        "-t",
+        "0.2",
+        "-vf",
+        "crop=256:200",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-an",
+        str(base),
+    )
     return base
 
 
@@ -156,8 +172,18 @@ def test_errors(tmp_path):
 
 def test_truncated_and_corrupt(tmp_path):
     full = tmp_path / "full.mp4"
-    ffmpeg("-i", str(CLIPS_DIR / "real07_reagan.mp4"), "-t", "2", "-c:v", "libx264",
-           "-movflags", "+faststart", "-an", str(full))
+    ffmpeg(
+        "-i",
+        str(CLIPS_DIR / "real07_reagan.mp4"),
+        "-t",
+        "2",
+        "-c:v",
+        "libx264",
+        "-movflags",
+        "+faststart",
+        "-an",
+        str(full),
+    )
     data = full.read_bytes()
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(data[: len(data) // 2])
@@ -168,7 +194,9 @@ def test_truncated_and_corrupt(tmp_path):
     assert e.value.status == "decode_error" and 0 < n < 50 and "truncated" in e.value.cause
     bad = bytearray(data)
     rng = np.random.default_rng(0)
-    bad[len(data) // 3: len(data) // 3 + 3000] = rng.integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    bad[len(data) // 3 : len(data) // 3 + 3000] = rng.integers(
+        0, 256, 3000, dtype=np.uint8
+    ).tobytes()
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(bytes(bad))
     with pytest.raises(InputError) as e:

@@ -51,6 +51,7 @@ def clip_landmarks(pfld, clip):
 
 # -- landmarks ---------------------------------------------------------------------------
 
+
 def test_square_box_and_padded_crop():
     assert square_box(np.array([10.0, 20.0, 110.0, 220.0])) == (-50, 10, 220)  # 1.1·200, centred
     frame = np.arange(5 * 6 * 3, dtype=np.uint8).reshape(5, 6, 3)
@@ -75,8 +76,11 @@ def test_landmarks_equal_a_direct_run_mapped_back(pfld, clip, clip_landmarks):
         x0, y0 = round((x1 + x2 - side) / 2), round((y1 + y2 - side) / 2)
         h, w = frames[k].shape[:2]
         padded = cv2.copyMakeBorder(frames[k], side, side, side, side, cv2.BORDER_CONSTANT, value=0)
-        crop = padded[y0 + side:y0 + 2 * side, x0 + side:x0 + 2 * side]
-        inp = cv2.resize(crop, (112, 112))[:, :, ::-1].astype(np.float32).transpose(2, 0, 1)[None] / 255
+        crop = padded[y0 + side : y0 + 2 * side, x0 + side : x0 + 2 * side]
+        inp = (
+            cv2.resize(crop, (112, 112))[:, :, ::-1].astype(np.float32).transpose(2, 0, 1)[None]
+            / 255
+        )
         rel = sess.run(None, {"input": inp})[0].reshape(68, 2)
         np.testing.assert_allclose(clip_landmarks[k], rel * side + [x0, y0], rtol=0, atol=1e-3)
     assert clip_landmarks.shape == (30, 68, 2)
@@ -112,6 +116,7 @@ def test_landmark_input_errors(pfld, clip):
 
 
 # -- LMD -------------------------------------------------------------------------------
+
 
 def test_lmd_of_a_clip_against_itself_is_zero(clip_landmarks):
     r = lmd(clip_landmarks, clip_landmarks.copy())

@@ -49,6 +49,7 @@ def _leftovers(folder):
 
 # --- registry --------------------------------------------------------------------------------
 
+
 def test_registry_hashes_match_the_published_tables():
     docs = "".join((SHARED_MODELS / n).read_text() for n in ("MODELS.md", "SYNCNET.md"))
     docs += (SHARED / "SPEC.md").read_text()
@@ -76,6 +77,7 @@ def test_unknown_name():
 
 
 # --- locate / verify -------------------------------------------------------------------------
+
 
 def test_locate_missing_says_how_to_fetch(model_dir):
     with pytest.raises(ModelError) as err:
@@ -124,8 +126,11 @@ def test_wrong_sha256_is_refused(model_dir, tmp_path):
     data = bytearray((SHARED_MODELS / "scrfd_500m.onnx").read_bytes())
     data[1000] ^= 1  # one flipped bit
     (src / "scrfd_500m.onnx").write_bytes(data)
-    with pytest.raises(ModelError, match=r"wrong sha256 [0-9a-f]{64} for model scrfd_500m "
-                                         r"\(expected 5e4447f5.*refusing to use it"):
+    with pytest.raises(
+        ModelError,
+        match=r"wrong sha256 [0-9a-f]{64} for model scrfd_500m "
+        r"\(expected 5e4447f5.*refusing to use it",
+    ):
         store.fetch(SMALL, src)
     assert not (model_dir / "scrfd_500m.onnx").exists()
     assert _leftovers(model_dir) == []
@@ -165,6 +170,7 @@ def test_hash_cache_avoids_rehashing_and_notices_changes(model_dir, monkeypatch)
 
 
 # --- download --------------------------------------------------------------------------------
+
 
 class _Response(io.BytesIO):
     headers: dict = {}
@@ -228,6 +234,7 @@ def test_download_plain_file_and_archive_member(model_dir, monkeypatch):
 
 # --- CLI -------------------------------------------------------------------------------------
 
+
 def test_cli_list_fetch_verify(model_dir, capsys):
     assert main(["models", "verify", SMALL]) == ModelError.exit_code  # not there yet
     assert "FAILED" in capsys.readouterr().err
@@ -254,5 +261,8 @@ def test_cli_errors_are_one_line(model_dir, capsys):
     assert main(["models", "fetch", "nope"]) == ModelError.exit_code
     err = capsys.readouterr().err
     assert err.startswith("lipleak-fast: error: unknown model 'nope'") and err.count("\n") == 1
-    assert main(["models", "fetch", SMALL, "--from", str(model_dir / "absent")]) == ModelError.exit_code
+    assert (
+        main(["models", "fetch", SMALL, "--from", str(model_dir / "absent")])
+        == ModelError.exit_code
+    )
     assert "absent: no such file or folder" in capsys.readouterr().err

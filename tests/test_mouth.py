@@ -20,8 +20,15 @@ from lipleak.metrics.mouth import (
 )
 
 # Real recordings with their own audio: the mouth should follow the sound at lag ≈ 0.
-REAL_SPEECH = ["real03_aoc", "real04_woman_glasses", "real05_cnn_anchor", "real07_reagan",
-               "real08_feifeili", "real09_vox_rdj", "real11_suit_man"]
+REAL_SPEECH = [
+    "real03_aoc",
+    "real04_woman_glasses",
+    "real05_cnn_anchor",
+    "real07_reagan",
+    "real08_feifeili",
+    "real09_vox_rdj",
+    "real11_suit_man",
+]
 GENERATED = ["gen01_suitman_wav2lip", "gen02_suitman_videoretalking", "gen03_suitman_sadtalker"]
 MOTION_FLOOR = 0.005  # aperture std; the stillest speaker (real05, a news anchor) has 0.012
 
@@ -54,7 +61,9 @@ def test_rms_envelope_windows():
     rng = np.random.default_rng(1)
     audio = rng.integers(-3000, 3000, 640 * 7 + 100).astype(np.int16)  # partial last window
     env = rms_envelope(audio)
-    ref = [np.sqrt(np.mean(audio[640 * k:640 * (k + 1)].astype(np.float64) ** 2)) for k in range(7)]
+    ref = [
+        np.sqrt(np.mean(audio[640 * k : 640 * (k + 1)].astype(np.float64) ** 2)) for k in range(7)
+    ]
     np.testing.assert_allclose(env, ref, rtol=1e-12)
     assert len(rms_envelope(audio, n_frames=5)) == 5
     assert rms_envelope(np.full(1280, -32768, np.int16))[0] == 32768.0  # no int16 overflow
@@ -68,8 +77,8 @@ def test_lagged_correlation_finds_a_known_delay():
     assert list(lags) == list(range(-5, 6))
     assert lags[np.nanargmax(r)] == 2 and r[np.nanargmax(r)] == pytest.approx(1.0, abs=1e-12)
     for L, v in zip(lags, r, strict=True):  # each lag is Pearson on the overlap
-        x = ap[max(L, 0):120 + min(L, 0)]
-        y = env[max(-L, 0):120 - max(L, 0)]
+        x = ap[max(L, 0) : 120 + min(L, 0)]
+        y = env[max(-L, 0) : 120 - max(L, 0)]
         assert v == pytest.approx(np.corrcoef(x, y)[0, 1], abs=1e-12)
 
 
@@ -106,6 +115,7 @@ def test_undefined_correlations_say_why():
 
 # -- real clips ----------------------------------------------------------------------------
 
+
 def clip_aperture(det, pfld, name, n_frames=None, repeat_first=False):
     cap = cv2.VideoCapture(str(CLIPS_DIR / f"{name}.mp4"))
     frames = []
@@ -128,8 +138,10 @@ def clip_aperture(det, pfld, name, n_frames=None, repeat_first=False):
 
 @pytest.fixture(scope="module")
 def models():
-    return (SCRFD(SHARED_MODELS / "scrfd_500m.onnx", backend="cpu"),
-            PFLD(SHARED_MODELS / "pfld_68.onnx", backend="cpu"))
+    return (
+        SCRFD(SHARED_MODELS / "scrfd_500m.onnx", backend="cpu"),
+        PFLD(SHARED_MODELS / "pfld_68.onnx", backend="cpu"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -139,8 +151,10 @@ def clip_apertures(models):
 
 @pytest.fixture(scope="module")
 def clip_results(clip_apertures):
-    return {name: (silent_motion(ap), audio_motion(ap, audio))
-            for name, (ap, audio) in clip_apertures.items()}
+    return {
+        name: (silent_motion(ap), audio_motion(ap, audio))
+        for name, (ap, audio) in clip_apertures.items()
+    }
 
 
 @pytest.mark.parametrize("name", REAL_SPEECH + GENERATED)
@@ -150,17 +164,24 @@ def test_speech_clips_show_mouth_motion(clip_results, name):
     assert moving.corr > 0.15  # louder ↔ more open, at the best lag
 
 
-@pytest.mark.parametrize("name", [
-    *REAL_SPEECH[:-1],
-    # real11 correlates with its audio at every lag (r 0.33..0.49 over ±5, r(0) = 0.37) and
-    # peaks at the edge, lag −5: the untouched VFR original peaks there too (next test), so
-    # the recording, not our 25 fps path, puts it there. Its frames show why: the mouth is
-    # shut through loud speech in frames 0–6 and wide open through silence in 83–86, as if
-    # the sound came ~0.2 s after the lips (an AV offset in the source, or anticipatory
-    # opening; without SyncNet's real weights this cannot be decided here).
-    pytest.param("real11_suit_man", marks=pytest.mark.xfail(
-        strict=True, reason="the recording itself peaks at -0.24 s (see the VFR test)")),
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        *REAL_SPEECH[:-1],
+        # real11 correlates with its audio at every lag (r 0.33..0.49 over ±5, r(0) = 0.37) and
+        # peaks at the edge, lag −5: the untouched VFR original peaks there too (next test), so
+        # the recording, not our 25 fps path, puts it there. Its frames show why: the mouth is
+        # shut through loud speech in frames 0–6 and wide open through silence in 83–86, as if
+        # the sound came ~0.2 s after the lips (an AV offset in the source, or anticipatory
+        # opening; without SyncNet's real weights this cannot be decided here).
+        pytest.param(
+            "real11_suit_man",
+            marks=pytest.mark.xfail(
+                strict=True, reason="the recording itself peaks at -0.24 s (see the VFR test)"
+            ),
+        ),
+    ],
+)
 def test_real_speech_peaks_near_lag_zero(clip_results, name):
     _, moving = clip_results[name]
     assert abs(moving.lag) <= 2, moving.per_lag
@@ -173,8 +194,12 @@ def timestamped_correlation(ap, times, audio, sr, lags_ms):
     out = []
     for lag in lags_ms:
         starts = np.round((times - lag / 1000) * sr).astype(int)
-        env = np.array([np.sqrt(np.mean(audio[i:i + n] ** 2)) if 0 <= i <= len(audio) - n
-                        else np.nan for i in starts])
+        env = np.array(
+            [
+                np.sqrt(np.mean(audio[i : i + n] ** 2)) if 0 <= i <= len(audio) - n else np.nan
+                for i in starts
+            ]
+        )
         ok = np.isfinite(env) & np.isfinite(ap)
         out.append(np.corrcoef(ap[ok], env[ok])[0, 1])
     return np.array(out)

@@ -44,8 +44,12 @@ def clips(tmp_path_factory):
     d = tmp_path_factory.mktemp("clips")
     # 12 frames: a few SyncNet windows each, enough to run the whole scorer, kept short
     # because the lip tower is the slow part on a CPU.
-    return [write_video(d / f"c{i}.mp4", noise_frames(12, 64, 64, seed=i),
-                        audio=speech_like(0.48, seed=i)) for i in range(3)]
+    return [
+        write_video(
+            d / f"c{i}.mp4", noise_frames(12, 64, 64, seed=i), audio=speech_like(0.48, seed=i)
+        )
+        for i in range(3)
+    ]
 
 
 @pytest.mark.parametrize("smi_works", [True, False], ids=["smi-reports-gpu", "smi-fails"])
@@ -60,8 +64,13 @@ def test_probes_run_once_per_process(model_dir, clips, tmp_path, smi_works):
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     env.pop("CUDA_VISIBLE_DEVICES", None)
 
-    res = subprocess.run([sys.executable, "-c", CHILD, str(model_dir), *map(str, clips)],
-                         env=env, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-c", CHILD, str(model_dir), *map(str, clips)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
 

@@ -32,16 +32,23 @@ PY = sys.executable
 
 
 def cli(*args, env=None, check=True, timeout=900):
-    proc = subprocess.run([PY, "-m", "lipleak", *map(str, args)], capture_output=True,
-                          text=True, env=env, timeout=timeout)
+    proc = subprocess.run(
+        [PY, "-m", "lipleak", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"{args}: exit {proc.returncode}\n{proc.stderr[-3000:]}")
     return proc
 
 
 def gen_cmd(name: str) -> str:
-    return (f"{PY} {SYNTH} {name} --video {{video}} --audio {{audio}} --out {{out}} "
-            "--ref-frames {ref_frames}")
+    return (
+        f"{PY} {SYNTH} {name} --video {{video}} --audio {{audio}} --out {{out}} "
+        "--ref-frames {ref_frames}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -68,11 +75,19 @@ def test_synthetic_end_to_end(synth_run):
         assert lk["n_pairs"] == 6 and lk["n_si"] == 6
         for k in ("lse_c_s", "lse_d_s", "lsd", "lsd_per_video"):
             assert lk[k] is not None and np.isfinite(lk[k])
-    for f in ("report.md", "report.html", "results.csv", "plots/lse_c_am_vs_xm.png",
-              "plots/si_lse_c.png", "plots/offsets.png"):
+    for f in (
+        "report.md",
+        "report.html",
+        "results.csv",
+        "plots/lse_c_am_vs_xm.png",
+        "plots/si_lse_c.png",
+        "plots/offsets.png",
+    ):
         assert (run / f).is_file() and (run / f).stat().st_size > 0, f
     assert data["failures"] == []
-    assert data["provenance"]["sync"]["models"]["syncnet"]["checkpoint"]["sha256"].startswith("4e3e")
+    assert data["provenance"]["sync"]["models"]["syncnet"]["checkpoint"]["sha256"].startswith(
+        "4e3e"
+    )
     # the leaky generator copies the GT mouth (CR): under silence it still "speaks" like GT
     by = {(v["stem"], v["setup"], v["reference"]): v for v in data["videos"]}
     for stem in {k[0] for k in by}:
@@ -97,8 +112,12 @@ def test_derived_metrics_equal_hand_computation(synth_run):
         per_vid = np.mean(0.5 * (np.abs(c_am - c_xm) + np.abs(d_am - d_xm)))
         si_c = np.mean([v[(s, "SI", ref)]["lse_c"] for s in stems])
         si_d = np.mean([v[(s, "SI", ref)]["lse_d"] for s in stems])
-        for k, want in (("lsd", headline), ("lsd_per_video", per_vid), ("lse_c_s", si_c),
-                        ("lse_d_s", si_d)):
+        for k, want in (
+            ("lsd", headline),
+            ("lsd_per_video", per_vid),
+            ("lse_c_s", si_c),
+            ("lse_d_s", si_d),
+        ):
             assert got[ref][k] == pytest.approx(want, rel=1e-12, abs=1e-12), (ref, k)
             assert data["leakage"][ref][k] == pytest.approx(want, rel=1e-12, abs=1e-12)
         assert per_vid >= headline - 1e-12  # |mean Δ| <= mean |Δ| (triangle inequality)
@@ -143,13 +162,26 @@ def test_changed_input_rescored_only(synth_run, tmp_path):
 def test_kill9_then_resume_equals_uninterrupted(synth_run, tmp_path):
     run, _ = synth_run
     copy = tmp_path / "run"
-    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("results.sqlite*", "report*",
-                                                            "results.*", "plots"))
+    shutil.copytree(
+        run, copy, ignore=shutil.ignore_patterns("results.sqlite*", "report*", "results.*", "plots")
+    )
     rng = random.Random(int.from_bytes(os.urandom(4), "little"))
     delay = rng.uniform(4.0, 14.0)
-    proc = subprocess.Popen([PY, "-m", "lipleak", "score", str(copy), "--syncnet",
-                             "syncnet_v2_random", "--no-visual", "--quiet"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            PY,
+            "-m",
+            "lipleak",
+            "score",
+            str(copy),
+            "--syncnet",
+            "syncnet_v2_random",
+            "--no-visual",
+            "--quiet",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -159,8 +191,9 @@ def test_kill9_then_resume_equals_uninterrupted(synth_run, tmp_path):
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         n_partial = con.execute("SELECT COUNT(*) FROM units").fetchone()[0]
         # a unit is all of its rows or none of them
-        per_unit = con.execute("SELECT COUNT(*) FROM results GROUP BY stem, setup, reference, "
-                               "grp").fetchall()
+        per_unit = con.execute(
+            "SELECT COUNT(*) FROM results GROUP BY stem, setup, reference, grp"
+        ).fetchall()
         con.close()
         assert all(n == 5 for (n,) in per_unit)
         print(f"killed after {delay:.1f} s with {n_partial} units committed")
@@ -185,9 +218,20 @@ def test_report_screenshot_in_headless_chromium(synth_run, tmp_path):
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
     run, _ = synth_run
     shot = tmp_path / "report.png"
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
-                    "--hide-scrollbars", f"--screenshot={shot}", "--window-size=1400,2600",
-                    (run / "report.html").as_uri()], capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--screenshot={shot}",
+            "--window-size=1400,2600",
+            (run / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+    )
     assert shot.is_file()
     import cv2
 
@@ -206,10 +250,13 @@ def test_plan_is_deterministic_and_deranged(tmp_path):
     gt = tmp_path / "gt"
     synth.make_set(gt, 5, seconds=0.6)
     for d in ("a", "b"):
-        assert main(["plan", str(gt), str(tmp_path / d), "--seed", "11", "--ar", "multi:3",
-                     "--quiet"]) == 0
-    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*")
-                   if p.is_file())
+        assert (
+            main(["plan", str(gt), str(tmp_path / d), "--seed", "11", "--ar", "multi:3", "--quiet"])
+            == 0
+        )
+    files = sorted(
+        p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file()
+    )
     assert len(files) == 2 + 3 * 5
     for f in files:
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f

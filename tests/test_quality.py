@@ -31,13 +31,20 @@ def read_frames(path, n):
 
 
 def sk_ssim(a, b):
-    return structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-                                 data_range=255, channel_axis=-1)
+    return structural_similarity(
+        a,
+        b,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=255,
+        channel_axis=-1,
+    )
 
 
 def np_psnr(a, b):
     mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean()
-    return np.inf if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+    return np.inf if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +68,7 @@ def test_full_frames_match_skimage_and_numpy(pair):
 @pytest.mark.parametrize("box", [(300, 220, 180, 180), (288, 104, 203, 273), (0, 0, 11, 11)])
 def test_face_crops_match_skimage(pair, box):
     x, y, w, h = box  # includes an odd-sized crop and the smallest legal one
-    gen, gt = (np.ascontiguousarray(v[:, y:y + h, x:x + w]) for v in pair)
+    gen, gt = (np.ascontiguousarray(v[:, y : y + h, x : x + w]) for v in pair)
     r = video_quality(list(gen), list(gt))  # lists of frames work too
     ref_s = [sk_ssim(a, b) for a, b in zip(gen, gt, strict=True)]
     ref_p = [np_psnr(a, b) for a, b in zip(gen, gt, strict=True)]
@@ -86,17 +93,24 @@ def test_identical_frames_are_left_out_of_the_psnr_mean(pair):
     mixed[1] = gt[1]  # one frame equal to its GT
     r = video_quality(mixed, gt)
     assert r.n_identical == 1 and np.isposinf(r.psnr_per_frame[1])
-    assert r.psnr == pytest.approx(np.mean([np_psnr(gen[0], gt[0]), np_psnr(gen[2], gt[2])]), rel=1e-12)
-    assert r.ssim == pytest.approx(np.mean([sk_ssim(gen[0], gt[0]), 1.0, sk_ssim(gen[2], gt[2])]), abs=1e-6)
+    assert r.psnr == pytest.approx(
+        np.mean([np_psnr(gen[0], gt[0]), np_psnr(gen[2], gt[2])]), rel=1e-12
+    )
+    assert r.ssim == pytest.approx(
+        np.mean([sk_ssim(gen[0], gt[0]), 1.0, sk_ssim(gen[2], gt[2])]), abs=1e-6
+    )
 
 
 def test_analytic_psnr_one_pixel_off():
     a = np.full((1, 16, 20, 3), 100, np.uint8)
     b = a.copy()
     b[0, 3, 4, 1] = 105  # MSE = 25 / (16·20·3)
-    assert frame_psnr(a, b)[0] == pytest.approx(10 * np.log10(255.0 ** 2 * 960 / 25), rel=1e-12)
+    assert frame_psnr(a, b)[0] == pytest.approx(10 * np.log10(255.0**2 * 960 / 25), rel=1e-12)
     # never on wrapping uint8: 0 vs 255 is the largest error, PSNR 0 dB
-    assert frame_psnr(np.zeros((1, 12, 12, 3), np.uint8), np.full((1, 12, 12, 3), 255, np.uint8))[0] == 0.0
+    assert (
+        frame_psnr(np.zeros((1, 12, 12, 3), np.uint8), np.full((1, 12, 12, 3), 255, np.uint8))[0]
+        == 0.0
+    )
 
 
 @pytest.mark.parametrize("case", ["black_white", "constant_vs_noise", "noise"])
@@ -128,7 +142,9 @@ def test_accumulator_and_cell_aggregation(pair):
     cell = cell_quality([whole, same, short])
     assert cell.n_videos == 3 and cell.n_identical_videos == 1
     assert cell.ssim == pytest.approx((whole.ssim + 1.0 + short.ssim) / 3, rel=1e-12)
-    assert cell.psnr == pytest.approx((whole.psnr + short.psnr) / 2, rel=1e-12)  # videos weigh equally
+    assert cell.psnr == pytest.approx(
+        (whole.psnr + short.psnr) / 2, rel=1e-12
+    )  # videos weigh equally
 
 
 def test_finite_mean_rules():

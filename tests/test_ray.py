@@ -36,16 +36,22 @@ UNIT_COLS = "stem, setup, reference, grp, settings_hash, inputs_hash, status, re
 def table(db: Path, cols: str, name: str) -> list[tuple]:
     con = sqlite3.connect(db)
     try:
-        return sorted(con.execute(f"SELECT {cols} FROM {name}").fetchall(),
-                      key=lambda r: tuple(map(str, r)))
+        return sorted(
+            con.execute(f"SELECT {cols} FROM {name}").fetchall(), key=lambda r: tuple(map(str, r))
+        )
     finally:
         con.close()
 
 
 def fresh_copy(src: Path, dst: Path) -> Path:
     """The generated protocol directory without any scoring output."""
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(
-        "results.sqlite*", "report*", "results.*", "plots", ".lipleak"))
+    shutil.copytree(
+        src,
+        dst,
+        ignore=shutil.ignore_patterns(
+            "results.sqlite*", "report*", "results.*", "plots", ".lipleak"
+        ),
+    )
     return dst
 
 
@@ -77,8 +83,12 @@ def test_plan_workers():
     assert plan_workers({"CPU": 16, "GPU": 4}, 2)[0] == 2
     assert plan_workers({"CPU": 2}, None) == (2, {"num_cpus": 1}, 1)
     assert plan_workers({"CPU": 8}, 2) == (2, {"num_cpus": 1}, 4)
-    for res, n, msg in (({"CPU": 2}, 3, "2 CPU"), ({"CPU": 8, "GPU": 1}, 2, "1 GPU"),
-                        ({"CPU": 2}, 0, "at least 1"), ({}, None, "no CPU")):
+    for res, n, msg in (
+        ({"CPU": 2}, 3, "2 CPU"),
+        ({"CPU": 8, "GPU": 1}, 2, "1 GPU"),
+        ({"CPU": 2}, 0, "at least 1"),
+        ({}, None, "no CPU"),
+    ):
         with pytest.raises(LipleakError, match=msg):
             plan_workers(res, n)
 
@@ -103,8 +113,9 @@ def test_synthetic_ray_equals_single_process(cluster, synth_set, tmp_path):
     got = table(run / "results.sqlite", RESULT_COLS, "results")
     assert len(got) == 5 * 7 * N_STEMS
     assert got == table(single / "results.sqlite", RESULT_COLS, "results")
-    assert table(run / "results.sqlite", UNIT_COLS, "units") == \
-        table(single / "results.sqlite", UNIT_COLS, "units")
+    assert table(run / "results.sqlite", UNIT_COLS, "units") == table(
+        single / "results.sqlite", UNIT_COLS, "units"
+    )
     a, b = (json.loads((d / "results.json").read_text()) for d in (run, single))
     assert a["cells"] == b["cells"] and a["leakage"] == b["leakage"]
     assert a["provenance"]["sync"]["models"] == b["provenance"]["sync"]["models"]
@@ -131,8 +142,9 @@ def _run_and_kill(run: Path, retries: int) -> dict:
     """Score ``run`` on 2 workers; the worker that picks up the second stem dies at once
     (a ``kill-worker-<stem>`` file, see tests/ray_faults.py), mid-run."""
     opts = ScoreOptions(sync=SyncSettings(syncnet="syncnet_v2_random"), quiet=True)
-    ex = RayExecutor(opts.sync, None, workers=2, max_task_retries=retries,
-                     worker_class=KillFileWorker)
+    ex = RayExecutor(
+        opts.sync, None, workers=2, max_task_retries=retries, worker_class=KillFileWorker
+    )
     scorer = DirectoryScorer(run, opts, executor=ex)
     stems = sorted(v["stem"] for v in json.loads((run / "plan.json").read_text())["videos"])
     flag = kill_file(run, stems[1])
@@ -147,8 +159,9 @@ def _check_integrity(db: Path) -> None:
     con = sqlite3.connect(db)
     try:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        per_unit = con.execute("SELECT COUNT(*) FROM results GROUP BY stem, setup, reference, "
-                               "grp").fetchall()
+        per_unit = con.execute(
+            "SELECT COUNT(*) FROM results GROUP BY stem, setup, reference, grp"
+        ).fetchall()
         assert len(per_unit) == 7 * N_STEMS and all(n == 5 for (n,) in per_unit)
     finally:
         con.close()
@@ -161,8 +174,9 @@ def test_killed_worker_is_retried_nothing_lost_or_doubled(cluster, synth_set, tm
     # every unit committed exactly once: a retried stem came back once, as a whole
     assert counts["scored"] == 7 * N_STEMS and counts["failed"] == 0, counts
     _check_integrity(run / "results.sqlite")
-    assert table(run / "results.sqlite", RESULT_COLS, "results") == \
-        table(single / "results.sqlite", RESULT_COLS, "results")
+    assert table(run / "results.sqlite", RESULT_COLS, "results") == table(
+        single / "results.sqlite", RESULT_COLS, "results"
+    )
 
 
 def test_stem_whose_worker_dies_every_try_is_failed_then_retried(cluster, synth_set, tmp_path):
@@ -176,13 +190,30 @@ def test_stem_whose_worker_dies_every_try_is_failed_then_retried(cluster, synth_
     # the stem the worker died on, and the one queued behind it on that worker if any
     assert 1 <= len(bad) <= 2
     assert counts["failed"] == 7 * len(bad) and counts["scored"] == 7 * (N_STEMS - len(bad))
-    assert all(r.startswith("worker_died: the Ray worker holding this stem died (1 tries")
-               for s, st, r in units if st != "ok")
-    assert main(["score", str(run), *SYNC, "--no-visual", "--quiet", "--ray",
-                 "--retry-failed", "--no-report"]) == 0
+    assert all(
+        r.startswith("worker_died: the Ray worker holding this stem died (1 tries")
+        for s, st, r in units
+        if st != "ok"
+    )
+    assert (
+        main(
+            [
+                "score",
+                str(run),
+                *SYNC,
+                "--no-visual",
+                "--quiet",
+                "--ray",
+                "--retry-failed",
+                "--no-report",
+            ]
+        )
+        == 0
+    )
     _check_integrity(run / "results.sqlite")
-    assert table(run / "results.sqlite", RESULT_COLS, "results") == \
-        table(single / "results.sqlite", RESULT_COLS, "results")
+    assert table(run / "results.sqlite", RESULT_COLS, "results") == table(
+        single / "results.sqlite", RESULT_COLS, "results"
+    )
 
 
 def test_real_clips_all_metrics_and_cell_fid_equal(cluster, tmp_path):
@@ -216,7 +247,16 @@ def test_missing_model_on_the_workers_is_a_one_line_error(synth_set, tmp_path):
     """The CLI starting its own local instance; the workers cannot find SyncNet."""
     gen, _ = synth_set
     env = {**os.environ, "LIPLEAK_MODEL_DIR": str(tmp_path / "empty")}
-    proc = cli("score", fresh_copy(gen, tmp_path / "run"), *SYNC, "--no-visual", "--ray",
-               "--ray-workers", "1", env=env, check=False)
+    proc = cli(
+        "score",
+        fresh_copy(gen, tmp_path / "run"),
+        *SYNC,
+        "--no-visual",
+        "--ray",
+        "--ray-workers",
+        "1",
+        env=env,
+        check=False,
+    )
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "is not in the model dir" in proc.stderr and "Traceback" not in proc.stderr

@@ -77,18 +77,26 @@ def test_cell_fids_are_cached_by_feature_bytes(tmp_path, monkeypatch):
     first = reporting.cell_fids(tmp_path, vh, videos)
     assert len(first) == len(CELLS) and len(calls) == len(CELLS)
     for (setup, ref), v in first.items():  # the cached number is the computed one
-        pairs = [(features_path(tmp_path, vh, setup, ref, s),
-                  features_path(tmp_path, vh, GT_SETUP, GT_REF, s)) for s in stems]
+        pairs = [
+            (
+                features_path(tmp_path, vh, setup, ref, s),
+                features_path(tmp_path, vh, GT_SETUP, GT_REF, s),
+            )
+            for s in stems
+        ]
         assert v == cell_fid((np.load(g) for g, _ in pairs), (np.load(t) for _, t in pairs))
     assert reporting.cell_fids(tmp_path, vh, videos) == first
     assert len(calls) == len(CELLS)  # all six from the cache
     setup, ref = CELLS[0]
-    np.save(features_path(tmp_path, vh, setup, ref, "v1"),
-            rng.standard_normal((30, 8)).astype(np.float32))
+    np.save(
+        features_path(tmp_path, vh, setup, ref, "v1"),
+        rng.standard_normal((30, 8)).astype(np.float32),
+    )
     again = reporting.cell_fids(tmp_path, vh, videos)
     assert len(calls) == len(CELLS) + 1 and again[(setup, ref)] != first[(setup, ref)]
-    assert {k: v for k, v in again.items() if k != (setup, ref)} == \
-        {k: v for k, v in first.items() if k != (setup, ref)}
+    assert {k: v for k, v in again.items() if k != (setup, ref)} == {
+        k: v for k, v in first.items() if k != (setup, ref)
+    }
     (tmp_path / ".lipleak" / "fid_cache.json").write_text("{not json")  # damaged: recompute
     assert reporting.cell_fids(tmp_path, vh, videos) == again
     assert len(calls) == 2 * len(CELLS) + 1

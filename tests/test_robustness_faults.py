@@ -47,11 +47,17 @@ def check_db(db: Path) -> int:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         units = con.execute("SELECT stem, setup, reference, grp FROM units").fetchall()
         assert len(units) == len(set(units))
-        per_unit = dict(((s, st, r, g), n) for s, st, r, g, n in con.execute(
-            "SELECT stem, setup, reference, grp, COUNT(*) FROM results "
-            "GROUP BY stem, setup, reference, grp"))
-        dup = con.execute("SELECT COUNT(*) FROM (SELECT 1 FROM results GROUP BY stem, setup, "
-                          "reference, metric, settings_hash HAVING COUNT(*) > 1)").fetchone()[0]
+        per_unit = dict(
+            ((s, st, r, g), n)
+            for s, st, r, g, n in con.execute(
+                "SELECT stem, setup, reference, grp, COUNT(*) FROM results "
+                "GROUP BY stem, setup, reference, grp"
+            )
+        )
+        dup = con.execute(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM results GROUP BY stem, setup, "
+            "reference, metric, settings_hash HAVING COUNT(*) > 1)"
+        ).fetchone()[0]
     finally:
         con.close()
     assert dup == 0
@@ -117,8 +123,7 @@ def test_kill9_right_after_the_first_commit_then_resume(protocol_dir, tmp_path):
     """A second kill point (test_protocol kills at a random time): just after a commit."""
     root = fresh(protocol_dir, tmp_path)
     db = root / "results.sqlite"
-    proc = subprocess.Popen(score_cmd(root), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(score_cmd(root), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(lambda: n_units(db) >= 1, proc, step=0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -134,13 +139,18 @@ def test_kill9_during_generate_then_resume(model_dir, tmp_path):
     synth.make_set(gt, 2, seconds=0.8)
     run = tmp_path / "run"
     subprocess.run(cmd("plan", gt, run, "--quiet"), check=True, capture_output=True)
-    gen = (f"{PY} {SYNTH} leaky --video {{video}} --audio {{audio}} --out {{out}} "
-           "--ref-frames {ref_frames}")
+    gen = (
+        f"{PY} {SYNTH} leaky --video {{video}} --audio {{audio}} --out {{out}} "
+        "--ref-frames {ref_frames}"
+    )
     outputs = lambda: [p for p in run.glob("*/*/*.mp4") if ".partial" not in p.name]  # noqa: E731
     # its own process group, killed as a whole (as a job scheduler or the OOM killer would)
-    proc = subprocess.Popen(cmd("generate", run, "--cmd", gen, "--jobs", "2", "--quiet"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd("generate", run, "--cmd", gen, "--jobs", "2", "--quiet"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     wait_for(lambda: len(outputs()) >= 3, proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -148,8 +158,13 @@ def test_kill9_during_generate_then_resume(model_dir, tmp_path):
     assert 3 <= n_before < 12
     for p in outputs():  # whatever has its final name is a whole video
         assert len(synth.read_frames(p)) == 20, p
-    r = subprocess.run(cmd("generate", run, "--cmd", gen, "--jobs", "2"), capture_output=True,
-                       text=True, check=True, timeout=600)
+    r = subprocess.run(
+        cmd("generate", run, "--cmd", gen, "--jobs", "2"),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
     assert f"skipped {n_before} existing" in r.stdout and "failed 0" in r.stdout, r.stdout
     assert len(outputs()) == 12
     assert not list(run.rglob("*.partial*"))  # the killed jobs' half files were replaced
@@ -175,8 +190,12 @@ def _without_root_override():
 def test_results_dir_made_read_only_mid_run(protocol_dir, tmp_path):
     root = fresh(protocol_dir, tmp_path)
     db = root / "results.sqlite"
-    proc = subprocess.Popen(_without_root_override() + score_cmd(root),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _without_root_override() + score_cmd(root),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for(lambda: n_units(db) >= 2, proc)
         seen = n_units(db)
@@ -207,8 +226,9 @@ def test_disk_full_mid_run(protocol_dir, tmp_path):
     def cap():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    proc = subprocess.run(score_cmd(root), capture_output=True, text=True, timeout=600,
-                          preexec_fn=cap)
+    proc = subprocess.run(
+        score_cmd(root), capture_output=True, text=True, timeout=600, preexec_fn=cap
+    )
     assert proc.returncode == 1, proc.stderr[-2000:]
     msg = one_line_error(proc.stderr)
     assert "could not write results" in msg and "intact" in msg, msg
@@ -225,8 +245,10 @@ def test_disk_full_mid_run(protocol_dir, tmp_path):
 def test_two_concurrent_runs(protocol_dir, tmp_path):
     """Both started at once: one scores, the other stops at the lock; nothing doubled."""
     root = fresh(protocol_dir, tmp_path)
-    procs = [subprocess.Popen(score_cmd(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(score_cmd(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     res = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
     for p in procs:
         p.stdout.close()
@@ -250,8 +272,7 @@ def test_model_with_wrong_sha256_is_refused(protocol_dir, tmp_path, model_dir):
     (models / "syncnet_v2_random.model").write_bytes(bytes(data))
     root = fresh(protocol_dir, tmp_path)
     env = {**os.environ, "LIPLEAK_MODEL_DIR": str(models)}
-    proc = subprocess.run(score_cmd(root), capture_output=True, text=True, env=env,
-                          timeout=600)
+    proc = subprocess.run(score_cmd(root), capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 3
     msg = one_line_error(proc.stderr)
     assert "wrong sha256" in msg and "syncnet_v2_random" in msg and "refusing" in msg, msg

@@ -48,9 +48,11 @@ def score(root: Path, *extra, db: Path | None = None, maxrss: bool = False):
     if maxrss:
         # VmHWM, not ru_maxrss: Linux carries the parent's high-water mark (pytest's, GBs
         # after the clip tests) into a vforked child across exec.
-        code = ("import sys; from lipleak.cli import main; rc = main(sys.argv[1:]); "
-                "print('MAXRSS', [x.split()[1] for x in open('/proc/self/status') "
-                "if x.startswith('VmHWM')][0], file=sys.stderr); sys.exit(rc)")
+        code = (
+            "import sys; from lipleak.cli import main; rc = main(sys.argv[1:]); "
+            "print('MAXRSS', [x.split()[1] for x in open('/proc/self/status') "
+            "if x.startswith('VmHWM')][0], file=sys.stderr); sys.exit(rc)"
+        )
         cmd = [PY, "-c", code, *args]
     else:
         cmd = [PY, "-m", "lipleak", *args]
@@ -61,17 +63,27 @@ def units(db: Path, grp: str = "sync") -> dict[tuple[str, str, str], dict]:
     con = sqlite3.connect(db)
     try:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        rows = con.execute("SELECT stem, setup, reference, status, reason, detail FROM units "
-                           "WHERE grp = ?", (grp,)).fetchall()
-        n_metric = dict(((s, st, r), n) for s, st, r, n in con.execute(
-            "SELECT stem, setup, reference, COUNT(*) FROM results WHERE grp = ? "
-            "GROUP BY stem, setup, reference", (grp,)))
+        rows = con.execute(
+            "SELECT stem, setup, reference, status, reason, detail FROM units WHERE grp = ?", (grp,)
+        ).fetchall()
+        n_metric = dict(
+            ((s, st, r), n)
+            for s, st, r, n in con.execute(
+                "SELECT stem, setup, reference, COUNT(*) FROM results WHERE grp = ? "
+                "GROUP BY stem, setup, reference",
+                (grp,),
+            )
+        )
     finally:
         con.close()
     out = {}
     for s, st, r, status, reason, detail in rows:
-        out[(s, st, r)] = {"status": status, "reason": reason, "detail": json.loads(detail),
-                           "n_metric_rows": n_metric.get((s, st, r), 0)}
+        out[(s, st, r)] = {
+            "status": status,
+            "reason": reason,
+            "detail": json.loads(detail),
+            "n_metric_rows": n_metric.get((s, st, r), 0),
+        }
     return out
 
 
@@ -110,14 +122,17 @@ def wav_variants(src_wav: Path, folder: Path, stem: str) -> dict[str, Path]:
     a = sf.read(str(src_wav), dtype="int16")[0].astype(np.float64)
     out = {}
     st48 = resample_poly(a, 3, 1) / 32768
-    sf.write(folder / f"{stem}_stereo48k.wav", np.stack([st48, 0.5 * st48], 1), 48000,
-             subtype="PCM_16")
-    sf.write(folder / f"{stem}_mono8k.wav", resample_poly(a, 1, 2) / 32768, 8000,
-             subtype="PCM_16")
-    sf.write(folder / f"{stem}_float.wav", (a / 32768).astype(np.float32), 16000,
-             subtype="FLOAT")
-    sf.write(folder / f"{stem}_clipped.wav", np.clip(a * 20, -32768, 32767).astype(np.int16),
-             16000, subtype="PCM_16")
+    sf.write(
+        folder / f"{stem}_stereo48k.wav", np.stack([st48, 0.5 * st48], 1), 48000, subtype="PCM_16"
+    )
+    sf.write(folder / f"{stem}_mono8k.wav", resample_poly(a, 1, 2) / 32768, 8000, subtype="PCM_16")
+    sf.write(folder / f"{stem}_float.wav", (a / 32768).astype(np.float32), 16000, subtype="FLOAT")
+    sf.write(
+        folder / f"{stem}_clipped.wav",
+        np.clip(a * 20, -32768, 32767).astype(np.int16),
+        16000,
+        subtype="PCM_16",
+    )
     for k in ("stereo48k", "mono8k", "float", "clipped"):
         out[k] = folder / f"{stem}_{k}.wav"
     return out
@@ -158,9 +173,13 @@ def build_inputs_dir(root: Path) -> dict[str, str]:
     (gt / "truncated_nomoov.mp4").write_bytes(data[: len(data) // 2])
     (gt / "zero.mp4").write_bytes(b"")
     (gt / "text.mp4").write_text("this is a text file, not a video\n")
-    expect.update(truncated="decode_error", truncated_video="decode_error",
-                  truncated_nomoov="not_a_video", zero="not_a_video",
-                  text="not_a_video")
+    expect.update(
+        truncated="decode_error",
+        truncated_video="decode_error",
+        truncated_nomoov="not_a_video",
+        zero="not_a_video",
+        text="not_a_video",
+    )
 
     ff("-i", base, "-an", "-c", "copy", gt / "noaudio.mp4")  # no sibling wav either
     ff("-i", base, "-vn", "-c:a", "copy", gt / "audioonly.mp4")
@@ -174,20 +193,41 @@ def build_inputs_dir(root: Path) -> dict[str, str]:
 
     # other frame rates, resampled to 25 fps; the VFR clip as it is
     for name, rate in (("fps60", "60"), ("fps23976", "24000/1001"), ("fps30", "30")):
-        ff("-i", base, "-vf", f"fps={rate}", "-c:v", "libx264", "-preset", "ultrafast",
-           "-c:a", "copy", gt / f"{name}.mp4")
+        ff(
+            "-i",
+            base,
+            "-vf",
+            f"fps={rate}",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "copy",
+            gt / f"{name}.mp4",
+        )
         expect[name] = "ok"
     (gt / "vfr.mp4").symlink_to(CLIPS_DIR / "raw_vfr_suit_man.mp4")
     expect["vfr"] = "ok"
 
     # pixel formats and geometry
-    ff("-i", base, "-vf", "scale=223:301", "-pix_fmt", "yuv444p", "-c:v", "libx264",
-       "-c:a", "copy", gt / "odd223x301.mp4")
+    ff(
+        "-i",
+        base,
+        "-vf",
+        "scale=223:301",
+        "-pix_fmt",
+        "yuv444p",
+        "-c:v",
+        "libx264",
+        "-c:a",
+        "copy",
+        gt / "odd223x301.mp4",
+    )
     ff("-i", base, "-vf", "scale=160:128", "-c:a", "copy", work / "wide.mp4")
     ff("-display_rotation", "90", "-i", work / "wide.mp4", "-c", "copy", gt / "rotated.mp4")
     ff("-i", base, "-pix_fmt", "gray", "-c:v", "libx264", "-c:a", "copy", gt / "gray.mp4")
-    ff("-i", base, "-pix_fmt", "yuv420p10le", "-c:v", "libx264", "-c:a", "copy",
-       gt / "tenbit.mp4")
+    ff("-i", base, "-pix_fmt", "yuv420p10le", "-c:v", "libx264", "-c:a", "copy", gt / "tenbit.mp4")
     expect.update(odd223x301="ok", rotated="ok", gray="ok", tenbit="ok")
 
     # audio formats as the GT sibling .wav (the video's own track is left out)
@@ -222,8 +262,20 @@ def test_run_finishes_with_exit_4_and_no_traceback(inputs_run):
     assert failed == {s for s, e in expect.items() if e != "ok"}
 
 
-@pytest.mark.parametrize("stem", ["truncated", "truncated_video", "truncated_nomoov", "zero", "text", "noaudio",
-                                  "audioonly", "oneframe", "tenth"])
+@pytest.mark.parametrize(
+    "stem",
+    [
+        "truncated",
+        "truncated_video",
+        "truncated_nomoov",
+        "zero",
+        "text",
+        "noaudio",
+        "audioonly",
+        "oneframe",
+        "tenth",
+    ],
+)
 def test_bad_input_fails_with_a_status_and_one_line_reason(inputs_run, stem):
     root, expect, _ = inputs_run
     u = units(root / "results.sqlite")
@@ -243,8 +295,9 @@ def test_truncated_reason_says_where_decoding_stopped(inputs_run):
     assert "file is truncated" in reason and "decoding stopped at" in reason
 
 
-@pytest.mark.parametrize("stem,src_fps", [("fps60", 60.0), ("fps23976", 24000 / 1001),
-                                          ("fps30", 30.0)])
+@pytest.mark.parametrize(
+    "stem,src_fps", [("fps60", 60.0), ("fps23976", 24000 / 1001), ("fps30", 30.0)]
+)
 def test_other_frame_rates_are_resampled_and_scored(inputs_run, stem, src_fps):
     root, _, _ = inputs_run
     d = assert_scored(units(root / "results.sqlite"), (stem, "GT", "-"))
@@ -341,8 +394,9 @@ def faces_dir(model_dir, tmp_path_factory):
     write_video(gt / "face.mp4", a, audio=audio)
     grey = [np.full_like(f, 120) for f in a]
     write_video(gt / "noface.mp4", grey, audio=audio)
-    write_video(gt / "twofaces.mp4", [np.hstack([x, y]) for x, y in zip(a, b, strict=True)],
-                audio=audio)
+    write_video(
+        gt / "twofaces.mp4", [np.hstack([x, y]) for x, y in zip(a, b, strict=True)], audio=audio
+    )
     slide = []
     for i, f in enumerate(a):  # 8 px a frame to the right: gone after ~20 frames
         g = np.full_like(f, 120)
@@ -359,8 +413,18 @@ def faces_dir(model_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def faces_detect(faces_dir):
     db = faces_dir / "detect.sqlite"
-    proc = score(faces_dir, "--mode", "detect", "--min-track", "10", "--min-face-size", "40",
-                 "--no-visual", "--no-report", db=db)
+    proc = score(
+        faces_dir,
+        "--mode",
+        "detect",
+        "--min-track",
+        "10",
+        "--min-face-size",
+        "40",
+        "--no-visual",
+        "--no-report",
+        db=db,
+    )
     return units(db), proc
 
 
@@ -414,18 +478,26 @@ def test_visual_metrics_faces(faces_visual):
     v = units(faces_dir / "results.sqlite", "visual")
     row = v[("noface", "GT", "-")]
     assert row["status"] == "failed" and row["reason"] == (
-        f"no_face: no face found in any of its {N_VIS} frames")
+        f"no_face: no face found in any of its {N_VIS} frames"
+    )
     assert csv_failures(faces_dir)[("noface", "GT", "-")] == f"failed (visual): {row['reason']}"
     assert row["reason"] in (faces_dir / "report.md").read_text()
     assert v[("face", "GT", "-")]["status"] == "ok", v[("face", "GT", "-")]
     data = json.loads((faces_dir / "results.json").read_text())
     by = {(x["stem"], x["setup"], x["reference"]): x for x in data["videos"]}
-    short, long_, faceless = by[("face", "AM", "CR")], by[("face", "AM", "AR")], \
-        by[("face", "SI", "CR")]
+    short, long_, faceless = (
+        by[("face", "AM", "CR")],
+        by[("face", "AM", "AR")],
+        by[("face", "SI", "CR")],
+    )
     # shorter: compared over its own 6 frames; longer: over the GT's 10, the rest counted
     con = sqlite3.connect(faces_dir / "results.sqlite")
-    m = {(s, st, r, k): val for s, st, r, k, val in con.execute(
-        "SELECT stem, setup, reference, metric, value FROM results WHERE grp = 'visual'")}
+    m = {
+        (s, st, r, k): val
+        for s, st, r, k, val in con.execute(
+            "SELECT stem, setup, reference, metric, value FROM results WHERE grp = 'visual'"
+        )
+    }
     con.close()
     assert m[("face", "AM", "CR", "n_frames_compared")] == 6
     assert m[("face", "AM", "AR", "n_frames_compared")] == N_VIS
@@ -445,8 +517,21 @@ def test_4k_video_memory_stays_bounded(model_dir, tmp_path):
     gt.mkdir(parents=True)
     synth.make_clip(gt / "small.mp4", 400, seconds=1.0)
     base = synth.make_clip(tmp_path / "base.mp4", 401, seconds=3.0)
-    ff("-i", base, "-vf", "scale=3840:2160", "-c:v", "libx264", "-preset", "ultrafast",
-       "-crf", "30", "-c:a", "copy", gt / "uhd.mp4")
+    ff(
+        "-i",
+        base,
+        "-vf",
+        "scale=3840:2160",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-crf",
+        "30",
+        "-c:a",
+        "copy",
+        gt / "uhd.mp4",
+    )
     assert (probe(gt / "uhd.mp4").width, probe(gt / "uhd.mp4").height) == (3840, 2160)
     proc = score(root, "--no-visual", maxrss=True)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -44,11 +44,21 @@ def one_shot(net, crops, samples, vshift):
     return _core.offset_search(v, a, vshift)
 
 
-@pytest.mark.parametrize("n_frames,audio_frames,vshift,batch,chunk", [
-    (40, 40, 15, 1, 1 << 16), (40, 40, 15, 7, 1024), (40, 60, 15, 64, 333),
-    (60, 30, 15, 7, 1), (12, 12, 15, 3, 640), (6, 50, 15, 1, 5000), (33, 33, 3, 5, 1023),
-    (25, 25, 0, 4, 7), (80, 80, 20, 16, 2048), (50, 47, 15, 8, 641),
-])
+@pytest.mark.parametrize(
+    "n_frames,audio_frames,vshift,batch,chunk",
+    [
+        (40, 40, 15, 1, 1 << 16),
+        (40, 40, 15, 7, 1024),
+        (40, 60, 15, 64, 333),
+        (60, 30, 15, 7, 1),
+        (12, 12, 15, 3, 640),
+        (6, 50, 15, 1, 5000),
+        (33, 33, 3, 5, 1023),
+        (25, 25, 0, 4, 7),
+        (80, 80, 20, 16, 2048),
+        (50, 47, 15, 8, 641),
+    ],
+)
 def test_streaming_equals_one_shot(n_frames, audio_frames, vshift, batch, chunk):
     """Video windows in batches and audio in chunks of any size: the one-shot numbers."""
     rng = np.random.default_rng(n_frames * 100 + batch)

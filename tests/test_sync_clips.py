@@ -44,8 +44,11 @@ def scored(scorers):
     def get(clip, reference_frames, batch_size):
         key = (clip, reference_frames, batch_size)
         if key not in done:
-            done[key] = scorers(mode="prealigned", reference_frames=reference_frames,
-                                batch_size=batch_size).score(clip).to_dict(verbose=True)
+            done[key] = (
+                scorers(mode="prealigned", reference_frames=reference_frames, batch_size=batch_size)
+                .score(clip)
+                .to_dict(verbose=True)
+            )
         return done[key]
 
     return get
@@ -98,13 +101,25 @@ def test_vfr_clip_resampled_to_25fps(scorers):
 
 def test_cli_json_is_deterministic_and_records_provenance(model_dir):
     clip = min(CLIPS, key=lambda c: c.stat().st_size)
-    cmd = [sys.executable, "-m", "lipleak", "sync", str(clip), "--json", "--syncnet",
-           "syncnet_v2_random", "--batch-size", "16"]
-    outs = [subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-            for _ in range(2)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lipleak",
+        "sync",
+        str(clip),
+        "--json",
+        "--syncnet",
+        "syncnet_v2_random",
+        "--batch-size",
+        "16",
+    ]
+    outs = [
+        subprocess.run(cmd, capture_output=True, text=True, check=True).stdout for _ in range(2)
+    ]
     a, b = (json.loads(o) for o in outs)
     assert a["result"] == b["result"]
     prov = a["provenance"]
     assert prov["models"]["syncnet"]["checkpoint"]["sha256"] == (
-        "4e3e685a6a869399262ec78e8d41286a886c60ca1f470607b641eec2c9b9bc53")
+        "4e3e685a6a869399262ec78e8d41286a886c60ca1f470607b641eec2c9b9bc53"
+    )
     assert prov["settings"]["mode"] == "prealigned" and "version" in prov

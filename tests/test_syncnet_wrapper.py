@@ -93,18 +93,22 @@ def test_embeddings_match_pytorch(net):
 def test_embeddings_do_not_depend_on_batch_size(net):
     """Bitwise: onnxruntime CPU gives every window the same result in any batch."""
     lips, mfcc = _windows(64, seed=1)
-    for embed, x, singles in ((net.embed_lips, lips, [0, 1, 6, 7, 31, 63]),
-                              (net.embed_audio, mfcc, range(64))):
+    for embed, x, singles in (
+        (net.embed_lips, lips, [0, 1, 6, 7, 31, 63]),
+        (net.embed_audio, mfcc, range(64)),
+    ):
         whole = embed(x)
-        sevens = np.concatenate([embed(x[i:i + 7]) for i in range(0, len(x), 7)])
+        sevens = np.concatenate([embed(x[i : i + 7]) for i in range(0, len(x), 7)])
         np.testing.assert_array_equal(sevens, whole)
         # one at a time (a subset of the lip windows: each costs a full run on 2 cores)
-        ones = np.concatenate([embed(x[i:i + 1]) for i in singles])
+        ones = np.concatenate([embed(x[i : i + 1]) for i in singles])
         np.testing.assert_array_equal(ones, whole[list(singles)])
 
 
 def test_inputs_are_checked(net):
-    with pytest.raises(ValueError, match=r"lip windows must be B×3×5×224×224, got \(2, 3, 224, 224\)"):
+    with pytest.raises(
+        ValueError, match=r"lip windows must be B×3×5×224×224, got \(2, 3, 224, 224\)"
+    ):
         net.embed_lips(np.zeros((2, 3, 224, 224), np.float32))
     with pytest.raises(ValueError, match="MFCC windows must be B×1×13×20"):
         net.embed_audio(np.zeros((1, 13, 20), np.float32))
@@ -117,8 +121,11 @@ def test_inputs_are_checked(net):
 def test_describe(net, model_dir):
     info = net.describe()
     ckpt = model_dir / "syncnet_v2_random.model"
-    assert info["checkpoint"] == {"name": "syncnet_v2_random", "path": str(ckpt),
-                                  "sha256": file_sha256(ckpt)}
+    assert info["checkpoint"] == {
+        "name": "syncnet_v2_random",
+        "path": str(ckpt),
+        "sha256": file_sha256(ckpt),
+    }
     for tower in ("lips", "audio"):
         path = info["onnx"][tower]["path"]
         assert path.endswith(f"syncnet_{tower}.onnx")
@@ -148,4 +155,5 @@ def test_without_torch_says_what_to_install(model_dir, tmp_path, monkeypatch):
         SyncNet.load("syncnet_v2_random", onnx_root=tmp_path / "fresh")
     # ONNX files that exist already need no torch.
     assert SyncNet.load("syncnet_v2_random", backend="cpu").embed_audio(
-        np.zeros((1, 1, 13, 20), np.float32)).shape == (1, 1024)
+        np.zeros((1, 1, 13, 20), np.float32)
+    ).shape == (1, 1024)

@@ -34,7 +34,9 @@ def write_lossless(path, frames):
         vs.height, vs.width = frames[0].shape[:2]
         vs.pix_fmt = "bgr0"
         for f in frames:
-            for pkt in vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="bgr24")):
+            for pkt in vs.encode(
+                av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="bgr24")
+            ):
                 out.mux(pkt)
         for pkt in vs.encode():
             out.mux(pkt)
@@ -53,8 +55,11 @@ def frames():
 @pytest.fixture(scope="module")
 def media(tmp_path_factory, frames):
     d = tmp_path_factory.mktemp("visual")
-    return {"dir": d, "gt": write_lossless(d / "gt.mkv", frames),
-            "audio": load_audio(CLIPS_DIR / "real07_reagan.wav")}
+    return {
+        "dir": d,
+        "gt": write_lossless(d / "gt.mkv", frames),
+        "audio": load_audio(CLIPS_DIR / "real07_reagan.wav"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +136,7 @@ def independent_crop(frame, box, size=224):
     side = round(1.1 * max(x2 - x1, y2 - y1))
     x0, y0 = round((x1 + x2 - side) / 2), round((y1 + y2 - side) / 2)
     padded = cv2.copyMakeBorder(frame, side, side, side, side, cv2.BORDER_CONSTANT, value=0)
-    sq = padded[y0 + side:y0 + 2 * side, x0 + side:x0 + 2 * side]
+    sq = padded[y0 + side : y0 + 2 * side, x0 + side : x0 + 2 * side]
     return cv2.resize(sq, (size, size), interpolation=cv2.INTER_AREA)
 
 
@@ -177,6 +182,7 @@ def test_features_and_cell_fid(offset, identical, gt, monkeypatch):
 
 # -- no ArcFace in the model dir, a clip of one frame repeated ---------------------------
 
+
 @pytest.fixture(scope="module")
 def plain_scorer(model_dir):
     return VisualScorer(VisualSettings(backend="cpu"))  # default w600k_r50: not in the dir
@@ -213,7 +219,10 @@ def test_missing_arcface_reports_csim_not_computed(still, plain_scorer, plain_gt
     computed = {k for k, v in still.metrics.items() if not np.isnan(v)}
     assert computed == set(still.metrics) - {"csim", "mouth_audio_corr", "mouth_audio_lag"}
     assert set(still.reasons) == {"csim", "mouth_audio_corr", "mouth_audio_lag"}
-    assert plain_gt.embeddings is None and plain_scorer.describe()["models"]["arcface"]["sha256"] is None
+    assert (
+        plain_gt.embeddings is None
+        and plain_scorer.describe()["models"]["arcface"]["sha256"] is None
+    )
     # an analysis made with other settings is refused, not silently mixed
     with pytest.raises(InputError, match="other settings") as exc:
         plain_scorer.score(gt.video, gt, gt.video, None, "SI")
@@ -221,6 +230,7 @@ def test_missing_arcface_reports_csim_not_computed(still, plain_scorer, plain_gt
 
 
 # -- GT frames without a face --------------------------------------------------------------
+
 
 @pytest.mark.parametrize("seed", range(5))
 def test_nearest_sources_brute_force(seed):
@@ -256,7 +266,11 @@ def test_gt_cache_round_trip_and_errors(gt, tmp_path, plain_scorer, frames):
     back = GTAnalysis.load(gt.save(tmp_path / "gt.npz"))
     for name in ("boxes", "kps", "scores", "detected", "landmarks", "features", "embeddings"):
         np.testing.assert_array_equal(getattr(back, name), getattr(gt, name))
-    assert (back.video, back.n_frames, back.settings_hash) == (gt.video, gt.n_frames, gt.settings_hash)
+    assert (back.video, back.n_frames, back.settings_hash) == (
+        gt.video,
+        gt.n_frames,
+        gt.settings_hash,
+    )
     (tmp_path / "junk.npz").write_bytes(b"not an npz")
     with pytest.raises(InputError) as exc:
         GTAnalysis.load(tmp_path / "junk.npz")

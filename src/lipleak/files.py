@@ -36,8 +36,9 @@ def atomic_path(path: str | Path, mode: int = 0o644) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp",
-                               dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent
+    )
     os.close(fd)
     try:
         yield Path(tmp)
@@ -81,8 +82,9 @@ def _read_cache() -> dict:
 def _write_cache(data: dict) -> None:
     """Best effort: a read-only model dir or a lost race only costs a rehash later."""
     with contextlib.suppress(OSError):
-        atomic_write(model_dir() / HASH_CACHE, json.dumps(data, indent=0, sort_keys=True),
-                     fsync=False)
+        atomic_write(
+            model_dir() / HASH_CACHE, json.dumps(data, indent=0, sort_keys=True), fsync=False
+        )
 
 
 def _cache_key(path: Path) -> tuple[str, list]:

@@ -42,8 +42,7 @@ def _module(name: str, import_name: str, required: bool, attr: str = "__version_
     except ImportError as exc:
         return Component(name, False, None, f"not installed ({exc})", required)
     except Exception as exc:  # noqa: BLE001 - a broken binary wheel fails inside the import
-        return Component(name, False, None, f"import failed: {type(exc).__name__}: {exc}",
-                         required)
+        return Component(name, False, None, f"import failed: {type(exc).__name__}: {exc}", required)
     return Component(name, True, str(getattr(mod, attr, "unknown")), "", required)
 
 
@@ -63,8 +62,15 @@ def collect() -> dict:
         _module("av (PyAV)", "av", True),
     ]
     providers, ort_why, ort_ver = probe.probe_ort()
-    comps.append(Component("onnxruntime", providers is not None, ort_ver,
-                           f"providers: {', '.join(providers)}" if providers else ort_why, True))
+    comps.append(
+        Component(
+            "onnxruntime",
+            providers is not None,
+            ort_ver,
+            f"providers: {', '.join(providers)}" if providers else ort_why,
+            True,
+        )
+    )
     comps.append(_dist("torch (export only)", "torch"))
     comps.append(_dist("onnx (export only)", "onnx"))
 
@@ -72,14 +78,31 @@ def collect() -> dict:
     if gpus:
         for g in gpus:
             mem = f", {g.memory_mb} MiB" if g.memory_mb else ""
-            comps.append(Component(f"gpu {g.index}", True, None,
-                                   f"{g.name}, compute capability {g.compute_capability}{mem} "
-                                   f"(via {g.source})"))
+            comps.append(
+                Component(
+                    f"gpu {g.index}",
+                    True,
+                    None,
+                    f"{g.name}, compute capability {g.compute_capability}{mem} (via {g.source})",
+                )
+            )
         g0 = gpus[0]
-        comps.append(Component("nvidia driver", g0.driver is not None, g0.driver,
-                               "" if g0.driver else "nvidia-smi did not report it"))
-        comps.append(Component("cuda runtime", g0.cuda_runtime is not None, g0.cuda_runtime,
-                               "" if g0.cuda_runtime else "cuda-python not installed"))
+        comps.append(
+            Component(
+                "nvidia driver",
+                g0.driver is not None,
+                g0.driver,
+                "" if g0.driver else "nvidia-smi did not report it",
+            )
+        )
+        comps.append(
+            Component(
+                "cuda runtime",
+                g0.cuda_runtime is not None,
+                g0.cuda_runtime,
+                "" if g0.cuda_runtime else "cuda-python not installed",
+            )
+        )
     else:
         comps.append(Component("gpu", False, None, gpu_why))
         comps.append(Component("nvidia driver", False, None, gpu_why))
@@ -127,9 +150,11 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "doctor",
         help="show what this machine can run (GPU, TensorRT, DALI, providers) and why not",
-        description=("List the Python stack, GPU, driver, CUDA, TensorRT, DALI and onnxruntime "
-                     "providers, each backend's availability with the reason when it is "
-                     "missing, and which backend --backend auto picks."),
+        description=(
+            "List the Python stack, GPU, driver, CUDA, TensorRT, DALI and onnxruntime "
+            "providers, each backend's availability with the reason when it is "
+            "missing, and which backend --backend auto picks."
+        ),
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)

@@ -38,10 +38,18 @@ def add_parser(subparsers) -> None:
         ),
     )
     f.add_argument("names", nargs="+", metavar="NAME", help="registry names (see `models list`)")
-    f.add_argument("--from", dest="source", type=Path, metavar="PATH",
-                   help="a local copy: the file, a folder containing it, or its zip/wheel")
-    f.add_argument("--symlink", action="store_true",
-                   help="with --from: link to the local file instead of copying it")
+    f.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        metavar="PATH",
+        help="a local copy: the file, a folder containing it, or its zip/wheel",
+    )
+    f.add_argument(
+        "--symlink",
+        action="store_true",
+        help="with --from: link to the local file instead of copying it",
+    )
 
     v = sub.add_parser(
         "verify",
@@ -52,8 +60,11 @@ def add_parser(subparsers) -> None:
         ),
     )
     v.add_argument("names", nargs="*", metavar="NAME", help="registry names (default: all present)")
-    v.add_argument("--rehash", action="store_true",
-                   help="read every file again instead of trusting the cached hashes")
+    v.add_argument(
+        "--rehash",
+        action="store_true",
+        help="read every file again instead of trusting the cached hashes",
+    )
 
     e = sub.add_parser(
         "export",
@@ -64,8 +75,12 @@ def add_parser(subparsers) -> None:
             "it ahead of time on a machine with the export extra (torch, onnx)."
         ),
     )
-    e.add_argument("--syncnet", default="syncnet_v2", metavar="NAME_OR_PATH",
-                   help="SyncNet registry name or checkpoint path (default: syncnet_v2)")
+    e.add_argument(
+        "--syncnet",
+        default="syncnet_v2",
+        metavar="NAME_OR_PATH",
+        help="SyncNet registry name or checkpoint path (default: syncnet_v2)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,8 +100,16 @@ def _list(args: argparse.Namespace) -> int:
     print(f"model dir: {store.model_dir()}")
     table = [("name", "kind", "present", "sha256 ok", "path", "license")]
     for r in rows:
-        table.append((r["name"], r["kind"], _yes_no(r["present"]), _yes_no(r["verified"]),
-                      r["path"], r["license"]))
+        table.append(
+            (
+                r["name"],
+                r["kind"],
+                _yes_no(r["present"]),
+                _yes_no(r["verified"]),
+                r["path"],
+                r["license"],
+            )
+        )
     widths = [max(len(row[i]) for row in table) for i in range(5)]
     for row in table:
         print("  ".join(c.ljust(w) for c, w in zip(row[:5], widths, strict=True)) + "  " + row[5])
@@ -101,8 +124,9 @@ def _fetch(args: argparse.Namespace) -> int:
     failed = 0
     for name in args.names:
         try:
-            path = store.fetch(name, args.source, symlink=args.symlink,
-                               progress=sys.stderr.isatty())
+            path = store.fetch(
+                name, args.source, symlink=args.symlink, progress=sys.stderr.isatty()
+            )
         except ModelError as exc:
             if len(args.names) == 1:
                 raise

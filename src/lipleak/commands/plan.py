@@ -8,17 +8,27 @@ HELP = "write the SI/AM/XM x CR/AR generation plan for a folder of ground-truth 
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("plan", help=HELP, description=HELP + (
-        ". For every GT video (audio inside it or in a sibling .wav): the silent audio (exact "
-        "zeros), the XM driving audio (a seeded derangement: never the video's own audio; cut "
-        "to the GT length or repeated from its start when shorter), the AR reference frame "
-        "indices, plan.json and jobs.jsonl. The same inputs and seed give byte-identical files."))
+    p = sub.add_parser(
+        "plan",
+        help=HELP,
+        description=HELP
+        + (
+            ". For every GT video (audio inside it or in a sibling .wav): the silent audio (exact "
+            "zeros), the XM driving audio (a seeded derangement: never the video's own audio; cut "
+            "to the GT length or repeated from its start when shorter), the AR reference frame "
+            "indices, plan.json and jobs.jsonl. The same inputs and seed give byte-identical files."
+        ),
+    )
     p.add_argument("gt_dir", type=Path, help="folder of ground-truth videos")
     p.add_argument("out_dir", type=Path, help="where the plan, audio and (later) videos go")
     p.add_argument("--seed", type=int, default=0, help="seed of the XM pairing and AR frames")
-    p.add_argument("--ar", default="first", metavar="first|random|multi:K",
-                   help="alternative-reference frames: the first frame (default), one random "
-                   "frame, or K random frames")
+    p.add_argument(
+        "--ar",
+        default="first",
+        metavar="first|random|multi:K",
+        help="alternative-reference frames: the first frame (default), one random "
+        "frame, or K random frames",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
 
@@ -29,8 +39,10 @@ def run(args) -> int:
     plan = make_plan(args.gt_dir, args.out_dir, seed=args.seed, ar=args.ar)
     if not args.quiet:
         n = len(plan["videos"])
-        print(f"planned {n} videos x 6 cells = {6 * n} jobs in {args.out_dir} "
-              f"(seed {args.seed}, AR {args.ar})")
+        print(
+            f"planned {n} videos x 6 cells = {6 * n} jobs in {args.out_dir} "
+            f"(seed {args.seed}, AR {args.ar})"
+        )
         for v in plan["videos"]:
             print(f"  {v['stem']}: XM driven by {v['xm_driver']}, AR frames {v['ar_frames']}")
     return 0

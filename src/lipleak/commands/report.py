@@ -8,10 +8,16 @@ HELP = "write report.md, report.html, results.csv, results.json and plots from a
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("report", help=HELP, description=HELP + (
-        ". Tables shaped like the paper's: one per setup with CR and AR side by side, the "
-        "leakage table (LSE-C_S, LSE-D_S, LSD-CR, LSD-AR in both aggregations), per-video "
-        "rows, failures, and the models, versions and settings behind the numbers."))
+    p = sub.add_parser(
+        "report",
+        help=HELP,
+        description=HELP
+        + (
+            ". Tables shaped like the paper's: one per setup with CR and AR side by side, the "
+            "leakage table (LSE-C_S, LSE-D_S, LSD-CR, LSD-AR in both aggregations), per-video "
+            "rows, failures, and the models, versions and settings behind the numbers."
+        ),
+    )
     p.add_argument("dir", type=Path, help="the directory that was scored")
     p.add_argument("--db", type=Path, help="results database (default DIR/results.sqlite)")
     p.add_argument("--out", type=Path, help="where to write the report (default DIR)")

@@ -12,41 +12,68 @@ LOCAL_RAY = "local"  # --ray without ADDRESS (== lipleak.protocol.distributed.LO
 
 HELP = "score every cell of a protocol directory (resumable; writes the report at the end)"
 
-EXIT_POLICY = ("Exit status: 0 when every video was scored; 4 when the run finished but some "
-               "videos failed (each has a row 'failed: <reason>'); 1-3 when the run itself "
-               "could not go on (bad options, missing models, another run on DIR).")
+EXIT_POLICY = (
+    "Exit status: 0 when every video was scored; 4 when the run finished but some "
+    "videos failed (each has a row 'failed: <reason>'); 1-3 when the run itself "
+    "could not go on (bad options, missing models, another run on DIR)."
+)
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("score", help=HELP, description=HELP + (
-        ". DIR holds AM/, XM/, SI/, each with CR/ and AR/ subfolders of generated videos "
-        "named like the GT stems, and the GT videos in DIR/gt/ (or --gt). AM and SI are "
-        "scored against the GT audio, XM against the plan's driving audio (without a plan: "
-        "the generated video's own audio track). Results go to an SQLite store, committed "
-        "per video; rerunning skips what is done unless inputs, settings or models changed. "
-        + EXIT_POLICY))
+    p = sub.add_parser(
+        "score",
+        help=HELP,
+        description=HELP
+        + (
+            ". DIR holds AM/, XM/, SI/, each with CR/ and AR/ subfolders of generated videos "
+            "named like the GT stems, and the GT videos in DIR/gt/ (or --gt). AM and SI are "
+            "scored against the GT audio, XM against the plan's driving audio (without a plan: "
+            "the generated video's own audio track). Results go to an SQLite store, committed "
+            "per video; rerunning skips what is done unless inputs, settings or models changed. "
+            + EXIT_POLICY
+        ),
+    )
     p.add_argument("dir", type=Path, help="protocol directory")
     p.add_argument("--gt", type=Path, help="ground-truth videos (default DIR/gt)")
     p.add_argument("--plan", type=Path, help="plan.json (default DIR/plan.json if present)")
     p.add_argument("--db", type=Path, help="results database (default DIR/results.sqlite)")
-    p.add_argument("--no-visual", action="store_true",
-                   help="LSE only: skip SSIM, PSNR, FID, CSIM, LMD and mouth motion")
-    p.add_argument("--crop", choices=("face", "full"), default="face",
-                   help="visual metrics on face crops (default) or full frames")
-    p.add_argument("--arcface", default="w600k_r50", metavar="NAME|PATH",
-                   help="ArcFace model for CSIM (registry name or ONNX path). Default: "
-                   "%(default)s; CSIM is reported as not computed when it is absent")
+    p.add_argument(
+        "--no-visual",
+        action="store_true",
+        help="LSE only: skip SSIM, PSNR, FID, CSIM, LMD and mouth motion",
+    )
+    p.add_argument(
+        "--crop",
+        choices=("face", "full"),
+        default="face",
+        help="visual metrics on face crops (default) or full frames",
+    )
+    p.add_argument(
+        "--arcface",
+        default="w600k_r50",
+        metavar="NAME|PATH",
+        help="ArcFace model for CSIM (registry name or ONNX path). Default: "
+        "%(default)s; CSIM is reported as not computed when it is absent",
+    )
     p.add_argument("--retry-failed", action="store_true", help="rescore videos that failed")
     p.add_argument("--no-report", action="store_true", help="do not write the report")
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
-    p.add_argument("--ray", nargs="?", const=LOCAL_RAY, metavar="ADDRESS",
-                   help="score on Ray workers (needs the 'ray' extra; DIR on a filesystem all "
-                   "nodes see). ADDRESS: a cluster's host:port, ray://host:port or 'auto'; "
-                   "without it: $RAY_ADDRESS, else the cluster started on this machine, else "
-                   "a new local instance")
-    p.add_argument("--ray-workers", type=int, metavar="N",
-                   help="Ray workers (default: one per GPU of the cluster, or one per CPU "
-                   "when it has no GPU)")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const=LOCAL_RAY,
+        metavar="ADDRESS",
+        help="score on Ray workers (needs the 'ray' extra; DIR on a filesystem all "
+        "nodes see). ADDRESS: a cluster's host:port, ray://host:port or 'auto'; "
+        "without it: $RAY_ADDRESS, else the cluster started on this machine, else "
+        "a new local instance",
+    )
+    p.add_argument(
+        "--ray-workers",
+        type=int,
+        metavar="N",
+        help="Ray workers (default: one per GPU of the cluster, or one per CPU when it has no GPU)",
+    )
     add_sync_options(p)
     p.set_defaults(func=run)
 
@@ -59,11 +86,22 @@ def run(args) -> int:
     if not args.no_visual:
         from ..visual import VisualSettings
 
-        visual = VisualSettings(crop=args.crop, arcface=args.arcface, detector=args.detector,
-                                batch_size=args.batch_size, backend=args.backend)
-    opts = ScoreOptions(sync=settings_from_args(args), visual=visual, db=args.db,
-                        plan=args.plan, gt=args.gt, retry_failed=args.retry_failed,
-                        quiet=args.quiet)
+        visual = VisualSettings(
+            crop=args.crop,
+            arcface=args.arcface,
+            detector=args.detector,
+            batch_size=args.batch_size,
+            backend=args.backend,
+        )
+    opts = ScoreOptions(
+        sync=settings_from_args(args),
+        visual=visual,
+        db=args.db,
+        plan=args.plan,
+        gt=args.gt,
+        retry_failed=args.retry_failed,
+        quiet=args.quiet,
+    )
     executor = None
     if args.ray is not None:
         from ..protocol.distributed import RayExecutor
@@ -78,14 +116,18 @@ def run(args) -> int:
             print(f"cell {s}/{r}: not run (no folder {args.dir / s / r})", file=sys.stderr)
         for (s, r), stems in lay.missing.items():
             if stems:
-                print(f"cell {s}/{r}: missing {len(stems)} video(s): {', '.join(stems)}",
-                      file=sys.stderr)
+                print(
+                    f"cell {s}/{r}: missing {len(stems)} video(s): {', '.join(stems)}",
+                    file=sys.stderr,
+                )
     counts = scorer.run(sys.argv[1:])
     if not args.no_report:
         write_report(args.dir, scorer.db_path)
     if not args.quiet:
-        print(f"scored {counts['scored']}, skipped {counts['skipped']} already done, "
-              f"failed {counts['failed']}; results in {scorer.db_path}")
+        print(
+            f"scored {counts['scored']}, skipped {counts['skipped']} already done, "
+            f"failed {counts['failed']}; results in {scorer.db_path}"
+        )
         if not args.no_report:
             print(f"report: {args.dir / 'report.html'}")
     return 4 if counts["failed"] else 0

@@ -35,8 +35,9 @@ class IBasicBlock(nn.Module):
         self.bn3 = nn.BatchNorm2d(cout, eps=1e-5)
         self.downsample = None
         if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                            nn.BatchNorm2d(cout, eps=1e-5))
+            self.downsample = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout, eps=1e-5)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.bn3(self.conv2(self.prelu(self.bn2(self.conv1(self.bn1(x))))))
@@ -53,8 +54,9 @@ class IResNet(nn.Module):
         self.prelu = nn.PReLU(64)
         stages, cin = [], 64
         for planes, blocks in zip((64, 128, 256, 512), layers, strict=True):
-            stage = [IBasicBlock(cin, planes, 2)] + [IBasicBlock(planes, planes, 1)
-                                                      for _ in range(blocks - 1)]
+            stage = [IBasicBlock(cin, planes, 2)] + [
+                IBasicBlock(planes, planes, 1) for _ in range(blocks - 1)
+            ]
             stages.append(nn.Sequential(*stage))
             cin = planes
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
@@ -86,8 +88,13 @@ def iresnet50(seed: int = 0, layers: tuple[int, ...] = LAYERS_R50) -> IResNet:
     return model.eval()
 
 
-def export_random(onnx_path: str | Path, seed: int = 0, dynamic_batch: bool = True,
-                  opset: int = 17, layers: tuple[int, ...] = LAYERS_R50) -> Path:
+def export_random(
+    onnx_path: str | Path,
+    seed: int = 0,
+    dynamic_batch: bool = True,
+    opset: int = 17,
+    layers: tuple[int, ...] = LAYERS_R50,
+) -> Path:
     """Write a random-weight IResNet-50 ArcFace graph (input ``input.1`` like w600k_r50)."""
     dst = Path(onnx_path)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -97,16 +104,25 @@ def export_random(onnx_path: str | Path, seed: int = 0, dynamic_batch: bool = Tr
     tmp = dst.with_name(dst.name + ".part")
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(model, (example,), str(tmp), input_names=["input.1"],
-                          output_names=["embedding"], dynamic_axes=dyn, opset_version=opset,
-                          do_constant_folding=True, dynamo=False)
+        torch.onnx.export(
+            model,
+            (example,),
+            str(tmp),
+            input_names=["input.1"],
+            output_names=["embedding"],
+            dynamic_axes=dyn,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
     tmp.replace(dst)
     return dst
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m lipleak.export.arcface",
-                                 description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m lipleak.export.arcface", description=__doc__.splitlines()[0]
+    )
     ap.add_argument("onnx", help="output .onnx path")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fixed-batch", action="store_true", help="batch axis fixed at 1")

@@ -41,17 +41,23 @@ def export(torchscript_path: str | Path, onnx_path: str | Path, opset: int = OPS
     with atomic_path(dst) as tmp, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model, (example,), str(tmp),
-            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            model,
+            (example,),
+            str(tmp),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-            opset_version=opset, do_constant_folding=True, dynamo=False,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
         )
     return dst
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m lipleak.export.inception_onnx",
-                                 description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m lipleak.export.inception_onnx", description=__doc__.splitlines()[0]
+    )
     ap.add_argument("torchscript", help="fid_inception_torchscript.pt")
     ap.add_argument("onnx", help="output .onnx path")
     ap.add_argument("--opset", type=int, default=OPSET)

@@ -136,8 +136,9 @@ def _is_published(path: Path, published: Collection[str]) -> bool:
     return bool(published) and sha256_of(path) in published
 
 
-def read_state_dict(path: str | Path,
-                    published: Collection[str] = ()) -> Mapping[str, torch.Tensor]:
+def read_state_dict(
+    path: str | Path, published: Collection[str] = ()
+) -> Mapping[str, torch.Tensor]:
     """Read a SyncNet checkpoint file (legacy or zip ``torch.save`` of a name → tensor dict).
 
     ``weights_only=True`` unpickles only tensors and plain containers, so a checkpoint
@@ -181,7 +182,8 @@ def load_state_strict(net: nn.Module, state: Mapping[str, torch.Tensor], source:
         if tuple(state[k].shape) != tuple(own[k].shape)
     )
     not_float = sorted(
-        k for k in set(state) & set(own)
+        k
+        for k in set(state) & set(own)
         if own[k].is_floating_point() and not state[k].is_floating_point()
     )
     problems = []

@@ -59,8 +59,9 @@ def _export_one(module: torch.nn.Module, example: torch.Tensor, input_name: str,
         onnx.checker.check_model(str(tmp), full_check=True)
 
 
-def export_towers(checkpoint: Path, out_dir: Path,
-                  published: Collection[str] = ()) -> dict[str, Path]:
+def export_towers(
+    checkpoint: Path, out_dir: Path, published: Collection[str] = ()
+) -> dict[str, Path]:
     """Export the lip and audio towers of SyncNet checkpoint ``checkpoint`` into ``out_dir``.
 
     Returns {"lips": path, "audio": path}. Each file appears atomically, so a concurrent
@@ -72,10 +73,8 @@ def export_towers(checkpoint: Path, out_dir: Path,
     paths = {tower: out_dir / name for tower, name in TOWER_FILES.items()}
     with torch.no_grad():
         # Batch 2 as the example so that no size-1 axis gets specialised away.
-        _export_one(LipTower(net).eval(), torch.zeros(2, *LIPS_SHAPE), LIPS_INPUT,
-                    paths["lips"])
-        _export_one(AudioTower(net).eval(), torch.zeros(2, *MFCC_SHAPE), MFCC_INPUT,
-                    paths["audio"])
+        _export_one(LipTower(net).eval(), torch.zeros(2, *LIPS_SHAPE), LIPS_INPUT, paths["lips"])
+        _export_one(AudioTower(net).eval(), torch.zeros(2, *MFCC_SHAPE), MFCC_INPUT, paths["audio"])
     return paths
 
 
@@ -85,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Export the SyncNet v2 lip and audio towers of a checkpoint to ONNX.",
     )
     parser.add_argument("checkpoint", type=Path, help="syncnet_v2.model (or a file in its format)")
-    parser.add_argument("out_dir", type=Path, help="folder for syncnet_lips.onnx and syncnet_audio.onnx")
+    parser.add_argument(
+        "out_dir", type=Path, help="folder for syncnet_lips.onnx and syncnet_audio.onnx"
+    )
     args = parser.parse_args(argv)
     try:
         paths = export_towers(args.checkpoint, args.out_dir)

@@ -18,8 +18,15 @@ SIZE = 112
 # insightface's arcface_dst, which it stores as float32: rounding it the same way keeps
 # the transform (and so the crop) identical to insightface's.
 TEMPLATE = np.array(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
-     [41.5493, 92.3655], [70.7299, 92.2041]], dtype=np.float32).astype(np.float64)
+    [
+        [38.2946, 51.6963],
+        [73.5318, 51.5014],
+        [56.0252, 71.7366],
+        [41.5493, 92.3655],
+        [70.7299, 92.2041],
+    ],
+    dtype=np.float32,
+).astype(np.float64)
 
 
 def umeyama_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -29,7 +36,7 @@ def umeyama_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     n = src.shape[0]
     mu_s, mu_d = src.mean(0), dst.mean(0)
     sc, dc = src - mu_s, dst - mu_d
-    var_s = (sc ** 2).sum() / n
+    var_s = (sc**2).sum() / n
     if not np.isfinite(var_s) or var_s <= 0:
         raise InputError(None, "degenerate keypoints (all in one place)", "bad_keypoints")
     cov = dc.T @ sc / n
@@ -55,10 +62,17 @@ def estimate_norm(kps5: np.ndarray) -> np.ndarray:
 
 def norm_crop(frame_bgr: np.ndarray, kps5: np.ndarray) -> np.ndarray:
     """The 112×112×3 uint8 aligned face (same channel order as the input)."""
-    if not (isinstance(frame_bgr, np.ndarray) and frame_bgr.ndim == 3 and frame_bgr.shape[2] == 3
-            and frame_bgr.dtype == np.uint8):
-        raise InputError(None, f"expected a BGR uint8 H×W×3 frame, got "
-                         f"{getattr(frame_bgr, 'dtype', None)} {getattr(frame_bgr, 'shape', None)}",
-                         "bad_frame")
+    if not (
+        isinstance(frame_bgr, np.ndarray)
+        and frame_bgr.ndim == 3
+        and frame_bgr.shape[2] == 3
+        and frame_bgr.dtype == np.uint8
+    ):
+        raise InputError(
+            None,
+            f"expected a BGR uint8 H×W×3 frame, got "
+            f"{getattr(frame_bgr, 'dtype', None)} {getattr(frame_bgr, 'shape', None)}",
+            "bad_frame",
+        )
     m = estimate_norm(kps5)
     return cv2.warpAffine(frame_bgr, m, (SIZE, SIZE), borderValue=0.0)

@@ -21,8 +21,9 @@ def _span(start: float, stop: float, n: int) -> tuple[int, int]:
     return a, max(a, b)
 
 
-def syncnet_crop_raw(frame_bgr: np.ndarray, s: float, x: float, y: float,
-                     crop_scale: float = 0.4) -> np.ndarray:
+def syncnet_crop_raw(
+    frame_bgr: np.ndarray, s: float, x: float, y: float, crop_scale: float = 0.4
+) -> np.ndarray:
     """The crop before resizing: exactly ``np.pad(frame, bsi, 110)[rows, cols]``."""
     cs = crop_scale
     bs = s
@@ -37,13 +38,15 @@ def syncnet_crop_raw(frame_bgr: np.ndarray, s: float, x: float, y: float,
     fr0, fr1 = max(r0, bsi), min(r1, bsi + h)
     fc0, fc1 = max(c0, bsi), min(c1, bsi + w)
     if fr1 > fr0 and fc1 > fc0:
-        out[fr0 - r0:fr1 - r0, fc0 - c0:fc1 - c0] = frame_bgr[fr0 - bsi:fr1 - bsi,
-                                                              fc0 - bsi:fc1 - bsi]
+        out[fr0 - r0 : fr1 - r0, fc0 - c0 : fc1 - c0] = frame_bgr[
+            fr0 - bsi : fr1 - bsi, fc0 - bsi : fc1 - bsi
+        ]
     return out
 
 
-def syncnet_crop(frame_bgr: np.ndarray, s: float, x: float, y: float, crop_scale: float = 0.4,
-                 size: int = 224) -> np.ndarray:
+def syncnet_crop(
+    frame_bgr: np.ndarray, s: float, x: float, y: float, crop_scale: float = 0.4, size: int = 224
+) -> np.ndarray:
     """syncnet_python's face crop of one frame, resized to size×size (uint8 BGR)."""
     face = syncnet_crop_raw(frame_bgr, s, x, y, crop_scale)
     if face.shape[0] == 0 or face.shape[1] == 0:

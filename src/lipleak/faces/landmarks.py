@@ -46,7 +46,7 @@ def crop_square(frame: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
     ya, yb = max(y0, 0), min(y0 + side, h)
     xa, xb = max(x0, 0), min(x0 + side, w)
     if ya < yb and xa < xb:
-        out[ya - y0:yb - y0, xa - x0:xb - x0] = frame[ya:yb, xa:xb]
+        out[ya - y0 : yb - y0, xa - x0 : xb - x0] = frame[ya:yb, xa:xb]
     return out
 
 
@@ -54,9 +54,17 @@ def preprocess(faces_bgr: Sequence[np.ndarray]) -> np.ndarray:
     """112×112 BGR uint8 crops → float32 N×3×112×112 RGB in [0, 1]."""
     out = np.empty((len(faces_bgr), 3, SIZE, SIZE), np.float32)
     for k, face in enumerate(faces_bgr):
-        if not (isinstance(face, np.ndarray) and face.shape == (SIZE, SIZE, 3) and face.dtype == np.uint8):
-            raise InputError(None, f"expected a 112×112×3 uint8 crop, got "
-                             f"{getattr(face, 'dtype', None)} {getattr(face, 'shape', None)}", "bad_frame")
+        if not (
+            isinstance(face, np.ndarray)
+            and face.shape == (SIZE, SIZE, 3)
+            and face.dtype == np.uint8
+        ):
+            raise InputError(
+                None,
+                f"expected a 112×112×3 uint8 crop, got "
+                f"{getattr(face, 'dtype', None)} {getattr(face, 'shape', None)}",
+                "bad_frame",
+            )
         out[k] = face[:, :, ::-1].transpose(2, 0, 1)
     return out / np.float32(255)
 
@@ -66,8 +74,13 @@ class PFLD:
 
     name = MODEL_NAME
 
-    def __init__(self, onnx_path: str | Path, backend: str = "auto", batch_size: int = 64,
-                 crop_scale: float = CROP_SCALE):
+    def __init__(
+        self,
+        onnx_path: str | Path,
+        backend: str = "auto",
+        batch_size: int = 64,
+        crop_scale: float = CROP_SCALE,
+    ):
         self.runtime = open_model(onnx_path, backend)
         spec = self.runtime.inputs[0]
         if len(spec.shape) != 4 or tuple(spec.shape[1:]) != (3, SIZE, SIZE):
@@ -81,13 +94,19 @@ class PFLD:
         x = preprocess(faces_bgr)
         return self.batched.run_rows(x, (0, N_POINTS * 2)).reshape(len(x), N_POINTS, 2)
 
-    def landmarks(self, frames_bgr: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> np.ndarray:
+    def landmarks(
+        self, frames_bgr: Sequence[np.ndarray], boxes: Sequence[np.ndarray]
+    ) -> np.ndarray:
         """BGR frames and one x1,y1,x2,y2 face box each → N×68×2 float64 frame pixels."""
         if len(frames_bgr) != len(boxes):
-            raise InputError(None, f"{len(frames_bgr)} frames but {len(boxes)} boxes", "frame_mismatch")
+            raise InputError(
+                None, f"{len(frames_bgr)} frames but {len(boxes)} boxes", "frame_mismatch"
+            )
         squares = [square_box(b, self.crop_scale) for b in boxes]
-        crops = [cv2.resize(crop_square(f, *sq), (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
-                 for f, sq in zip(frames_bgr, squares, strict=True)]
+        crops = [
+            cv2.resize(crop_square(f, *sq), (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
+            for f, sq in zip(frames_bgr, squares, strict=True)
+        ]
         rel = self.predict_crops(crops).astype(np.float64)
         corner = np.array([[sq[0], sq[1]] for sq in squares], np.float64).reshape(-1, 1, 2)
         side = np.array([sq[2] for sq in squares], np.float64).reshape(-1, 1, 1)

@@ -55,8 +55,15 @@ def nms(boxes: np.ndarray, scores: np.ndarray, thresh: float) -> np.ndarray:
 class SCRFD:
     """``detect(frame_bgr) -> (boxes[n,4], scores[n], kps[n,5,2])`` in frame pixels."""
 
-    def __init__(self, onnx_path: str | Path, backend: str = "cpu", input_size: int = 640,
-                 det_thresh: float = 0.5, nms_thresh: float = 0.4, upscale: bool = False):
+    def __init__(
+        self,
+        onnx_path: str | Path,
+        backend: str = "cpu",
+        input_size: int = 640,
+        det_thresh: float = 0.5,
+        nms_thresh: float = 0.4,
+        upscale: bool = False,
+    ):
         if input_size % 32:
             raise ValueError("input_size must be a multiple of 32")
         self.model = open_model(onnx_path, backend)

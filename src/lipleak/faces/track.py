@@ -90,13 +90,19 @@ def _group(detections, num_failed_det: int, iou_thres: float) -> list[list[tuple
 
 def _interp(frames_det: np.ndarray, frames_all: np.ndarray, values: np.ndarray) -> np.ndarray:
     flat = values.reshape(len(values), -1)
-    out = np.stack([np.interp(frames_all, frames_det, flat[:, c]) for c in range(flat.shape[1])],
-                   axis=1)
+    out = np.stack(
+        [np.interp(frames_all, frames_det, flat[:, c]) for c in range(flat.shape[1])], axis=1
+    )
     return out.reshape((len(frames_all),) + values.shape[1:])
 
 
-def track_faces(detections, num_failed_det: int = 25, min_track: int = 100,
-                min_face_size: float = 100.0, iou_thres: float = 0.5) -> list[Track]:
+def track_faces(
+    detections,
+    num_failed_det: int = 25,
+    min_track: int = 100,
+    min_face_size: float = 100.0,
+    iou_thres: float = 0.5,
+) -> list[Track]:
     """Tracks from per-frame detections ``[(boxes[n,4], scores[n], kps[n,5,2]), ...]``.
 
     The list index is the frame index (25 fps). Returns the kept tracks in the order found.
@@ -117,13 +123,15 @@ def track_faces(detections, num_failed_det: int = 25, min_track: int = 100,
             continue
         det_scores = np.full(len(frames), np.nan)
         det_scores[fd - fd[0]] = scores
-        kept.append(Track(
-            frames=frames,
-            boxes=boxes_i,
-            s=medfilt(np.maximum(h, w) / 2),
-            x=medfilt((boxes_i[:, 0] + boxes_i[:, 2]) / 2),
-            y=medfilt((boxes_i[:, 1] + boxes_i[:, 3]) / 2),
-            kps=_interp(fd, frames, kps),
-            det_scores=det_scores,
-        ))
+        kept.append(
+            Track(
+                frames=frames,
+                boxes=boxes_i,
+                s=medfilt(np.maximum(h, w) / 2),
+                x=medfilt((boxes_i[:, 0] + boxes_i[:, 2]) / 2),
+                y=medfilt((boxes_i[:, 1] + boxes_i[:, 3]) / 2),
+                kps=_interp(fd, frames, kps),
+                det_scores=det_scores,
+            )
+        )
     return kept

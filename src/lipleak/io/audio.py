@@ -42,9 +42,10 @@ def _trim(frame, keep: int):
     import av
 
     arr = frame.to_ndarray()
-    arr = arr[:, :keep] if frame.format.is_planar else arr[:, :keep * frame.layout.nb_channels]
-    out = av.AudioFrame.from_ndarray(np.ascontiguousarray(arr), format=frame.format.name,
-                                     layout=frame.layout.name)
+    arr = arr[:, :keep] if frame.format.is_planar else arr[:, : keep * frame.layout.nb_channels]
+    out = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(arr), format=frame.format.name, layout=frame.layout.name
+    )
     out.sample_rate, out.pts, out.time_base = frame.sample_rate, frame.pts, frame.time_base
     return out
 

@@ -21,10 +21,12 @@ def open_media(path: str | Path, kind: str):
     try:
         container = av.open(str(p))
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        raise InputError(p, f"not a readable media file ({exc.__class__.__name__})",
-                         "not_a_video") from None
+        raise InputError(
+            p, f"not a readable media file ({exc.__class__.__name__})", "not_a_video"
+        ) from None
     if not getattr(container.streams, kind):
         container.close()
-        raise InputError(p, f"no {kind} stream", "no_audio" if kind == "audio" else
-                         "no_video_stream")
+        raise InputError(
+            p, f"no {kind} stream", "no_audio" if kind == "audio" else "no_video_stream"
+        )
     return container

@@ -79,9 +79,13 @@ class DecoderChoice:
     reason: str
 
 
-def choose_decoder(path: str | Path, decoder: str = "auto", reference_frames: bool = False,
-                   info: cpu_video.VideoInfo | None = None,
-                   gpu: GpuProbe = NO_GPU_GIVEN) -> DecoderChoice:
+def choose_decoder(
+    path: str | Path,
+    decoder: str = "auto",
+    reference_frames: bool = False,
+    info: cpu_video.VideoInfo | None = None,
+    gpu: GpuProbe = NO_GPU_GIVEN,
+) -> DecoderChoice:
     """Which decoder ``iter_frames`` will use for ``path``, and why.
 
     ``gpu`` is the caller's ``lipleak.runtime.probe.probe_gpu()``; without it there is no
@@ -129,9 +133,10 @@ def cpu_transform(frame: np.ndarray, crop=None, size=None) -> np.ndarray:
     if crop is not None:
         y, x, h, w = crop
         if y + h > frame.shape[0] or x + w > frame.shape[1]:
-            raise InputError(None, f"crop {crop} exceeds the {frame.shape[1]}x{frame.shape[0]} "
-                                   "frame", "bad_crop")
-        frame = frame[y:y + h, x:x + w]
+            raise InputError(
+                None, f"crop {crop} exceeds the {frame.shape[1]}x{frame.shape[0]} frame", "bad_crop"
+            )
+        frame = frame[y : y + h, x : x + w]
     if size is not None and (frame.shape[1], frame.shape[0]) != tuple(size):
         import cv2
 
@@ -153,27 +158,42 @@ class GpuChunk:
     start: int
 
 
-def _build_pipeline(path: str, sequence_length: int, crop, size, device_id: int,
-                    num_threads: int = 2):
+def _build_pipeline(
+    path: str, sequence_length: int, crop, size, device_id: int, num_threads: int = 2
+):
     from nvidia.dali import fn, pipeline_def, types
 
-    @pipeline_def(batch_size=1, num_threads=num_threads, device_id=device_id,
-                  prefetch_queue_depth=2)
+    @pipeline_def(
+        batch_size=1, num_threads=num_threads, device_id=device_id, prefetch_queue_depth=2
+    )
     def pipe():
         # readers.video (legacy NVDEC reader) is in DALI 1.x and 2.x with these arguments;
         # step = sequence_length gives non-overlapping chunks in order; pad_sequences
         # keeps the last, short chunk (zero frames after the end).
-        frames = fn.readers.video(device="gpu", filenames=[path], sequence_length=sequence_length,
-                                  step=sequence_length, random_shuffle=False,
-                                  pad_sequences=True, image_type=types.RGB,
-                                  dtype=types.UINT8, name="reader")
+        frames = fn.readers.video(
+            device="gpu",
+            filenames=[path],
+            sequence_length=sequence_length,
+            step=sequence_length,
+            random_shuffle=False,
+            pad_sequences=True,
+            image_type=types.RGB,
+            dtype=types.UINT8,
+            name="reader",
+        )
         if crop is not None:
             y, x, h, w = crop
-            frames = fn.slice(frames, start=[y, x], shape=[h, w], axis_names="HW",
-                              out_of_bounds_policy="error")
+            frames = fn.slice(
+                frames, start=[y, x], shape=[h, w], axis_names="HW", out_of_bounds_policy="error"
+            )
         if size is not None:
-            frames = fn.resize(frames, resize_x=size[0], resize_y=size[1],
-                               interp_type=types.INTERP_LINEAR, antialias=False)
+            frames = fn.resize(
+                frames,
+                resize_x=size[0],
+                resize_y=size[1],
+                interp_type=types.INTERP_LINEAR,
+                antialias=False,
+            )
         return fn.color_space_conversion(frames, image_type=types.RGB, output_type=types.BGR)
 
     p = pipe()
@@ -186,8 +206,14 @@ def _epoch_size(pipe) -> int:
     return int(n if not isinstance(n, dict) else next(iter(n.values())))
 
 
-def iter_gpu_chunks(path: str | Path, n_frames: int, sequence_length: int = 32, crop=None,
-                    size=None, device_id: int = 0) -> Iterator[GpuChunk]:
+def iter_gpu_chunks(
+    path: str | Path,
+    n_frames: int,
+    sequence_length: int = 32,
+    crop=None,
+    size=None,
+    device_id: int = 0,
+) -> Iterator[GpuChunk]:
     """Decode ``path`` on the GPU in chunks of ``sequence_length`` frames that stay on the
     GPU. ``n_frames`` (from ``lipleak.io.video.probe``) bounds the padded last chunk."""
     _check_geometry(crop, size)
@@ -215,10 +241,18 @@ def _iter_dali_frames(path, n_frames, sequence_length, crop, size, device_id):
 # --------------------------------------------------------------------- frames
 
 
-def iter_frames(path: str | Path, *, crop=None, size=None, decoder: str = "auto",
-                reference_frames: bool = False, sequence_length: int = 32,
-                device_id: int = 0, choice: DecoderChoice | None = None,
-                info: cpu_video.VideoInfo | None = None) -> Iterator[np.ndarray]:
+def iter_frames(
+    path: str | Path,
+    *,
+    crop=None,
+    size=None,
+    decoder: str = "auto",
+    reference_frames: bool = False,
+    sequence_length: int = 32,
+    device_id: int = 0,
+    choice: DecoderChoice | None = None,
+    info: cpu_video.VideoInfo | None = None,
+) -> Iterator[np.ndarray]:
     """BGR uint8 frames at 25 fps, cropped (y, x, h, w) and resized to ``size`` (w, h) if
     asked, from DALI or the CPU decoder (see ``choose_decoder``).
 
@@ -235,15 +269,19 @@ def iter_frames(path: str | Path, *, crop=None, size=None, decoder: str = "auto"
     if choice.decoder == "dali":
         yielded = 0
         try:
-            for frame in _iter_dali_frames(path, info.n_frames, sequence_length, crop, size,
-                                           device_id):
+            for frame in _iter_dali_frames(
+                path, info.n_frames, sequence_length, crop, size, device_id
+            ):
                 yielded += 1
                 yield frame
             return
         except (RuntimeError, ValueError, OSError) as exc:  # DALI raises RuntimeError
             if yielded or decoder == "dali":
-                raise InputError(path, f"GPU decode failed after {yielded} frames: "
-                                       f"{str(exc).splitlines()[0][:200]}", "decode_error") from None
+                raise InputError(
+                    path,
+                    f"GPU decode failed after {yielded} frames: {str(exc).splitlines()[0][:200]}",
+                    "decode_error",
+                ) from None
     for frame in cpu_video.iter_frames(path, reference_frames=reference_frames):
         yield cpu_transform(frame, crop, size)
 
@@ -258,8 +296,9 @@ class Prefetched:
     error: BaseException | None = None
 
 
-def prefetch(items: Iterable, load: Callable[[Any], Any], depth: int = 2,
-             workers: int = 1) -> Iterator[Prefetched]:
+def prefetch(
+    items: Iterable, load: Callable[[Any], Any], depth: int = 2, workers: int = 1
+) -> Iterator[Prefetched]:
     """Yield ``Prefetched(item, load(item))`` in input order while the next ``depth`` loads
     run in background threads.
 
@@ -300,12 +339,15 @@ def prefetch(items: Iterable, load: Callable[[Any], Any], depth: int = 2,
 _END = object()
 
 
-def prefetch_frames(paths: Iterable[str | Path], depth: int = 2, **frame_opts) -> Iterator[Prefetched]:
+def prefetch_frames(
+    paths: Iterable[str | Path], depth: int = 2, **frame_opts
+) -> Iterator[Prefetched]:
     """Decode whole videos ahead of use: ``.value`` is a (N, H, W, 3) uint8 array.
 
     Meant for short clips with a crop/size that makes frames small (e.g. 224×224): the
     window holds ``depth`` decoded videos.
     """
+
     def load(path):
         frames = list(iter_frames(path, **frame_opts))
         if not frames:
@@ -315,6 +357,19 @@ def prefetch_frames(paths: Iterable[str | Path], depth: int = 2, **frame_opts) -
     return prefetch(paths, load, depth=depth)
 
 
-__all__ = ["DALI_CODECS", "NO_GPU_GIVEN", "DecoderChoice", "Gpu", "GpuChunk", "GpuProbe",
-           "Prefetched", "choose_decoder", "cpu_transform", "dali_available", "iter_frames",
-           "iter_gpu_chunks", "prefetch", "prefetch_frames"]
+__all__ = [
+    "DALI_CODECS",
+    "NO_GPU_GIVEN",
+    "DecoderChoice",
+    "Gpu",
+    "GpuChunk",
+    "GpuProbe",
+    "Prefetched",
+    "choose_decoder",
+    "cpu_transform",
+    "dali_available",
+    "iter_frames",
+    "iter_gpu_chunks",
+    "prefetch",
+    "prefetch_frames",
+]

@@ -96,8 +96,18 @@ def probe(path: str | Path) -> VideoInfo:
         else:
             n = math.ceil(round(duration * TARGET_FPS, 6))
         fps = float(stream.average_rate) if stream.average_rate else 0.0
-        return VideoInfo(str(path), w, h, fps, duration, n, needs, bool(container.streams.audio),
-                         stream.codec_context.name, 90 * k)
+        return VideoInfo(
+            str(path),
+            w,
+            h,
+            fps,
+            duration,
+            n,
+            needs,
+            bool(container.streams.audio),
+            stream.codec_context.name,
+            90 * k,
+        )
     finally:
         container.close()
 
@@ -109,9 +119,9 @@ def _rotate_planar(frame, k: int):
     w, h = (frame.width, frame.height) if k % 2 == 0 else (frame.height, frame.width)
     out = av.VideoFrame(w, h, frame.format.name)
     for src, dst in zip(frame.planes, out.planes, strict=True):
-        a = np.frombuffer(src, np.uint8).reshape(src.height, src.line_size)[:, :src.width]
+        a = np.frombuffer(src, np.uint8).reshape(src.height, src.line_size)[:, : src.width]
         b = np.frombuffer(dst, np.uint8).reshape(dst.height, dst.line_size)
-        b[:, :dst.width] = np.rot90(a, k)
+        b[:, : dst.width] = np.rot90(a, k)
     out.pts, out.time_base = frame.pts, frame.time_base
     out.colorspace, out.color_range = frame.colorspace, frame.color_range
     return out
@@ -119,8 +129,12 @@ def _rotate_planar(frame, k: int):
 
 def _planar_8bit(frame) -> bool:
     fmt = frame.format
-    return (fmt.is_planar and not fmt.is_rgb and all(c.bits == 8 for c in fmt.components)
-            and fmt.name.startswith(("yuv", "gray")))
+    return (
+        fmt.is_planar
+        and not fmt.is_rgb
+        and all(c.bits == 8 for c in fmt.components)
+        and fmt.name.startswith(("yuv", "gray"))
+    )
 
 
 def iter_av_frames(path: str | Path, fps: float = TARGET_FPS) -> Iterator:
@@ -150,8 +164,9 @@ def iter_av_frames(path: str | Path, fps: float = TARGET_FPS) -> Iterator:
             except StopIteration:
                 break
             except av.FFmpegError as exc:
-                raise InputError(path, f"decode error after {n_out} frames: {exc}",
-                                 "decode_error") from None
+                raise InputError(
+                    path, f"decode error after {n_out} frames: {exc}", "decode_error"
+                ) from None
             if frame.pts is not None:
                 t_first = frame.pts if t_first is None else t_first
                 last_pts, last_dur = frame.pts, frame.duration
@@ -193,8 +208,12 @@ def _check_complete(path, stream, first_pts, last_pts, last_dur, n_out: int) -> 
     decoded = (last_pts + (last_dur or 0) - first_pts) * stream.time_base
     stated = stream.duration * stream.time_base
     if decoded < stated - TRUNCATION_SLACK_S:
-        raise InputError(path, f"file is truncated: decoding stopped at {float(decoded):.2f} s "
-                         f"of {float(stated):.2f} s after {n_out} frames", "decode_error")
+        raise InputError(
+            path,
+            f"file is truncated: decoding stopped at {float(decoded):.2f} s "
+            f"of {float(stated):.2f} s after {n_out} frames",
+            "decode_error",
+        )
 
 
 class _BgrRotated:
@@ -212,8 +231,9 @@ def to_bgr(frame) -> np.ndarray:
     return np.ascontiguousarray(frame.to_ndarray(format="bgr24"))
 
 
-def iter_frames(path: str | Path, fps: float = TARGET_FPS,
-                reference_frames: bool = False) -> Iterator[np.ndarray]:
+def iter_frames(
+    path: str | Path, fps: float = TARGET_FPS, reference_frames: bool = False
+) -> Iterator[np.ndarray]:
     """Yield BGR uint8 frames at 25 fps; one decoded frame in memory at a time.
 
     ``reference_frames=True`` passes every frame through the reference tool's MJPEG round

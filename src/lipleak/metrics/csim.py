@@ -49,26 +49,38 @@ class CSIMAccumulator:
         self.values: list[np.ndarray] = []
         self.skipped = 0
 
-    def update_aligned(self, gen_faces: Sequence[np.ndarray], gt_faces: Sequence[np.ndarray]) -> None:
+    def update_aligned(
+        self, gen_faces: Sequence[np.ndarray], gt_faces: Sequence[np.ndarray]
+    ) -> None:
         """Add pairs of already aligned 112×112 faces."""
         if len(gen_faces) != len(gt_faces):
-            raise InputError(None, f"{len(gen_faces)} generated vs {len(gt_faces)} GT faces",
-                             "frame_mismatch")
+            raise InputError(
+                None, f"{len(gen_faces)} generated vs {len(gt_faces)} GT faces", "frame_mismatch"
+            )
         if len(gen_faces):
-            self.values.append(cosine_similarity(self.model.embed(gen_faces),
-                                                 self.model.embed(gt_faces)))
+            self.values.append(
+                cosine_similarity(self.model.embed(gen_faces), self.model.embed(gt_faces))
+            )
 
-    def update(self, gen_frames: Sequence[np.ndarray], gen_kps: Sequence[np.ndarray | None],
-               gt_frames: Sequence[np.ndarray], gt_kps: Sequence[np.ndarray | None]) -> None:
+    def update(
+        self,
+        gen_frames: Sequence[np.ndarray],
+        gen_kps: Sequence[np.ndarray | None],
+        gt_frames: Sequence[np.ndarray],
+        gt_kps: Sequence[np.ndarray | None],
+    ) -> None:
         """Add frame pairs (BGR uint8) with their 5×2 keypoints (None: no face in that frame)."""
         n = len(gen_frames)
         if not (len(gen_kps) == n == len(gt_frames) == len(gt_kps)):
-            raise InputError(None, "generated/GT frames and keypoints differ in length",
-                             "frame_mismatch")
+            raise InputError(
+                None, "generated/GT frames and keypoints differ in length", "frame_mismatch"
+            )
         keep = [i for i in range(n) if gen_kps[i] is not None and gt_kps[i] is not None]
         self.skipped += n - len(keep)
-        self.update_aligned([norm_crop(gen_frames[i], gen_kps[i]) for i in keep],
-                            [norm_crop(gt_frames[i], gt_kps[i]) for i in keep])
+        self.update_aligned(
+            [norm_crop(gen_frames[i], gen_kps[i]) for i in keep],
+            [norm_crop(gt_frames[i], gt_kps[i]) for i in keep],
+        )
 
     def result(self) -> CSIMResult:
         per = np.concatenate(self.values) if self.values else np.zeros(0)
@@ -77,8 +89,13 @@ class CSIMAccumulator:
         return CSIMResult(float(per.mean()), per, int(per.size), self.skipped)
 
 
-def video_csim(model, gen_frames: Sequence[np.ndarray], gen_kps: Sequence[np.ndarray | None],
-               gt_frames: Sequence[np.ndarray], gt_kps: Sequence[np.ndarray | None]) -> CSIMResult:
+def video_csim(
+    model,
+    gen_frames: Sequence[np.ndarray],
+    gen_kps: Sequence[np.ndarray | None],
+    gt_frames: Sequence[np.ndarray],
+    gt_kps: Sequence[np.ndarray | None],
+) -> CSIMResult:
     """CSIM of one generated video against its GT, frames aligned by index."""
     acc = CSIMAccumulator(model)
     acc.update(gen_frames, gen_kps, gt_frames, gt_kps)

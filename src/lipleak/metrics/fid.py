@@ -35,8 +35,17 @@ from scipy import linalg
 from ..errors import InputError
 from ..files import atomic_path
 
-__all__ = ["EPS", "IMAG_TOL", "FeatureStats", "activations", "cell_fid", "compute_stats",
-           "feature_files_fid", "fid", "frechet_distance"]
+__all__ = [
+    "EPS",
+    "IMAG_TOL",
+    "FeatureStats",
+    "activations",
+    "cell_fid",
+    "compute_stats",
+    "feature_files_fid",
+    "fid",
+    "frechet_distance",
+]
 
 EPS = 1e-6  # added to both covariances' diagonals when sqrtm is not finite (pytorch-fid)
 IMAG_TOL = 1e-3  # largest |imaginary part| on sqrtm's diagonal that is still rounding
@@ -80,8 +89,9 @@ class FeatureStats:
     def merge(self, other: FeatureStats) -> FeatureStats:
         """Add another accumulator's frames (exact: the sums just add)."""
         if other.dim != self.dim:
-            raise InputError(None, f"cannot merge {other.dim}-d stats into {self.dim}-d",
-                             "bad_features")
+            raise InputError(
+                None, f"cannot merge {other.dim}-d stats into {self.dim}-d", "bad_features"
+            )
         self.n += other.n
         self.sum += other.sum
         self.sum_outer += other.sum_outer
@@ -121,8 +131,9 @@ class FeatureStats:
         return st
 
 
-def compute_stats(model, crops: Iterable[np.ndarray], batch_size: int = 32,
-                  stats: FeatureStats | None = None) -> FeatureStats:
+def compute_stats(
+    model, crops: Iterable[np.ndarray], batch_size: int = 32, stats: FeatureStats | None = None
+) -> FeatureStats:
     """Stream crops through the model into (a new or the given) ``FeatureStats``."""
     stats = stats if stats is not None else FeatureStats()
     for feats in activations(model, crops, batch_size):
@@ -130,19 +141,29 @@ def compute_stats(model, crops: Iterable[np.ndarray], batch_size: int = 32,
     return stats
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
-                     eps: float = EPS) -> float:
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = EPS
+) -> float:
     """d² = ‖μ1 − μ2‖² + tr(Σ1 + Σ2 − 2·sqrtm(Σ1Σ2)), SPEC §3.
 
     If sqrtm is not finite (near-singular product), ``eps``·I is added to both Σ. An
     imaginary part on sqrtm's diagonal above 1e-3 in absolute value is an error
     (InputError, status ``fid_numerics``); smaller ones are rounding and dropped.
     """
-    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
-    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    mu1, mu2 = (
+        np.atleast_1d(np.asarray(mu1, np.float64)),
+        np.atleast_1d(np.asarray(mu2, np.float64)),
+    )
+    sigma1, sigma2 = (
+        np.atleast_2d(np.asarray(sigma1, np.float64)),
+        np.atleast_2d(np.asarray(sigma2, np.float64)),
+    )
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
-        raise InputError(None, f"mismatched FID statistics {mu1.shape}/{sigma1.shape} vs "
-                         f"{mu2.shape}/{sigma2.shape}", "bad_features")
+        raise InputError(
+            None,
+            f"mismatched FID statistics {mu1.shape}/{sigma1.shape} vs {mu2.shape}/{sigma2.shape}",
+            "bad_features",
+        )
     diff = mu1 - mu2
     covmean = linalg.sqrtm(sigma1 @ sigma2)
     if not np.isfinite(covmean).all():
@@ -151,8 +172,11 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     if np.iscomplexobj(covmean):
         worst = float(np.max(np.abs(np.diagonal(covmean).imag)))
         if worst > IMAG_TOL:
-            raise InputError(None, f"FID: sqrtm has an imaginary component {worst:.3g} > {IMAG_TOL}",
-                             "fid_numerics")
+            raise InputError(
+                None,
+                f"FID: sqrtm has an imaginary component {worst:.3g} > {IMAG_TOL}",
+                "fid_numerics",
+            )
         covmean = covmean.real
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
@@ -164,8 +188,9 @@ def fid(stats1: FeatureStats, stats2: FeatureStats) -> float:
     return frechet_distance(mu1, s1, mu2, s2)
 
 
-def cell_fid(gen_feature_arrays: Iterable[np.ndarray],
-             gt_feature_arrays: Iterable[np.ndarray]) -> float:
+def cell_fid(
+    gen_feature_arrays: Iterable[np.ndarray], gt_feature_arrays: Iterable[np.ndarray]
+) -> float:
     """FID of a cell: all generated features pooled against all GT features (SPEC §3).
 
     Streams the arrays into two ``FeatureStats`` (one d×d matrix each, never a stack), so

@@ -28,8 +28,11 @@ def _mouth(lm: np.ndarray) -> np.ndarray:
     if lm.ndim == 2:
         lm = lm[None]
     if lm.ndim != 3 or lm.shape[2] != 2 or lm.shape[1] not in (68, 20):
-        raise InputError(None, f"landmarks must be N×68×2 (or N×20×2 mouth points), got {lm.shape}",
-                         "bad_landmarks")
+        raise InputError(
+            None,
+            f"landmarks must be N×68×2 (or N×20×2 mouth points), got {lm.shape}",
+            "bad_landmarks",
+        )
     return lm[:, MOUTH] if lm.shape[1] == 68 else lm
 
 
@@ -37,8 +40,9 @@ def lmd_per_frame(gen_landmarks: np.ndarray, gt_landmarks: np.ndarray) -> np.nda
     """float64[N]: Σ over the 20 mouth points of ‖(g − ḡ) − (t − t̄)‖ per frame."""
     g, t = _mouth(gen_landmarks), _mouth(gt_landmarks)
     if g.shape != t.shape:
-        raise InputError(None, f"{g.shape[0]} generated vs {t.shape[0]} GT landmark frames",
-                         "frame_mismatch")
+        raise InputError(
+            None, f"{g.shape[0]} generated vs {t.shape[0]} GT landmark frames", "frame_mismatch"
+        )
     g = g - g.mean(axis=1, keepdims=True)
     t = t - t.mean(axis=1, keepdims=True)
     return np.linalg.norm(g - t, axis=2).sum(axis=1)
@@ -69,7 +73,9 @@ class LMDAccumulator:
         return LMDResult(float(per.mean()), per, int(per.size), self.landmark_model)
 
 
-def lmd(gen_landmarks: np.ndarray, gt_landmarks: np.ndarray, landmark_model: str = "pfld_68") -> LMDResult:
+def lmd(
+    gen_landmarks: np.ndarray, gt_landmarks: np.ndarray, landmark_model: str = "pfld_68"
+) -> LMDResult:
     """LMD of one generated video against its GT (N×68×2 each, frames aligned by index)."""
     acc = LMDAccumulator(landmark_model)
     acc.update(gen_landmarks, gt_landmarks)

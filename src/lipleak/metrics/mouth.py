@@ -55,7 +55,7 @@ def rms_envelope(audio: np.ndarray, n_frames: int | None = None, hop: int = HOP)
     if a.ndim != 1:
         raise InputError(None, f"audio must be mono 1-D samples, got {a.shape}", "bad_audio")
     m = len(a) // hop if n_frames is None else min(n_frames, len(a) // hop)
-    x = a[:m * hop].astype(np.float64).reshape(m, hop)
+    x = a[: m * hop].astype(np.float64).reshape(m, hop)
     return np.sqrt((x * x).mean(axis=1))
 
 
@@ -72,8 +72,9 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> float:
     return float((x * y).mean() / (sx * sy))
 
 
-def lagged_correlation(ap: np.ndarray, envelope: np.ndarray, max_lag: int = MAX_LAG
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def lagged_correlation(
+    ap: np.ndarray, envelope: np.ndarray, max_lag: int = MAX_LAG
+) -> tuple[np.ndarray, np.ndarray]:
     """(lags −K..K, r per lag): r(L) = Pearson(ap[t + L], envelope[t]) over the overlap."""
     n = min(len(ap), len(envelope))
     ap, envelope = np.asarray(ap, np.float64)[:n], np.asarray(envelope, np.float64)[:n]
@@ -82,7 +83,7 @@ def lagged_correlation(ap: np.ndarray, envelope: np.ndarray, max_lag: int = MAX_
     for k, L in enumerate(lags):
         m = n - abs(int(L))  # overlap length
         if m >= 3:
-            r[k] = _pearson(ap[max(L, 0):max(L, 0) + m], envelope[max(-L, 0):max(-L, 0) + m])
+            r[k] = _pearson(ap[max(L, 0) : max(L, 0) + m], envelope[max(-L, 0) : max(-L, 0) + m])
     return lags, r
 
 
@@ -101,8 +102,9 @@ def silent_motion(ap: np.ndarray, threshold: float = OPEN_THRESHOLD) -> SilentMo
     a = a[np.isfinite(a)]
     if a.size == 0:
         raise InputError(None, "mouth motion: no frame with landmarks", "no_face")
-    return SilentMotion(float(np.mean(a > threshold)), float(a.std()), float(a.mean()),
-                        int(a.size), threshold)
+    return SilentMotion(
+        float(np.mean(a > threshold)), float(a.std()), float(a.mean()), int(a.size), threshold
+    )
 
 
 @dataclass

@@ -31,8 +31,16 @@ import numpy as np
 from .. import _core
 from ..errors import InputError
 
-__all__ = ["CellQuality", "QualityAccumulator", "QualityResult", "cell_quality", "finite_mean",
-           "frame_psnr", "frame_ssim", "video_quality"]
+__all__ = [
+    "CellQuality",
+    "QualityAccumulator",
+    "QualityResult",
+    "cell_quality",
+    "finite_mean",
+    "frame_psnr",
+    "frame_ssim",
+    "video_quality",
+]
 
 
 def _stack(frames: np.ndarray | Sequence[np.ndarray], what: str) -> np.ndarray:
@@ -44,16 +52,18 @@ def _stack(frames: np.ndarray | Sequence[np.ndarray], what: str) -> np.ndarray:
         except ValueError as exc:
             raise InputError(None, f"{what} frames differ in shape ({exc})", "bad_frame") from exc
     if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
-        raise InputError(None, f"{what} frames must be uint8 F×H×W×3, got {arr.dtype} {arr.shape}",
-                         "bad_frame")
+        raise InputError(
+            None, f"{what} frames must be uint8 F×H×W×3, got {arr.dtype} {arr.shape}", "bad_frame"
+        )
     return np.ascontiguousarray(arr)
 
 
 def _pair(gen, gt) -> tuple[np.ndarray, np.ndarray]:
     a, b = _stack(gen, "generated"), _stack(gt, "GT")
     if a.shape != b.shape:
-        raise InputError(None, f"generated {a.shape} and GT {b.shape} frames differ in shape",
-                         "frame_mismatch")
+        raise InputError(
+            None, f"generated {a.shape} and GT {b.shape} frames differ in shape", "frame_mismatch"
+        )
     return a, b
 
 

@@ -41,4 +41,3 @@ def lip_window(crops: list[np.ndarray], out: np.ndarray) -> None:
     """Write five 224x224x3 BGR uint8 crops into ``out`` (float32[3, 5, 224, 224])."""
     for t, crop in enumerate(crops):
         out[:, t] = crop.transpose(2, 0, 1)
-

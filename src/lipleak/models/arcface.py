@@ -28,11 +28,17 @@ def preprocess(faces_bgr: Sequence[np.ndarray]) -> np.ndarray:
     """N aligned BGR uint8 112×112×3 faces → float32 N×3×112×112 RGB in [−1, 1]."""
     out = np.empty((len(faces_bgr), 3, SIZE, SIZE), np.float32)
     for k, face in enumerate(faces_bgr):
-        if not (isinstance(face, np.ndarray) and face.shape == (SIZE, SIZE, 3)
-                and face.dtype == np.uint8):
-            raise InputError(None, f"expected an aligned 112×112×3 uint8 face, got "
-                             f"{getattr(face, 'dtype', None)} {getattr(face, 'shape', None)}",
-                             "bad_frame")
+        if not (
+            isinstance(face, np.ndarray)
+            and face.shape == (SIZE, SIZE, 3)
+            and face.dtype == np.uint8
+        ):
+            raise InputError(
+                None,
+                f"expected an aligned 112×112×3 uint8 face, got "
+                f"{getattr(face, 'dtype', None)} {getattr(face, 'shape', None)}",
+                "bad_frame",
+            )
         out[k] = face[:, :, ::-1].transpose(2, 0, 1)
     return (out - np.float32(127.5)) / np.float32(127.5)
 

@@ -51,12 +51,19 @@ def resize_bilinear(img: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def _check_crop(crop: np.ndarray) -> None:
-    if not (isinstance(crop, np.ndarray) and crop.dtype == np.uint8 and crop.ndim == 3
-            and crop.shape[2] == 3 and crop.shape[0] > 0 and crop.shape[1] > 0):
+    if not (
+        isinstance(crop, np.ndarray)
+        and crop.dtype == np.uint8
+        and crop.ndim == 3
+        and crop.shape[2] == 3
+        and crop.shape[0] > 0
+        and crop.shape[1] > 0
+    ):
         shape = getattr(crop, "shape", None)
         dtype = getattr(crop, "dtype", type(crop).__name__)
-        raise InputError(None, f"expected a BGR uint8 H×W×3 image, got {dtype} {shape}",
-                         "bad_frame")
+        raise InputError(
+            None, f"expected a BGR uint8 H×W×3 image, got {dtype} {shape}", "bad_frame"
+        )
 
 
 def preprocess(crops_bgr: Sequence[np.ndarray]) -> np.ndarray:

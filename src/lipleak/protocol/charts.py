@@ -15,8 +15,9 @@ PALETTE = ((180, 110, 30), (50, 60, 200), (60, 150, 60))  # BGR: blue, red, gree
 def _canvas(title: str, xlabel: str, ylabel: str) -> np.ndarray:
     img = np.full((H, W, 3), 255, np.uint8)
     cv2.putText(img, title, (M, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.6, INK, 1, cv2.LINE_AA)
-    cv2.putText(img, xlabel, (W // 2 - 60, H - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.5, INK, 1,
-                cv2.LINE_AA)
+    cv2.putText(
+        img, xlabel, (W // 2 - 60, H - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.5, INK, 1, cv2.LINE_AA
+    )
     (tw, _), _ = cv2.getTextSize(ylabel, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
     lab = np.full((20, tw + 4, 3), 255, np.uint8)
     cv2.putText(lab, ylabel, (2, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.5, INK, 1, cv2.LINE_AA)
@@ -47,13 +48,22 @@ def _axes(img, xr, yr, nticks=5, xint: bool = False, yint: bool = False) -> None
     for v in _ticks(xr, xint, nticks):
         x = _to_px(v, yr[0], xr, yr)[0]
         cv2.line(img, (x, M - 20), (x, H - M), GRID, 1)
-        cv2.putText(img, f"{v:.3g}", (x - 14, H - M + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.38, INK,
-                    1, cv2.LINE_AA)
+        cv2.putText(
+            img,
+            f"{v:.3g}",
+            (x - 14, H - M + 16),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.38,
+            INK,
+            1,
+            cv2.LINE_AA,
+        )
     for v in _ticks(yr, yint, nticks):
         y = _to_px(xr[0], v, xr, yr)[1]
         cv2.line(img, (M, y), (W - 20, y), GRID, 1)
-        cv2.putText(img, f"{v:.3g}", (25, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.38, INK, 1,
-                    cv2.LINE_AA)
+        cv2.putText(
+            img, f"{v:.3g}", (25, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.38, INK, 1, cv2.LINE_AA
+        )
     cv2.rectangle(img, (M, M - 20), (W - 20, H - M), INK, 1)
 
 
@@ -63,8 +73,13 @@ def _to_px(x, y, xr, yr) -> tuple[int, int]:
     return int(round(px)), int(round(py))
 
 
-def scatter(series: dict[str, list[tuple[float, float]]], title: str, xlabel: str,
-            ylabel: str, diagonal: bool = True) -> bytes:
+def scatter(
+    series: dict[str, list[tuple[float, float]]],
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    diagonal: bool = True,
+) -> bytes:
     """PNG bytes: one colour per series, with the y = x line (no leakage signal on it)."""
     pts = [p for s in series.values() for p in s]
     lo, hi = _range([c for p in pts for c in p])
@@ -72,20 +87,23 @@ def scatter(series: dict[str, list[tuple[float, float]]], title: str, xlabel: st
     img = _canvas(title, xlabel, ylabel)
     _axes(img, xr, yr)
     if diagonal:
-        cv2.line(img, _to_px(lo, lo, xr, yr), _to_px(hi, hi, xr, yr), (160, 160, 160), 1,
-                 cv2.LINE_AA)
+        cv2.line(
+            img, _to_px(lo, lo, xr, yr), _to_px(hi, hi, xr, yr), (160, 160, 160), 1, cv2.LINE_AA
+        )
     for i, (name, s) in enumerate(series.items()):
         color = PALETTE[i % len(PALETTE)]
         for x, y in s:
             cv2.circle(img, _to_px(x, y, xr, yr), 5, color, -1, cv2.LINE_AA)
         cv2.circle(img, (W - 150, 40 + 18 * i), 5, color, -1, cv2.LINE_AA)
-        cv2.putText(img, name, (W - 138, 45 + 18 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.45, INK, 1,
-                    cv2.LINE_AA)
+        cv2.putText(
+            img, name, (W - 138, 45 + 18 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.45, INK, 1, cv2.LINE_AA
+        )
     return cv2.imencode(".png", img)[1].tobytes()
 
 
-def histogram(series: dict[str, list[float]], title: str, xlabel: str, bins: int = 12,
-              integer: bool = False) -> bytes:
+def histogram(
+    series: dict[str, list[float]], title: str, xlabel: str, bins: int = 12, integer: bool = False
+) -> bytes:
     """PNG bytes: side-by-side bars per series."""
     values = [v for s in series.values() for v in s if v is not None and math.isfinite(v)]
     if integer and values:
@@ -94,8 +112,10 @@ def histogram(series: dict[str, list[float]], title: str, xlabel: str, bins: int
     else:
         lo, hi = _range(values)
     edges = np.linspace(lo, hi, max(1, bins) + 1)
-    counts = {k: np.histogram([v for v in s if v is not None and math.isfinite(v)],
-                              edges)[0] for k, s in series.items()}
+    counts = {
+        k: np.histogram([v for v in s if v is not None and math.isfinite(v)], edges)[0]
+        for k, s in series.items()
+    }
     top = max([int(c.max()) for c in counts.values() if c.size] + [1])
     img = _canvas(title, xlabel, "videos")
     top_axis = top * 1.2  # headroom so the tallest bar stays clear of the legend
@@ -112,6 +132,7 @@ def histogram(series: dict[str, list[float]], title: str, xlabel: str, bins: int
             p1 = _to_px(x1, n, (lo, hi), (0, top_axis))
             cv2.rectangle(img, (p0[0] + 1, p1[1]), (p1[0] - 1, p0[1]), color, -1)
         cv2.rectangle(img, (W - 155, 35 + 18 * i), (W - 145, 45 + 18 * i), color, -1)
-        cv2.putText(img, name, (W - 138, 45 + 18 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.45, INK, 1,
-                    cv2.LINE_AA)
+        cv2.putText(
+            img, name, (W - 138, 45 + 18 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.45, INK, 1, cv2.LINE_AA
+        )
     return cv2.imencode(".png", img)[1].tobytes()

@@ -74,8 +74,9 @@ def find_videos(folder: Path) -> dict[str, Path]:
             if ".partial" in p.suffixes:
                 continue  # a generator output still being written
             if p.stem in out:
-                raise LipleakError(f"{folder}: two videos named {p.stem!r} "
-                                   f"({out[p.stem].name}, {p.name})")
+                raise LipleakError(
+                    f"{folder}: two videos named {p.stem!r} ({out[p.stem].name}, {p.name})"
+                )
             out[p.stem] = p
     return out
 
@@ -97,8 +98,7 @@ class Layout:
     extra: dict[tuple[str, str], list[str]]  # generated stems with no GT (not scored)
 
 
-def discover(root: Path, gt: Path | None = None,
-             planned: dict[str, Path] | None = None) -> Layout:
+def discover(root: Path, gt: Path | None = None, planned: dict[str, Path] | None = None) -> Layout:
     """The protocol folders of ``root``. GT videos come from ``gt``, else DIR/gt/, else
     the plan's list (``planned``: stem -> GT video)."""
     root = Path(root)
@@ -109,8 +109,12 @@ def discover(root: Path, gt: Path | None = None,
         gt_videos = dict(planned)
         gt_dir = root
     elif not gt_dir.is_dir():
-        raise InputError(gt_dir, "ground-truth folder not found (put the GT videos in DIR/gt/, "
-                         "pass --gt PATH, or score the folder `plan` wrote)", "missing")
+        raise InputError(
+            gt_dir,
+            "ground-truth folder not found (put the GT videos in DIR/gt/, "
+            "pass --gt PATH, or score the folder `plan` wrote)",
+            "missing",
+        )
     else:
         gt_videos = find_videos(gt_dir)
     if not gt_videos:

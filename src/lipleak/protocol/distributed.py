@@ -67,8 +67,12 @@ class StemWorker:
 
         if self.error is not None:
             raise self.error
-        return {"hashes": self.scorer.hashes, "provenance": self.scorer.provenance,
-                "node": socket.gethostname(), "pid": os.getpid()}
+        return {
+            "hashes": self.scorer.hashes,
+            "provenance": self.scorer.provenance,
+            "node": socket.gethostname(),
+            "pid": os.getpid(),
+        }
 
     def score_stem(self, task: StemTask) -> list[GroupResult]:
         return list(self.scorer.score_stem(task))
@@ -87,15 +91,17 @@ def plan_workers(resources: dict, workers: int | None) -> tuple[int, dict, int |
     if gpus:
         n = workers or gpus
         if n > gpus:
-            raise LipleakError(f"--ray-workers {n}: the Ray cluster has {gpus} GPU(s); one "
-                               "worker holds one GPU")
+            raise LipleakError(
+                f"--ray-workers {n}: the Ray cluster has {gpus} GPU(s); one worker holds one GPU"
+            )
         return n, {"num_gpus": 1, "num_cpus": 1}, None
     if cpus < 1:
         raise LipleakError("the Ray cluster has no CPU and no GPU to run workers on")
     n = workers or cpus
     if n > cpus:
-        raise LipleakError(f"--ray-workers {n}: the Ray cluster has {cpus} CPU(s); one "
-                           "worker needs one")
+        raise LipleakError(
+            f"--ray-workers {n}: the Ray cluster has {cpus} CPU(s); one worker needs one"
+        )
     return n, {"num_cpus": 1}, max(1, cpus // n)
 
 
@@ -109,9 +115,15 @@ class RayExecutor:
     workers.
     """
 
-    def __init__(self, sync: SyncSettings, visual=None, address: str = LOCAL,
-                 workers: int | None = None, max_task_retries: int = MAX_TASK_RETRIES,
-                 worker_class: type[StemWorker] = StemWorker):
+    def __init__(
+        self,
+        sync: SyncSettings,
+        visual=None,
+        address: str = LOCAL,
+        workers: int | None = None,
+        max_task_retries: int = MAX_TASK_RETRIES,
+        worker_class: type[StemWorker] = StemWorker,
+    ):
         self.sync, self.visual = sync, visual
         self.address, self.workers = address, workers
         self.max_task_retries = max_task_retries
@@ -131,16 +143,22 @@ class RayExecutor:
         ray = _ray()
         if not ray.is_initialized():
             try:
-                ray.init(address=None if self.address == LOCAL else self.address,
-                         include_dashboard=False, logging_level=logging.WARNING,
-                         log_to_driver=False)  # errors reach the driver as exceptions
+                ray.init(
+                    address=None if self.address == LOCAL else self.address,
+                    include_dashboard=False,
+                    logging_level=logging.WARNING,
+                    log_to_driver=False,
+                )  # errors reach the driver as exceptions
             except (ConnectionError, ValueError, RuntimeError) as exc:
-                raise LipleakError(f"cannot reach the Ray cluster at {self.address!r}: "
-                                   f"{str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+                raise LipleakError(
+                    f"cannot reach the Ray cluster at {self.address!r}: "
+                    f"{str(exc).splitlines()[0] if str(exc) else exc!r}"
+                ) from None
             self._owns_ray = True
         n, options, threads = plan_workers(ray.cluster_resources(), self.workers)
         actor = ray.remote(self.worker_class).options(
-            max_restarts=-1, max_task_retries=self.max_task_retries, **options)
+            max_restarts=-1, max_task_retries=self.max_task_retries, **options
+        )
         self.actors = [actor.remote(self.sync, self.visual, threads) for _ in range(n)]
         try:
             self.describes = ray.get([a.describe.remote() for a in self.actors])
@@ -159,7 +177,8 @@ class RayExecutor:
                 raise LipleakError(
                     f"Ray workers disagree on settings/model hashes: {first['node']} has "
                     f"{first['hashes']}, {d['node']} has {d['hashes']}; install the same "
-                    "models and lipleak-fast version on every node")
+                    "models and lipleak-fast version on every node"
+                )
         return first["hashes"], first["provenance"]
 
     def close(self) -> None:
@@ -217,10 +236,21 @@ class RayExecutor:
         except ray.exceptions.RayActorError as exc:
             # the worker process died on every try: record the stem as failed, go on
             why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            cause = (f"the Ray worker holding this stem died ({self.max_task_retries + 1} "
-                     f"tries; {why[:200]})")
+            cause = (
+                f"the Ray worker holding this stem died ({self.max_task_retries + 1} "
+                f"tries; {why[:200]})"
+            )
             hashes = self.describes[0]["hashes"]
-            return [GroupResult.failed(v, group, hashes[group], "worker_died", cause,
-                                       f"{v.cell_video.path}: {cause}", k == len(v.groups) - 1)
-                    for v in task.videos for k, group in enumerate(v.groups)]
-
+            return [
+                GroupResult.failed(
+                    v,
+                    group,
+                    hashes[group],
+                    "worker_died",
+                    cause,
+                    f"{v.cell_video.path}: {cause}",
+                    k == len(v.groups) - 1,
+                )
+                for v in task.videos
+                for k, group in enumerate(v.groups)
+            ]

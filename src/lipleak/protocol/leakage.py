@@ -34,8 +34,10 @@ def cell_means(videos: dict, metrics: list[str]) -> dict[tuple[str, str], dict]:
     out = {}
     for setup, ref in cells:
         rows = [m for (s, st, rf), m in videos.items() if (st, rf) == (setup, ref)]
-        out[(setup, ref)] = {"n": sum(1 for m in rows if "lse_c" in m),
-                             **{k: _mean([m.get(k) for m in rows]) for k in metrics}}
+        out[(setup, ref)] = {
+            "n": sum(1 for m in rows if "lse_c" in m),
+            **{k: _mean([m.get(k) for m in rows]) for k in metrics},
+        }
     return out
 
 
@@ -47,15 +49,30 @@ def leakage(videos: dict) -> dict[str, dict]:
         am = {s: m for (s, st, rf), m in videos.items() if (st, rf) == ("AM", ref) and "lse_c" in m}
         xm = {s: m for (s, st, rf), m in videos.items() if (st, rf) == ("XM", ref) and "lse_c" in m}
         both = sorted(set(am) & set(xm))
-        row = {"lse_c_s": _mean([m["lse_c"] for m in si]),
-               "lse_d_s": _mean([m["lse_d"] for m in si]), "n_si": len(si),
-               "n_pairs": len(both), "lsd": None, "lsd_per_video": None}
+        row = {
+            "lse_c_s": _mean([m["lse_c"] for m in si]),
+            "lse_d_s": _mean([m["lse_d"] for m in si]),
+            "n_si": len(si),
+            "n_pairs": len(both),
+            "lsd": None,
+            "lsd_per_video": None,
+        }
         if both:
-            c_am, c_xm = _mean([am[s]["lse_c"] for s in both]), _mean([xm[s]["lse_c"] for s in both])
-            d_am, d_xm = _mean([am[s]["lse_d"] for s in both]), _mean([xm[s]["lse_d"] for s in both])
+            c_am, c_xm = (
+                _mean([am[s]["lse_c"] for s in both]),
+                _mean([xm[s]["lse_c"] for s in both]),
+            )
+            d_am, d_xm = (
+                _mean([am[s]["lse_d"] for s in both]),
+                _mean([xm[s]["lse_d"] for s in both]),
+            )
             row["lsd"] = 0.5 * (abs(c_am - c_xm) + abs(d_am - d_xm))
-            row["lsd_per_video"] = _mean([
-                0.5 * (abs(am[s]["lse_c"] - xm[s]["lse_c"]) + abs(am[s]["lse_d"] - xm[s]["lse_d"]))
-                for s in both])
+            row["lsd_per_video"] = _mean(
+                [
+                    0.5
+                    * (abs(am[s]["lse_c"] - xm[s]["lse_c"]) + abs(am[s]["lse_d"] - xm[s]["lse_d"]))
+                    for s in both
+                ]
+            )
         out[ref] = row
     return out

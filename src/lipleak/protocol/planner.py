@@ -103,7 +103,8 @@ def make_plan(gt_dir: Path, out_dir: Path, seed: int = 0, ar: str = "first") -> 
     if len(videos) < 2:
         raise LipleakError(
             f"{gt_dir}: {len(videos)} video(s) found; the mismatched-audio setup (XM) needs at "
-            "least 2 videos, since a video is never driven by its own audio")
+            "least 2 videos, since a video is never driven by its own audio"
+        )
     stems = sorted(videos)
     rng = np.random.default_rng(seed)
     audios, n_frames = {}, {}
@@ -113,41 +114,60 @@ def make_plan(gt_dir: Path, out_dir: Path, seed: int = 0, ar: str = "first") -> 
     same = identical_audio(stems, audios)
     label = {s: i for i, group in enumerate(same) for s in group}
     try:
-        perm = derangement(len(stems), rng,
-                           [label.get(s, len(same) + i) for i, s in enumerate(stems)])
+        perm = derangement(
+            len(stems), rng, [label.get(s, len(same) + i) for i, s in enumerate(stems)]
+        )
     except ValueError:
         raise LipleakError(
             f"{gt_dir}: too many videos share the same audio ({', '.join(max(same, key=len))}): "
-            "XM needs, for every video, another video with different audio") from None
+            "XM needs, for every video, another video with different audio"
+        ) from None
     items, jobs = [], []
     for i, s in enumerate(stems):
         driver = stems[perm[i]]
         n = len(audios[s])
-        files = {"AM": audios[s], "SI": np.zeros(n, np.int16),
-                 "XM": fit_length(audios[driver], n)}
+        files = {"AM": audios[s], "SI": np.zeros(n, np.int16), "XM": fit_length(audios[driver], n)}
         rel = {}
         for setup, samples in files.items():
             rel[setup] = f"audio/{setup}/{s}.wav"
             (out_dir / "audio" / setup).mkdir(parents=True, exist_ok=True)
             write_wav(out_dir / rel[setup], samples)
         ar_frames = reference_frames(ar, max(1, n_frames[s]), rng)
-        items.append({"stem": s, "video": str(videos[s].resolve()), "n_frames": n_frames[s],
-                      "n_samples": n, "xm_driver": driver, "audio": rel,
-                      "ar_frames": ar_frames})
+        items.append(
+            {
+                "stem": s,
+                "video": str(videos[s].resolve()),
+                "n_frames": n_frames[s],
+                "n_samples": n,
+                "xm_driver": driver,
+                "audio": rel,
+                "ar_frames": ar_frames,
+            }
+        )
         for setup, ref in CELLS:
-            jobs.append({"stem": s, "video": str(videos[s].resolve()), "setup": setup,
-                         "reference": ref, "audio": rel[setup],
-                         "reference_frames": "current" if ref == "CR" else ar_frames,
-                         "output": f"{setup}/{ref}/{s}.mp4"})
-    plan = {"version": PLAN_VERSION, "seed": seed, "ar": ar,
-            "xm_length_rule": "cut to the GT length, or repeated from the start when shorter",
-            "videos": items}
+            jobs.append(
+                {
+                    "stem": s,
+                    "video": str(videos[s].resolve()),
+                    "setup": setup,
+                    "reference": ref,
+                    "audio": rel[setup],
+                    "reference_frames": "current" if ref == "CR" else ar_frames,
+                    "output": f"{setup}/{ref}/{s}.mp4",
+                }
+            )
+    plan = {
+        "version": PLAN_VERSION,
+        "seed": seed,
+        "ar": ar,
+        "xm_length_rule": "cut to the GT length, or repeated from the start when shorter",
+        "videos": items,
+    }
     if same:  # recorded only when there are any, so other plans stay byte-identical
         plan["identical_audio"] = same
     out_dir.mkdir(parents=True, exist_ok=True)
     # jobs first: a plan.json on disk means its jobs file is complete too
-    atomic_write(jobs_path(out_dir), "".join(json.dumps(j, sort_keys=True) + "\n"
-                                             for j in jobs))
+    atomic_write(jobs_path(out_dir), "".join(json.dumps(j, sort_keys=True) + "\n" for j in jobs))
     atomic_write(plan_path(out_dir), json.dumps(plan, indent=1, sort_keys=True) + "\n")
     return plan
 
@@ -164,6 +184,7 @@ def load_plan(path: Path) -> tuple[dict, Path]:
     except json.JSONDecodeError as exc:
         raise InputError(path, f"not a plan file: {exc}", "bad_input") from None
     if plan.get("version") != PLAN_VERSION:
-        raise InputError(path, f"plan version {plan.get('version')} is not {PLAN_VERSION}",
-                         "bad_input")
+        raise InputError(
+            path, f"plan version {plan.get('version')} is not {PLAN_VERSION}", "bad_input"
+        )
     return plan, path.parent

@@ -70,8 +70,10 @@ class RunLock:
         except BlockingIOError:
             other = os.pread(self.fd, 64, 0).decode(errors="replace").strip() or "?"
             os.close(self.fd)
-            raise LipleakError(f"another lipleak-fast run is using {self.path.parent} "
-                               f"(pid {other}); wait for it to finish or stop it") from None
+            raise LipleakError(
+                f"another lipleak-fast run is using {self.path.parent} "
+                f"(pid {other}); wait for it to finish or stop it"
+            ) from None
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, str(os.getpid()).encode(), 0)
         return self
@@ -101,7 +103,8 @@ class ResultsStore:
     def start_run(self, version: str, argv: list[str], provenance: dict) -> int:
         cur = self.db.execute(
             "INSERT INTO runs (started, version, argv, provenance) VALUES (?, ?, ?, ?)",
-            (time.time(), version, json.dumps(argv), json.dumps(provenance, sort_keys=True)))
+            (time.time(), version, json.dumps(argv), json.dumps(provenance, sort_keys=True)),
+        )
         self.run_id = int(cur.lastrowid)
         return self.run_id
 
@@ -110,49 +113,99 @@ class ResultsStore:
 
     def provenance(self) -> list[dict]:
         rows = self.db.execute(
-            "SELECT run_id, started, finished, version, argv, provenance FROM runs ORDER BY run_id")
-        return [{"run_id": r[0], "started": r[1], "finished": r[2], "version": r[3],
-                 "argv": json.loads(r[4] or "[]"), "provenance": json.loads(r[5])} for r in rows]
+            "SELECT run_id, started, finished, version, argv, provenance FROM runs ORDER BY run_id"
+        )
+        return [
+            {
+                "run_id": r[0],
+                "started": r[1],
+                "finished": r[2],
+                "version": r[3],
+                "argv": json.loads(r[4] or "[]"),
+                "provenance": json.loads(r[5]),
+            }
+            for r in rows
+        ]
 
     # -- units --------------------------------------------------------------------------
-    def is_done(self, stem: str, setup: str, ref: str, group: str, settings_hash: str,
-                in_hash: str) -> bool:
+    def is_done(
+        self, stem: str, setup: str, ref: str, group: str, settings_hash: str, in_hash: str
+    ) -> bool:
         row = self.db.execute(
             "SELECT inputs_hash FROM units WHERE stem=? AND setup=? AND reference=? AND grp=? "
-            "AND settings_hash=?", (stem, setup, ref, group, settings_hash)).fetchone()
+            "AND settings_hash=?",
+            (stem, setup, ref, group, settings_hash),
+        ).fetchone()
         return row is not None and row[0] == in_hash
 
-    def commit_unit(self, stem: str, setup: str, ref: str, group: str, settings_hash: str,
-                    in_hash: str, metrics: dict[str, float | None], status: str = "ok",
-                    reason: str | None = None, detail: dict | None = None,
-                    reasons: dict[str, str] | None = None) -> None:
+    def commit_unit(
+        self,
+        stem: str,
+        setup: str,
+        ref: str,
+        group: str,
+        settings_hash: str,
+        in_hash: str,
+        metrics: dict[str, float | None],
+        status: str = "ok",
+        reason: str | None = None,
+        detail: dict | None = None,
+        reasons: dict[str, str] | None = None,
+    ) -> None:
         """Write all metric rows of one unit and its completion entry atomically."""
         now = time.time()
         reasons = reasons or {}
         try:
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("DELETE FROM results WHERE stem=? AND setup=? AND reference=? AND "
-                            "grp=? AND settings_hash=?", (stem, setup, ref, group, settings_hash))
+            self.db.execute(
+                "DELETE FROM results WHERE stem=? AND setup=? AND reference=? AND "
+                "grp=? AND settings_hash=?",
+                (stem, setup, ref, group, settings_hash),
+            )
             for name, value in metrics.items():
                 ok = value is not None and status == "ok"
                 self.db.execute(
                     "INSERT INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (stem, setup, ref, name, settings_hash, group,
-                     None if value is None else float(value),
-                     "ok" if ok else ("failed" if status != "ok" else "not_computed"),
-                     reason if status != "ok" else reasons.get(name), self.run_id, now))
+                    (
+                        stem,
+                        setup,
+                        ref,
+                        name,
+                        settings_hash,
+                        group,
+                        None if value is None else float(value),
+                        "ok" if ok else ("failed" if status != "ok" else "not_computed"),
+                        reason if status != "ok" else reasons.get(name),
+                        self.run_id,
+                        now,
+                    ),
+                )
             self.db.execute(
                 "INSERT OR REPLACE INTO units VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (stem, setup, ref, group, settings_hash, in_hash, status, reason,
-                 json.dumps(detail or {}, sort_keys=True), self.run_id, now))
+                (
+                    stem,
+                    setup,
+                    ref,
+                    group,
+                    settings_hash,
+                    in_hash,
+                    status,
+                    reason,
+                    json.dumps(detail or {}, sort_keys=True),
+                    self.run_id,
+                    now,
+                ),
+            )
             self.db.execute("COMMIT")
         except sqlite3.Error as exc:
             try:
                 self.db.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
-            raise LipleakError(f"{self.path}: could not write results ({exc}); everything "
-                               "committed before this video is intact") from None
+            raise LipleakError(
+                f"{self.path}: could not write results ({exc}); everything "
+                "committed before this video is intact"
+            ) from None
 
     # -- reading ------------------------------------------------------------------------
     def units(self, group: str | None = None, settings_hash: str | None = None) -> list[dict]:
@@ -166,19 +219,40 @@ class ResultsStore:
             args.append(settings_hash)
         if cond:
             q += " WHERE " + " AND ".join(cond)
-        return [{"stem": r[0], "setup": r[1], "reference": r[2], "grp": r[3],
-                 "settings_hash": r[4], "status": r[5], "reason": r[6],
-                 "detail": json.loads(r[7] or "{}")}
-                for r in self.db.execute(q + " ORDER BY stem, setup, reference", args)]
+        return [
+            {
+                "stem": r[0],
+                "setup": r[1],
+                "reference": r[2],
+                "grp": r[3],
+                "settings_hash": r[4],
+                "status": r[5],
+                "reason": r[6],
+                "detail": json.loads(r[7] or "{}"),
+            }
+            for r in self.db.execute(q + " ORDER BY stem, setup, reference", args)
+        ]
 
     def results(self, hashes: dict[str, str] | None = None) -> list[dict]:
         """Metric rows; with ``hashes`` ({group: settings_hash}) only those settings."""
         rows = self.db.execute(
             "SELECT stem, setup, reference, metric, settings_hash, grp, value, status, reason "
-            "FROM results ORDER BY stem, setup, reference, metric").fetchall()
-        out = [{"stem": r[0], "setup": r[1], "reference": r[2], "metric": r[3],
-                "settings_hash": r[4], "grp": r[5], "value": r[6], "status": r[7],
-                "reason": r[8]} for r in rows]
+            "FROM results ORDER BY stem, setup, reference, metric"
+        ).fetchall()
+        out = [
+            {
+                "stem": r[0],
+                "setup": r[1],
+                "reference": r[2],
+                "metric": r[3],
+                "settings_hash": r[4],
+                "grp": r[5],
+                "value": r[6],
+                "status": r[7],
+                "reason": r[8],
+            }
+            for r in rows
+        ]
         if hashes:
             out = [r for r in out if hashes.get(r["grp"]) == r["settings_hash"]]
         return out
@@ -186,5 +260,6 @@ class ResultsStore:
     def latest_hashes(self) -> dict[str, str]:
         """{group: settings hash} of the most recent run that wrote each group."""
         rows = self.db.execute(
-            "SELECT grp, settings_hash FROM units ORDER BY run_id, created").fetchall()
+            "SELECT grp, settings_hash FROM units ORDER BY run_id, created"
+        ).fetchall()
         return {g: h for g, h in rows}

@@ -33,14 +33,21 @@ def _jobs(plan_dir: Path) -> list[dict]:
 
 def render(cmd: str, job: dict, plan_dir: Path, out: Path) -> str:
     ref = job["reference_frames"]
-    values = {"video": job["video"], "audio": str(plan_dir / job["audio"]), "out": str(out),
-              "ref_frames": ref if isinstance(ref, str) else ",".join(map(str, ref)),
-              "reference": job["reference"], "setup": job["setup"], "stem": job["stem"]}
+    values = {
+        "video": job["video"],
+        "audio": str(plan_dir / job["audio"]),
+        "out": str(out),
+        "ref_frames": ref if isinstance(ref, str) else ",".join(map(str, ref)),
+        "reference": job["reference"],
+        "setup": job["setup"],
+        "stem": job["stem"],
+    }
     try:
         return cmd.format(**{k: shlex.quote(v) for k, v in values.items()})
     except (KeyError, IndexError, ValueError) as exc:
-        raise LipleakError(f"--cmd: bad placeholder {exc}; use {{"
-                           + "}, {".join(PLACEHOLDERS) + "}") from None
+        raise LipleakError(
+            f"--cmd: bad placeholder {exc}; use {{" + "}, {".join(PLACEHOLDERS) + "}"
+        ) from None
 
 
 def _run_one(cmd: str, job: dict, plan_dir: Path, out_dir: Path, timeout: float | None) -> dict:
@@ -63,13 +70,24 @@ def _run_one(cmd: str, job: dict, plan_dir: Path, out_dir: Path, timeout: float 
     tail = "\n".join((err or "").strip().splitlines()[-10:])
     if rc == 0 and not ok:
         tail = "the command exited 0 but wrote no output file"
-    return {"job": job, "ok": ok, "returncode": rc, "stderr_tail": tail,
-            "seconds": round(time.perf_counter() - t, 3)}
+    return {
+        "job": job,
+        "ok": ok,
+        "returncode": rc,
+        "stderr_tail": tail,
+        "seconds": round(time.perf_counter() - t, 3),
+    }
 
 
-def generate(plan_path: Path, cmd: str, jobs: int = 1, out_dir: Path | None = None,
-             only: set[tuple[str, str]] | None = None, timeout: float | None = None,
-             quiet: bool = False) -> dict:
+def generate(
+    plan_path: Path,
+    cmd: str,
+    jobs: int = 1,
+    out_dir: Path | None = None,
+    only: set[tuple[str, str]] | None = None,
+    timeout: float | None = None,
+    quiet: bool = False,
+) -> dict:
     """Run ``cmd`` for every job whose output is missing; returns counts and failures."""
     plan, plan_dir = load_plan(plan_path)
     out_dir = Path(out_dir) if out_dir else plan_dir
@@ -100,8 +118,9 @@ def generate(plan_path: Path, cmd: str, jobs: int = 1, out_dir: Path | None = No
                     f.write(json.dumps({**r, "time": time.time()}) + "\n")
                 if not quiet:
                     j = r["job"]
-                    bar.write(f"failed: {j['setup']}/{j['reference']}/{j['stem']} "
-                              f"(exit {r['returncode']}): {r['stderr_tail'][-300:]}")
+                    bar.write(
+                        f"failed: {j['setup']}/{j['reference']}/{j['stem']} "
+                        f"(exit {r['returncode']}): {r['stderr_tail'][-300:]}"
+                    )
     bar.close()
-    return {"generated": done, "skipped": skipped, "failed": len(failures),
-            "failures": failures}
+    return {"generated": done, "skipped": skipped, "failed": len(failures), "failures": failures}

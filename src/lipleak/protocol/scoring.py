@@ -80,8 +80,10 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.save(f, np.ascontiguousarray(arr, dtype=np.float32))
     except OSError as exc:
-        raise LipleakError(f"{path}: cannot write per-video features: {exc.strerror or exc}; "
-                           "everything committed before this video is intact") from None
+        raise LipleakError(
+            f"{path}: cannot write per-video features: {exc.strerror or exc}; "
+            "everything committed before this video is intact"
+        ) from None
 
 
 @dataclass
@@ -133,11 +135,22 @@ class StemScorer:
                 try:
                     metrics, reasons, detail = fns[group](v)
                 except InputError as exc:
-                    yield GroupResult.failed(pending, group, h, exc.status, exc.cause, str(exc),
-                                             last)
+                    yield GroupResult.failed(
+                        pending, group, h, exc.status, exc.cause, str(exc), last
+                    )
                     continue
-                yield GroupResult(v.stem, v.setup, v.reference, group, h, pending.inputs_hash,
-                                  metrics, reasons, detail, last=last)
+                yield GroupResult(
+                    v.stem,
+                    v.setup,
+                    v.reference,
+                    group,
+                    h,
+                    pending.inputs_hash,
+                    metrics,
+                    reasons,
+                    detail,
+                    last=last,
+                )
 
     # -- audio ----------------------------------------------------------------------------
     def gt_audio(self, stem: str) -> np.ndarray:
@@ -156,8 +169,7 @@ class StemScorer:
             if not self._task.has_plan:
                 return None  # the generated video's own track is the driving audio
             if self._task.driving is None:
-                raise InputError(v.path, "the plan has no driving audio for this stem",
-                                 "bad_input")
+                raise InputError(v.path, "the plan has no driving audio for this stem", "bad_input")
             return load_audio(self._task.driving)
         return self.gt_audio(v.stem)
 
@@ -172,8 +184,13 @@ class StemScorer:
     # -- groups ---------------------------------------------------------------------------
     def score_sync(self, v: CellVideo) -> tuple[dict, dict, dict]:
         r = self.sync.score(v.path, self.sync_audio(v))
-        metrics = {"lse_c": r.lse_c, "lse_d": r.lse_d, "offset": r.offset,
-                   "n_frames": r.n_frames, "n_tracks": len(r.tracks)}
+        metrics = {
+            "lse_c": r.lse_c,
+            "lse_d": r.lse_d,
+            "offset": r.offset,
+            "n_frames": r.n_frames,
+            "n_tracks": len(r.tracks),
+        }
         return metrics, {}, r.to_dict()
 
     def gt_analysis(self, stem: str):
@@ -197,8 +214,9 @@ class StemScorer:
                 gta.save(cache)
                 atomic_write(key_file, key, fsync=False)  # a lost key only costs a redo
             except OSError as exc:
-                raise LipleakError(f"{cache}: cannot write the GT analysis cache: "
-                                   f"{exc.strerror or exc}") from None
+                raise LipleakError(
+                    f"{cache}: cannot write the GT analysis cache: {exc.strerror or exc}"
+                ) from None
         self._gt_analysis = gta
         return gta
 
@@ -211,11 +229,12 @@ class StemScorer:
             metrics, reasons = gt_metrics(gta, self.gt_audio(v.stem))
             detail = {"n_frames": gta.n_frames}
         else:
-            r = self.visual.score(v.path, gta, self._task.gt_video, self.motion_audio(v),
-                                  v.setup)
+            r = self.visual.score(v.path, gta, self._task.gt_video, self.motion_audio(v), v.setup)
             feats, metrics, reasons, detail = r.features, stored_metrics(r), dict(r.reasons), {}
-        _save_npy(features_path(self._task.root, self.hashes["visual"], v.setup, v.reference,
-                                v.stem), feats)
+        _save_npy(
+            features_path(self._task.root, self.hashes["visual"], v.setup, v.reference, v.stem),
+            feats,
+        )
         return metrics, reasons, detail
 
 
@@ -250,17 +269,22 @@ class DirectoryScorer:
         self.root = Path(root)
         self.opts = opts
         self.plan = self._plan()
-        planned = None if self.plan is None else {
-            v["stem"]: Path(v["video"]) for v in self.plan[0]["videos"]}
+        planned = (
+            None
+            if self.plan is None
+            else {v["stem"]: Path(v["video"]) for v in self.plan[0]["videos"]}
+        )
         self.layout: Layout = discover(self.root, opts.gt, planned)
         self.db_path = Path(opts.db) if opts.db else results_db(self.root)
-        self.driving = None if self.plan is None else {
-            v["stem"]: self.plan[1] / v["audio"]["XM"] for v in self.plan[0]["videos"]}
+        self.driving = (
+            None
+            if self.plan is None
+            else {v["stem"]: self.plan[1] / v["audio"]["XM"] for v in self.plan[0]["videos"]}
+        )
         self.groups = ("sync",) if opts.visual is None else ("sync", "visual")
         self.hashes: dict[str, str] | None = None
         self.provenance: dict | None = None
-        self.executor = executor if executor is not None else LocalExecutor(opts.sync,
-                                                                            opts.visual)
+        self.executor = executor if executor is not None else LocalExecutor(opts.sync, opts.visual)
 
     def start(self) -> None:
         """Start the executor (Ray: its actors and their models) and learn the settings
@@ -313,7 +337,8 @@ class DirectoryScorer:
                 for group in self.groups:
                     h = self.hashes[group]
                     if store.is_done(v.stem, v.setup, v.reference, group, h, in_hash) and not (
-                            self.opts.retry_failed and self._failed(store, v, group, h)):
+                        self.opts.retry_failed and self._failed(store, v, group, h)
+                    ):
                         skipped += 1
                     else:
                         todo.append(group)
@@ -323,9 +348,14 @@ class DirectoryScorer:
                     done_videos += 1
             task = None
             if pending:
-                task = StemTask(self.root, stem, self.layout.gt[stem], self.driving is not None,
-                                None if self.driving is None else self.driving.get(stem),
-                                tuple(pending))
+                task = StemTask(
+                    self.root,
+                    stem,
+                    self.layout.gt[stem],
+                    self.driving is not None,
+                    None if self.driving is None else self.driving.get(stem),
+                    tuple(pending),
+                )
             yield PendingStem(stem, task, done_videos, skipped)
 
     # -- the run --------------------------------------------------------------------------
@@ -337,11 +367,20 @@ class DirectoryScorer:
                 self.start()
                 store = ResultsStore(self.db_path)
                 try:
-                    store.start_run(__version__, argv or sys.argv[1:], {
-                        "hashes": self.hashes, **self.provenance,
-                        "layout": {"not_run": [f"{s}/{r}" for s, r in self.layout.not_run],
-                                   "missing": {f"{s}/{r}": v for (s, r), v in
-                                               self.layout.missing.items() if v}}})
+                    store.start_run(
+                        __version__,
+                        argv or sys.argv[1:],
+                        {
+                            "hashes": self.hashes,
+                            **self.provenance,
+                            "layout": {
+                                "not_run": [f"{s}/{r}" for s, r in self.layout.not_run],
+                                "missing": {
+                                    f"{s}/{r}": v for (s, r), v in self.layout.missing.items() if v
+                                },
+                            },
+                        },
+                    )
                     counts = self._loop(store, tqdm)
                     store.finish_run()
                 finally:
@@ -352,8 +391,13 @@ class DirectoryScorer:
 
     def _loop(self, store: ResultsStore, tqdm) -> dict:
         counts = {"scored": 0, "skipped": 0, "failed": 0, "failures": []}
-        bar = tqdm(total=len(self.cell_videos()), unit="video", disable=self.opts.quiet,
-                   desc="score", dynamic_ncols=True)
+        bar = tqdm(
+            total=len(self.cell_videos()),
+            unit="video",
+            disable=self.opts.quiet,
+            desc="score",
+            dynamic_ncols=True,
+        )
 
         def tasks() -> Iterator[StemTask]:
             for p in self.pending(store):
@@ -365,9 +409,19 @@ class DirectoryScorer:
 
         def commit(r: GroupResult) -> None:
             # the only writer: each result is one transaction, idempotent per unit key
-            store.commit_unit(r.stem, r.setup, r.reference, r.group, r.settings_hash,
-                              r.inputs_hash, r.metrics, status=r.status, reason=r.reason,
-                              detail=r.detail, reasons=r.reasons)
+            store.commit_unit(
+                r.stem,
+                r.setup,
+                r.reference,
+                r.group,
+                r.settings_hash,
+                r.inputs_hash,
+                r.metrics,
+                status=r.status,
+                reason=r.reason,
+                detail=r.detail,
+                reasons=r.reasons,
+            )
             if r.status == "ok":
                 counts["scored"] += 1
             else:
@@ -384,5 +438,8 @@ class DirectoryScorer:
 
     @staticmethod
     def _failed(store: ResultsStore, v: CellVideo, group: str, h: str) -> bool:
-        return any(x["status"] != "ok" for x in store.units(group, h)
-                   if (x["stem"], x["setup"], x["reference"]) == (v.stem, v.setup, v.reference))
+        return any(
+            x["status"] != "ok"
+            for x in store.units(group, h)
+            if (x["stem"], x["setup"], x["reference"]) == (v.stem, v.setup, v.reference)
+        )

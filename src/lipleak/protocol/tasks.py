@@ -54,12 +54,21 @@ class StemTask:
             return None if p is None else Path(p).absolute()
 
         videos = tuple(
-            PendingVideo(CellVideo(v.cell_video.stem, v.cell_video.setup,
-                                   v.cell_video.reference, a(v.cell_video.path)),
-                         v.groups, v.inputs_hash)
-            for v in self.videos)
-        return StemTask(a(self.root), self.stem, a(self.gt_video), self.has_plan, a(self.driving),
-                        videos)
+            PendingVideo(
+                CellVideo(
+                    v.cell_video.stem,
+                    v.cell_video.setup,
+                    v.cell_video.reference,
+                    a(v.cell_video.path),
+                ),
+                v.groups,
+                v.inputs_hash,
+            )
+            for v in self.videos
+        )
+        return StemTask(
+            a(self.root), self.stem, a(self.gt_video), self.has_plan, a(self.driving), videos
+        )
 
 
 @dataclass(frozen=True)
@@ -96,10 +105,28 @@ class GroupResult:
         return f"{self.setup}/{self.reference}/{self.stem} [{self.group}]"
 
     @classmethod
-    def failed(cls, pending: PendingVideo, group: str, settings_hash: str, status: str,
-               cause: str, message: str, last: bool) -> GroupResult:
+    def failed(
+        cls,
+        pending: PendingVideo,
+        group: str,
+        settings_hash: str,
+        status: str,
+        cause: str,
+        message: str,
+        last: bool,
+    ) -> GroupResult:
         v = pending.cell_video
         names = SYNC_METRICS if group == "sync" else ()
-        return cls(v.stem, v.setup, v.reference, group, settings_hash, pending.inputs_hash,
-                   dict.fromkeys(names), status="failed", reason=f"{status}: {cause}",
-                   message=message, last=last)
+        return cls(
+            v.stem,
+            v.setup,
+            v.reference,
+            group,
+            settings_hash,
+            pending.inputs_hash,
+            dict.fromkeys(names),
+            status="failed",
+            reason=f"{status}: {cause}",
+            message=message,
+            last=last,
+        )

@@ -8,5 +8,4 @@ are imported when a model is opened on them.
 from .base import Runtime, RuntimeInfo, TensorSpec
 from .select import BACKENDS, available_backends, open_model
 
-__all__ = ["BACKENDS", "Runtime", "RuntimeInfo", "TensorSpec", "available_backends",
-           "open_model"]
+__all__ = ["BACKENDS", "Runtime", "RuntimeInfo", "TensorSpec", "available_backends", "open_model"]

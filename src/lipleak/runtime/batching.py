@@ -29,8 +29,9 @@ class BatchedModel:
 
     def run_rows(self, x: np.ndarray, empty_shape: tuple) -> np.ndarray:
         """Rows of ``x`` → float32 outputs, one row each; ``empty_shape`` when x is empty."""
-        parts = [self._run_chunk(x[i:i + self.batch_size])
-                 for i in range(0, len(x), self.batch_size)]
+        parts = [
+            self._run_chunk(x[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)
+        ]
         if not parts:
             return np.zeros(empty_shape, np.float32)
         return np.concatenate(parts).astype(np.float32, copy=False)

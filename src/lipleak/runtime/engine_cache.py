@@ -84,8 +84,9 @@ def _onnx_inputs_ort(path: Path) -> list[tuple[str, list[int | str | None]]]:
     return [(i.name, list(i.shape)) for i in sess.get_inputs()]
 
 
-def profile_shapes(onnx_path: str | Path, min_batch: int = 1, opt_batch: int | None = None,
-                   max_batch: int = 64) -> Profile:
+def profile_shapes(
+    onnx_path: str | Path, min_batch: int = 1, opt_batch: int | None = None, max_batch: int = 64
+) -> Profile:
     """The optimisation profile for ``onnx_path``: axis 0 of every input is the batch.
 
     A dynamic batch axis gets (min_batch, opt_batch, max_batch) — opt defaults to
@@ -96,8 +97,9 @@ def profile_shapes(onnx_path: str | Path, min_batch: int = 1, opt_batch: int | N
     """
     opt_batch = max_batch if opt_batch is None else opt_batch
     if not 1 <= min_batch <= opt_batch <= max_batch:
-        raise LipleakError(f"batch profile needs 1 <= min <= opt <= max, got "
-                           f"{min_batch}/{opt_batch}/{max_batch}")
+        raise LipleakError(
+            f"batch profile needs 1 <= min <= opt <= max, got {min_batch}/{opt_batch}/{max_batch}"
+        )
     profile: Profile = {}
     for name, dims in onnx_inputs(onnx_path):
         if not dims:
@@ -105,8 +107,10 @@ def profile_shapes(onnx_path: str | Path, min_batch: int = 1, opt_batch: int | N
         rest = dims[1:]
         bad = [i + 1 for i, d in enumerate(rest) if not isinstance(d, int) or d <= 0]
         if bad:
-            raise ModelError(f"{onnx_path}: input {name!r} has dynamic non-batch axes {bad} "
-                             f"(shape {dims}); export it with fixed sizes")
+            raise ModelError(
+                f"{onnx_path}: input {name!r} has dynamic non-batch axes {bad} "
+                f"(shape {dims}); export it with fixed sizes"
+            )
         tail = tuple(int(d) for d in rest)
         b = dims[0]
         if isinstance(b, int) and b > 0:
@@ -142,11 +146,24 @@ class EngineKey:
         return hashlib.sha256(blob).hexdigest()
 
 
-def make_key(onnx_path: str | Path, trt_version: str, gpu_name: str, compute_capability: str,
-             precision: str, profile: Profile, onnx_sha256: str | None = None) -> EngineKey:
+def make_key(
+    onnx_path: str | Path,
+    trt_version: str,
+    gpu_name: str,
+    compute_capability: str,
+    precision: str,
+    profile: Profile,
+    onnx_sha256: str | None = None,
+) -> EngineKey:
     prof = tuple((n, tuple(a), tuple(b), tuple(c)) for n, (a, b, c) in sorted(profile.items()))
-    return EngineKey(onnx_sha256 or file_sha256(onnx_path), str(trt_version), str(gpu_name),
-                     str(compute_capability), str(precision), prof)
+    return EngineKey(
+        onnx_sha256 or file_sha256(onnx_path),
+        str(trt_version),
+        str(gpu_name),
+        str(compute_capability),
+        str(precision),
+        prof,
+    )
 
 
 # ---------------------------------------------------------------------- layout
@@ -168,8 +185,9 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_") or "unknown"
 
 
-def timing_cache_path(gpu_name: str, compute_capability: str, trt_version: str,
-                      root: str | Path | None = None) -> Path:
+def timing_cache_path(
+    gpu_name: str, compute_capability: str, trt_version: str, root: str | Path | None = None
+) -> Path:
     """One timing cache per GPU model and TensorRT version: timings measured on one GPU
     are meaningless on another, and TensorRT rejects caches from other versions."""
     name = f"{_slug(gpu_name)}-cc{_slug(compute_capability)}-trt{_slug(trt_version)}.cache"
@@ -233,9 +251,13 @@ def check_cached(key: EngineKey, root: str | Path | None = None) -> tuple[bytes 
 BuildFn = Callable[[Path, Path, Path], None]  # (onnx_path, out_engine_path, timing_cache_path)
 
 
-def load_or_build(key: EngineKey, onnx_path: str | Path, build: BuildFn,
-                  root: str | Path | None = None,
-                  validate: Callable[[bytes], bool] | None = None) -> CachedEngine:
+def load_or_build(
+    key: EngineKey,
+    onnx_path: str | Path,
+    build: BuildFn,
+    root: str | Path | None = None,
+    validate: Callable[[bytes], bool] | None = None,
+) -> CachedEngine:
     """The engine for ``key``: from the cache when it verifies, else built by ``build``.
 
     ``build(onnx_path, out_path, timing_cache_path)`` must write a serialised engine to
@@ -268,8 +290,12 @@ def load_or_build(key: EngineKey, onnx_path: str | Path, build: BuildFn,
             data = tmp.read_bytes()
             if not data:
                 raise ModelError(f"{onnx_path}: the engine builder wrote an empty engine")
-        meta = dict(key.fields(), engine_sha256=hashlib.sha256(data).hexdigest(),
-                    onnx_path=str(onnx_path), built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    build_seconds=round(seconds, 3))
+        meta = dict(
+            key.fields(),
+            engine_sha256=hashlib.sha256(data).hexdigest(),
+            onnx_path=str(onnx_path),
+            built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            build_seconds=round(seconds, 3),
+        )
         atomic_write(side, (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode())
     return CachedEngine(data, eng, True, seconds, why)

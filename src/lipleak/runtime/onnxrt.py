@@ -16,8 +16,13 @@ _PROVIDERS = {
     "cuda": "CUDAExecutionProvider",
     "tensorrt": "TensorrtExecutionProvider",
 }
-_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64",
-              "tensor(uint8)": "uint8", "tensor(int32)": "int32"}
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(int64)": "int64",
+    "tensor(uint8)": "uint8",
+    "tensor(int32)": "int32",
+}
 
 
 class OrtRuntime:
@@ -27,13 +32,18 @@ class OrtRuntime:
     execution keeps results independent of thread scheduling, so a run is reproducible.
     """
 
-    def __init__(self, onnx_path: str | Path, providers: tuple[str, ...] = ("cpu",),
-                 threads: int | None = None):
+    def __init__(
+        self,
+        onnx_path: str | Path,
+        providers: tuple[str, ...] = ("cpu",),
+        threads: int | None = None,
+    ):
         try:
             import onnxruntime as ort
         except ImportError as exc:  # pragma: no cover - depends on the installed extra
             raise ModelError(
-                "onnxruntime is not installed; install the 'cpu' extra (pip install 'lipleak-fast[cpu]')"
+                "onnxruntime is not installed; install the 'cpu' extra "
+                "(pip install 'lipleak-fast[cpu]')"
             ) from exc
         self.path = Path(onnx_path)
         if not self.path.is_file():
@@ -53,10 +63,14 @@ class OrtRuntime:
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelError(f"{self.path}: cannot load ONNX model: {exc}") from exc
         self.providers = tuple(self.session.get_providers())
-        self.inputs = [TensorSpec(i.name, tuple(i.shape), _ORT_TYPES.get(i.type, i.type))
-                       for i in self.session.get_inputs()]
-        self.outputs = [TensorSpec(o.name, tuple(o.shape), _ORT_TYPES.get(o.type, o.type))
-                        for o in self.session.get_outputs()]
+        self.inputs = [
+            TensorSpec(i.name, tuple(i.shape), _ORT_TYPES.get(i.type, i.type))
+            for i in self.session.get_inputs()
+        ]
+        self.outputs = [
+            TensorSpec(o.name, tuple(o.shape), _ORT_TYPES.get(o.type, o.type))
+            for o in self.session.get_outputs()
+        ]
         self._sha256: str | None = None
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -67,9 +81,16 @@ class OrtRuntime:
     def describe(self) -> RuntimeInfo:
         if self._sha256 is None:
             self._sha256 = file_sha256(self.path)
-        backend = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "ort-cuda",
-                   "TensorrtExecutionProvider": "ort-tensorrt"}[self.providers[0]]
+        backend = {
+            "CPUExecutionProvider": "cpu",
+            "CUDAExecutionProvider": "ort-cuda",
+            "TensorrtExecutionProvider": "ort-tensorrt",
+        }[self.providers[0]]
         import onnxruntime as ort
 
-        return RuntimeInfo(backend, str(self.path), self._sha256,
-                           {"onnxruntime": ort.__version__, "providers": list(self.providers)})
+        return RuntimeInfo(
+            backend,
+            str(self.path),
+            self._sha256,
+            {"onnxruntime": ort.__version__, "providers": list(self.providers)},
+        )

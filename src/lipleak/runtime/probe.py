@@ -91,16 +91,31 @@ def _gpus_from_cudart() -> list[GpuInfo]:
             raise RuntimeError(f"cudaGetDeviceProperties({i}) failed: {err}")
         name = prop.name
         name = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
-        out.append(GpuInfo(i, name.strip("\x00 "), f"{prop.major}.{prop.minor}",
-                           int(prop.totalGlobalMem) // (1 << 20), None, runtime, "cuda-python"))
+        out.append(
+            GpuInfo(
+                i,
+                name.strip("\x00 "),
+                f"{prop.major}.{prop.minor}",
+                int(prop.totalGlobalMem) // (1 << 20),
+                None,
+                runtime,
+                "cuda-python",
+            )
+        )
     # cudaDriverGetVersion gives the CUDA version the driver supports, not the driver's own
     # version number; nvidia-smi knows the latter, so ask it when it is there.
     smi = _gpus_from_nvidia_smi_or_empty()
     fallback = f"cuda {driver}" if driver else None
     return [
-        GpuInfo(g.index, g.name, g.compute_capability, g.memory_mb,
-                smi[g.index].driver if g.index < len(smi) else fallback,
-                g.cuda_runtime, g.source)
+        GpuInfo(
+            g.index,
+            g.name,
+            g.compute_capability,
+            g.memory_mb,
+            smi[g.index].driver if g.index < len(smi) else fallback,
+            g.cuda_runtime,
+            g.source,
+        )
         for g in out
     ]
 
@@ -132,9 +147,16 @@ def _nvidia_smi() -> tuple[tuple[GpuInfo, ...], str]:
     PROBES["nvidia-smi"] += 1
     try:
         res = subprocess.run(
-            [exe, "--query-gpu=index,name,compute_cap,memory.total,driver_version",
-             "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=20, check=False)
+            [
+                exe,
+                "--query-gpu=index,name,compute_cap,memory.total,driver_version",
+                "--format=csv,noheader,nounits",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         return (), str(exc)
     if res.returncode != 0:

@@ -38,18 +38,33 @@ def available_backends() -> dict[str, tuple[bool, str]]:
     providers, ort_why, ort_ver = probe.probe_ort()
     out: dict[str, tuple[bool, str]] = {}
 
-    missing = [w for w, bad in ((gpu_why, gpu is None), (trt_why, trt_ver is None),
-                                (cuda_why, cuda_ver is None)) if bad]
-    out["tensorrt"] = ((False, "; ".join(missing)) if missing else
-                       (True, f"TensorRT {trt_ver} on {gpu.name} (cc {gpu.compute_capability})"))
+    missing = [
+        w
+        for w, bad in (
+            (gpu_why, gpu is None),
+            (trt_why, trt_ver is None),
+            (cuda_why, cuda_ver is None),
+        )
+        if bad
+    ]
+    out["tensorrt"] = (
+        (False, "; ".join(missing))
+        if missing
+        else (True, f"TensorRT {trt_ver} on {gpu.name} (cc {gpu.compute_capability})")
+    )
 
-    for name, provider in (("ort-cuda", "CUDAExecutionProvider"),
-                           ("ort-tensorrt", "TensorrtExecutionProvider")):
+    for name, provider in (
+        ("ort-cuda", "CUDAExecutionProvider"),
+        ("ort-tensorrt", "TensorrtExecutionProvider"),
+    ):
         if providers is None:
             out[name] = (False, ort_why)
         elif provider not in providers:
-            out[name] = (False, f"onnxruntime {ort_ver} has no {provider} "
-                                f"(has {', '.join(providers)}); install onnxruntime-gpu")
+            out[name] = (
+                False,
+                f"onnxruntime {ort_ver} has no {provider} "
+                f"(has {', '.join(providers)}); install onnxruntime-gpu",
+            )
         elif gpu is None:
             out[name] = (False, gpu_why)
         else:
@@ -93,15 +108,20 @@ _TRT_OPTIONS = ("min_batch", "opt_batch", "device", "cache_root", "workspace_gb"
 def _open_one(name: str, onnx_path: Path, precision: str, max_batch: int, opts: dict):
     if name in ("cpu", "ort-cuda", "ort-tensorrt"):
         if precision != "fp32":
-            raise LipleakError(f"precision {precision!r} needs the tensorrt backend; "
-                               f"{name} runs the ONNX graph as it is (fp32)")
+            raise LipleakError(
+                f"precision {precision!r} needs the tensorrt backend; "
+                f"{name} runs the ONNX graph as it is (fp32)"
+            )
         unknown = set(opts) - set(_ORT_OPTIONS)
         if unknown:
             raise LipleakError(f"options {sorted(unknown)} do not apply to backend {name!r}")
         from .onnxrt import OrtRuntime
 
-        providers = {"cpu": ("cpu",), "ort-cuda": ("cuda", "cpu"),
-                     "ort-tensorrt": ("tensorrt", "cuda", "cpu")}[name]
+        providers = {
+            "cpu": ("cpu",),
+            "ort-cuda": ("cuda", "cpu"),
+            "ort-tensorrt": ("tensorrt", "cuda", "cpu"),
+        }[name]
         return OrtRuntime(onnx_path, providers=providers, threads=opts.get("threads"))
     unknown = set(opts) - set(_TRT_OPTIONS)
     if unknown:
@@ -111,8 +131,13 @@ def _open_one(name: str, onnx_path: Path, precision: str, max_batch: int, opts: 
     return TensorRTRuntime(onnx_path, precision=precision, max_batch=max_batch, **opts)
 
 
-def open_model(onnx_path: str | Path, backend: str = "auto", precision: str = "fp32",
-               max_batch: int = 64, **opts):
+def open_model(
+    onnx_path: str | Path,
+    backend: str = "auto",
+    precision: str = "fp32",
+    max_batch: int = 64,
+    **opts,
+):
     """Open ``onnx_path`` on ``backend`` ("auto", "tensorrt", "ort-cuda", "ort-tensorrt", "cpu").
 
     ``precision`` is "fp32" or "fp16" (fp16: tensorrt only). ``max_batch`` bounds the
@@ -123,7 +148,9 @@ def open_model(onnx_path: str | Path, backend: str = "auto", precision: str = "f
     fails with its own error.
     """
     if precision not in PRECISIONS:
-        raise LipleakError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        raise LipleakError(
+            f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}"
+        )
     if int(max_batch) < 1:
         raise LipleakError(f"max_batch must be >= 1, got {max_batch}")
     onnx_path = Path(onnx_path)
@@ -134,7 +161,7 @@ def open_model(onnx_path: str | Path, backend: str = "auto", precision: str = "f
     if backend != "auto":
         return _open_one(chosen, onnx_path, precision, int(max_batch), opts)
     candidates = [n for n in AUTO_ORDER if available[n][0]]
-    candidates = candidates[candidates.index(chosen):]
+    candidates = candidates[candidates.index(chosen) :]
     if precision != "fp32":
         candidates = candidates[:1]  # only tensorrt does fp16; resolve put it first if usable
     for i, name in enumerate(candidates):
@@ -142,11 +169,21 @@ def open_model(onnx_path: str | Path, backend: str = "auto", precision: str = "f
         # caller can pass TensorRT settings and still run on the CPU fallback.
         allowed = _TRT_OPTIONS if name == "tensorrt" else _ORT_OPTIONS
         try:
-            return _open_one(name, onnx_path, precision, int(max_batch),
-                             {k: v for k, v in opts.items() if k in allowed})
+            return _open_one(
+                name,
+                onnx_path,
+                precision,
+                int(max_batch),
+                {k: v for k, v in opts.items() if k in allowed},
+            )
         except LipleakError as exc:
             if i == len(candidates) - 1:
                 raise
-            log.warning("backend %s failed to open %s (%s); trying %s", name, onnx_path, exc,
-                        candidates[i + 1])
+            log.warning(
+                "backend %s failed to open %s (%s); trying %s",
+                name,
+                onnx_path,
+                exc,
+                candidates[i + 1],
+            )
     raise AssertionError("unreachable: resolve_backend returned an available backend")

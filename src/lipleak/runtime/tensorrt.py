@@ -30,19 +30,24 @@ class _Cuda:
         try:
             self.rt = probe.import_cudart()
         except ImportError as exc:
-            raise LipleakError("the tensorrt backend needs cuda-python "
-                               "(pip install cuda-python)") from exc
+            raise LipleakError(
+                "the tensorrt backend needs cuda-python (pip install cuda-python)"
+            ) from exc
         self.ok = self.rt.cudaError_t.cudaSuccess
         kinds = self.rt.cudaMemcpyKind
-        self.H2D, self.D2H, self.D2D = (kinds.cudaMemcpyHostToDevice,
-                                        kinds.cudaMemcpyDeviceToHost,
-                                        kinds.cudaMemcpyDeviceToDevice)
+        self.H2D, self.D2H, self.D2D = (
+            kinds.cudaMemcpyHostToDevice,
+            kinds.cudaMemcpyDeviceToHost,
+            kinds.cudaMemcpyDeviceToDevice,
+        )
 
     def call(self, what: str, result):
         err, *rest = result if isinstance(result, tuple) else (result,)
         if err != self.ok:
             _, name = self.rt.cudaGetErrorName(err)
-            raise LipleakError(f"CUDA {what} failed: {name.decode() if isinstance(name, bytes) else name}")
+            raise LipleakError(
+                f"CUDA {what} failed: {name.decode() if isinstance(name, bytes) else name}"
+            )
         return rest[0] if len(rest) == 1 else (rest or None)
 
     def set_device(self, index: int) -> None:
@@ -82,7 +87,7 @@ def device_pointer(arr) -> tuple[int, tuple[int, ...], np.dtype] | None:
     shape = tuple(cai["shape"])
     dtype = np.dtype(cai["typestr"])
     if strides is not None:
-        expect = tuple(int(np.prod(shape[i + 1:])) * dtype.itemsize for i in range(len(shape)))
+        expect = tuple(int(np.prod(shape[i + 1 :])) * dtype.itemsize for i in range(len(shape)))
         if tuple(strides) != expect:
             raise LipleakError("device inputs must be C-contiguous")
     return int(cai["data"][0]), shape, dtype
@@ -90,8 +95,10 @@ def device_pointer(arr) -> tuple[int, tuple[int, ...], np.dtype] | None:
 
 def _pad_rows(v, rows: int) -> np.ndarray:
     if device_pointer(v) is not None:
-        raise LipleakError(f"a device batch of {v.shape[0]} is below the engine's minimum "
-                           f"batch {rows}; pad it before the call")
+        raise LipleakError(
+            f"a device batch of {v.shape[0]} is below the engine's minimum "
+            f"batch {rows}; pad it before the call"
+        )
     v = np.asarray(v)
     pad = np.zeros((rows - v.shape[0], *v.shape[1:]), dtype=v.dtype)
     return np.concatenate([v, pad])
@@ -105,9 +112,17 @@ class TensorRTRuntime:
     context and one stream: use one runtime per thread.
     """
 
-    def __init__(self, onnx_path: str | Path, precision: str = "fp32", max_batch: int = 64,
-                 min_batch: int = 1, opt_batch: int | None = None, device: int = 0,
-                 cache_root: str | Path | None = None, workspace_gb: float | None = None):
+    def __init__(
+        self,
+        onnx_path: str | Path,
+        precision: str = "fp32",
+        max_batch: int = 64,
+        min_batch: int = 1,
+        opt_batch: int | None = None,
+        device: int = 0,
+        cache_root: str | Path | None = None,
+        workspace_gb: float | None = None,
+    ):
         try:
             import tensorrt as trt
         except ImportError as exc:
@@ -128,14 +143,27 @@ class TensorRTRuntime:
 
         profile = engine_cache.profile_shapes(self.path, min_batch, opt_batch, max_batch)
         self._sha256 = file_sha256(self.path)
-        key = engine_cache.make_key(self.path, trt.__version__, gpu.name,
-                                    gpu.compute_capability, precision, profile, self._sha256)
+        key = engine_cache.make_key(
+            self.path,
+            trt.__version__,
+            gpu.name,
+            gpu.compute_capability,
+            precision,
+            profile,
+            self._sha256,
+        )
         logger = trt_logger()
         self._runtime = trt.Runtime(logger)
 
         def build(onnx: Path, out: Path, timing: Path) -> None:
-            build_engine(onnx, out, precision, profile=profile, timing_cache_path=timing,
-                         workspace_gb=workspace_gb)
+            build_engine(
+                onnx,
+                out,
+                precision,
+                profile=profile,
+                timing_cache_path=timing,
+                workspace_gb=workspace_gb,
+            )
 
         loaded = {}
 
@@ -148,11 +176,16 @@ class TensorRTRuntime:
         self.engine_path = cached.path
         self.build_seconds = cached.build_seconds
         self.cache_status = cached.reason
-        self.engine = loaded.get("engine") if not cached.built else \
-            self._runtime.deserialize_cuda_engine(cached.data)
+        self.engine = (
+            loaded.get("engine")
+            if not cached.built
+            else self._runtime.deserialize_cuda_engine(cached.data)
+        )
         if self.engine is None:
-            raise ModelError(f"{cached.path}: TensorRT cannot deserialise the engine it just "
-                             f"built: {' | '.join(logger.errors[-3:])}")
+            raise ModelError(
+                f"{cached.path}: TensorRT cannot deserialise the engine it just "
+                f"built: {' | '.join(logger.errors[-3:])}"
+            )
         self.context = self.engine.create_execution_context()
         self.stream = self._cuda.stream()
 
@@ -220,16 +253,19 @@ class TensorRTRuntime:
 
     def _check(self, feeds: dict) -> int:
         if set(feeds) != set(self._names_in):
-            raise LipleakError(f"inputs {sorted(feeds)} do not match the model's "
-                               f"{sorted(self._names_in)}")
+            raise LipleakError(
+                f"inputs {sorted(feeds)} do not match the model's {sorted(self._names_in)}"
+            )
         batches = {int(v.shape[0]) for v in feeds.values()}
         if len(batches) != 1:
             raise LipleakError(f"inputs disagree on the batch size: {sorted(batches)}")
         for name, v in feeds.items():
             want = tuple(self.profile[name][2][1:])
             if tuple(v.shape[1:]) != want:
-                raise LipleakError(f"input {name!r} has shape {tuple(v.shape)}, "
-                                   f"expected (batch, {', '.join(map(str, want))})")
+                raise LipleakError(
+                    f"input {name!r} has shape {tuple(v.shape)}, "
+                    f"expected (batch, {', '.join(map(str, want))})"
+                )
         return batches.pop()
 
     def run_async(self, feeds: dict) -> None:
@@ -238,8 +274,9 @@ class TensorRTRuntime:
             raise LipleakError("run_async called twice without wait()")
         n = self._check(feeds)
         if not self.min_batch <= n <= self.max_batch:
-            raise LipleakError(f"batch {n} is outside the engine's profile "
-                               f"{self.min_batch}..{self.max_batch}")
+            raise LipleakError(
+                f"batch {n} is outside the engine's profile {self.min_batch}..{self.max_batch}"
+            )
         cuda = self._cuda
         for name, v in feeds.items():
             dtype = self._dtype[name]
@@ -288,7 +325,7 @@ class TensorRTRuntime:
         # dropped from the outputs, and rows never mix, so padding changes no number.
         parts = []
         for s in range(0, n, self.max_batch):
-            chunk = {k: v[s:s + self.max_batch] for k, v in feeds.items()}
+            chunk = {k: v[s : s + self.max_batch] for k, v in feeds.items()}
             m = int(next(iter(chunk.values())).shape[0])
             if m < self.min_batch:
                 chunk = {k: _pad_rows(v, self.min_batch) for k, v in chunk.items()}
@@ -299,15 +336,20 @@ class TensorRTRuntime:
         return {k: np.concatenate([p[k] for p in parts]) for k in self._names_out}
 
     def describe(self) -> RuntimeInfo:
-        return RuntimeInfo("tensorrt", str(self.path), self._sha256, {
-            "tensorrt": str(self._trt.__version__),
-            "gpu": self.gpu.name,
-            "compute_capability": self.gpu.compute_capability,
-            "driver": self.gpu.driver,
-            "precision": self.precision,
-            "tf32": False,
-            "engine_path": str(self.engine_path),
-            "engine_cache": self.cache_status,
-            "build_seconds": self.build_seconds,
-            "profile": {k: [list(s) for s in v] for k, v in self.profile.items()},
-        })
+        return RuntimeInfo(
+            "tensorrt",
+            str(self.path),
+            self._sha256,
+            {
+                "tensorrt": str(self._trt.__version__),
+                "gpu": self.gpu.name,
+                "compute_capability": self.gpu.compute_capability,
+                "driver": self.gpu.driver,
+                "precision": self.precision,
+                "tf32": False,
+                "engine_path": str(self.engine_path),
+                "engine_cache": self.cache_status,
+                "build_seconds": self.build_seconds,
+                "profile": {k: [list(s) for s in v] for k, v in self.profile.items()},
+            },
+        )

@@ -32,8 +32,9 @@ def _trt():
     try:
         import tensorrt as trt
     except ImportError as exc:
-        raise LipleakError("TensorRT is not installed; install the 'gpu' extra "
-                           "(pip install 'lipleak-fast[gpu]')") from exc
+        raise LipleakError(
+            "TensorRT is not installed; install the 'gpu' extra (pip install 'lipleak-fast[gpu]')"
+        ) from exc
     return trt
 
 
@@ -83,19 +84,25 @@ def _fp16_onnx_bytes(onnx_path: Path) -> bytes:
         raise LipleakError(
             "fp16 on TensorRT >= 11 needs an fp16 ONNX graph (the FP16 builder flag is gone): "
             "pip install onnxconverter-common, or convert with "
-            "`python -m modelopt.onnx.autocast` and build from that file") from exc
+            "`python -m modelopt.onnx.autocast` and build from that file"
+        ) from exc
     model = onnx.load(str(onnx_path))
     return float16.convert_float_to_float16(model, keep_io_types=True).SerializeToString()
 
 
 def _parse(trt, network, logger, onnx_path: Path, data: bytes | None) -> None:
     parser = trt.OnnxParser(network, logger)
-    ok = parser.parse(data, str(onnx_path)) if data is not None else \
-        parser.parse_from_file(str(onnx_path))
+    ok = (
+        parser.parse(data, str(onnx_path))
+        if data is not None
+        else parser.parse_from_file(str(onnx_path))
+    )
     if not ok:
         errs = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-        raise ModelError(f"{onnx_path}: TensorRT's ONNX parser failed: "
-                         + (" | ".join(errs) or "no error reported"))
+        raise ModelError(
+            f"{onnx_path}: TensorRT's ONNX parser failed: "
+            + (" | ".join(errs) or "no error reported")
+        )
 
 
 def _load_timing_cache(trt, config, path: Path | None):
@@ -112,10 +119,17 @@ def _load_timing_cache(trt, config, path: Path | None):
         config.set_timing_cache(cache, ignore_mismatch=False)
 
 
-def build_engine(onnx_path: str | Path, engine_path: str | Path, precision: str = "fp32",
-                 min_batch: int = 1, opt_batch: int | None = None, max_batch: int = 64,
-                 timing_cache_path: str | Path | None = None, workspace_gb: float | None = None,
-                 profile: Profile | None = None) -> BuildReport:
+def build_engine(
+    onnx_path: str | Path,
+    engine_path: str | Path,
+    precision: str = "fp32",
+    min_batch: int = 1,
+    opt_batch: int | None = None,
+    max_batch: int = 64,
+    timing_cache_path: str | Path | None = None,
+    workspace_gb: float | None = None,
+    profile: Profile | None = None,
+) -> BuildReport:
     """Build ``onnx_path`` into a serialised engine at ``engine_path`` (written atomically).
 
     The optimisation profile covers batch sizes min..max on axis 0 of every input (see
@@ -156,8 +170,10 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, precision: str 
 
     net_inputs = {network.get_input(i).name for i in range(network.num_inputs)}
     if net_inputs != set(profile):
-        raise ModelError(f"{onnx_path}: profile inputs {sorted(profile)} differ from the "
-                         f"network's {sorted(net_inputs)}")
+        raise ModelError(
+            f"{onnx_path}: profile inputs {sorted(profile)} differ from the "
+            f"network's {sorted(net_inputs)}"
+        )
 
     config = builder.create_builder_config()
     if workspace_gb:
@@ -175,12 +191,22 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, precision: str 
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise ModelError(f"{onnx_path}: TensorRT could not build an engine: "
-                         + (" | ".join(logger.errors[-5:]) or "no error logged"))
+        raise ModelError(
+            f"{onnx_path}: TensorRT could not build an engine: "
+            + (" | ".join(logger.errors[-5:]) or "no error logged")
+        )
     atomic_write(engine_path, bytes(serialized))
     if timing is not None:
         tc = config.get_timing_cache()
         if tc is not None:
             atomic_write(timing, bytes(tc.serialize()))
-    return BuildReport(engine_path, time.perf_counter() - t0, str(trt.__version__), precision,
-                       profile, tf32, fp16_method, list(logger.warnings))
+    return BuildReport(
+        engine_path,
+        time.perf_counter() - t0,
+        str(trt.__version__),
+        precision,
+        profile,
+        tf32,
+        fp16_method,
+        list(logger.warnings),
+    )

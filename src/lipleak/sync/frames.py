@@ -37,9 +37,15 @@ class VideoFrames:
     def decode(self) -> Iterator[np.ndarray]:
         """One pass over the BGR frames at 25 fps; each call decodes the file again."""
         if self.choice.decoder == "cpu":
-            return cpu_video.iter_frames(self.path, fps=25.0,
-                                         reference_frames=self.reference_frames)
+            return cpu_video.iter_frames(
+                self.path, fps=25.0, reference_frames=self.reference_frames
+            )
         # decoder="dali": a GPU failure is an error, not a quiet switch to the CPU, so that
         # the result's ``decoder`` names what made the frames.
-        return dali.iter_frames(self.path, decoder="dali", reference_frames=self.reference_frames,
-                                choice=self.choice, info=self.info)
+        return dali.iter_frames(
+            self.path,
+            decoder="dali",
+            reference_frames=self.reference_frames,
+            choice=self.choice,
+            info=self.info,
+        )

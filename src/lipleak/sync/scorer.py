@@ -66,9 +66,12 @@ class SyncScorer:
         from ..models.syncnet import SyncNet
 
         self.settings = settings or SyncSettings()  # valid: SyncSettings checks itself
-        self.syncnet = SyncNet.load(self.settings.syncnet, backend=self.settings.backend,
-                                    precision=self.settings.precision,
-                                    max_batch=self.settings.batch_size)
+        self.syncnet = SyncNet.load(
+            self.settings.syncnet,
+            backend=self.settings.backend,
+            precision=self.settings.precision,
+            max_batch=self.settings.batch_size,
+        )
         self._detector = None
 
     @property
@@ -97,8 +100,7 @@ class SyncScorer:
             "settings": self.settings.as_dict(),
             "settings_hash": self.settings.hash(),
             "models": models,
-            "libraries": {"av": av.__version__, "opencv": cv2.__version__,
-                          "numpy": np.__version__},
+            "libraries": {"av": av.__version__, "opencv": cv2.__version__, "numpy": np.__version__},
         }
 
     # -- inputs ---------------------------------------------------------------------
@@ -126,8 +128,12 @@ class SyncScorer:
         whole = AudioWindows(chunks())
         try:
             if not whole.has_frames(WINDOW_FRAMES + 1):
-                raise InputError(video, f"too short: {whole.n_samples / 16000:.2f} s of audio; "
-                                 "SyncNet needs more than 0.2 s (5 frames)", "too_short")
+                raise InputError(
+                    video,
+                    f"too short: {whole.n_samples / 16000:.2f} s of audio; "
+                    "SyncNet needs more than 0.2 s (5 frames)",
+                    "too_short",
+                )
             if self.settings.mode == "prealigned":
                 tracks, n_frames = self._score_prealigned(frames, whole)
             else:  # each track reads its own stretch of the audio
@@ -138,32 +144,44 @@ class SyncScorer:
         weights = np.array([t.end_frame - t.start_frame + 1 for t in tracks], np.float64)
         longest = tracks[int(np.argmax(weights))]
         return VideoSync(
-            video=str(video), audio_source=audio_source, n_frames=n_frames,
-            src_fps=float(frames.info.src_fps), resampled=bool(frames.info.needs_resample),
+            video=str(video),
+            audio_source=audio_source,
+            n_frames=n_frames,
+            src_fps=float(frames.info.src_fps),
+            resampled=bool(frames.info.needs_resample),
             frame_path="reference-jpeg" if self.settings.reference_frames else "lossless",
-            tracks=tracks, offset=longest.offset,
+            tracks=tracks,
+            offset=longest.offset,
             lse_c=float(np.average([t.lse_c for t in tracks], weights=weights)),
             lse_d=float(np.average([t.lse_d for t in tracks], weights=weights)),
             decoder=frames.decoder,
         )
 
-    def _track_result(self, video: Path, stream: WindowStream, start: int,
-                      end: int) -> TrackSync:
+    def _track_result(self, video: Path, stream: WindowStream, start: int, end: int) -> TrackSync:
         r = stream.result()
         if r is None:
-            raise InputError(video, f"too short: {end - start + 1} frames; SyncNet needs at "
-                             "least 6 frames (0.24 s) of video and audio", "too_short")
-        return TrackSync(start_frame=start, end_frame=end, n_windows=stream.windows,
-                         offset=int(r["offset"]), lse_c=float(r["lse_c"]),
-                         lse_d=float(r["lse_d"]), mdist=[float(x) for x in r["mdist"]],
-                         fconf=[float(x) for x in r["fconf"]])
+            raise InputError(
+                video,
+                f"too short: {end - start + 1} frames; SyncNet needs at "
+                "least 6 frames (0.24 s) of video and audio",
+                "too_short",
+            )
+        return TrackSync(
+            start_frame=start,
+            end_frame=end,
+            n_windows=stream.windows,
+            offset=int(r["offset"]),
+            lse_c=float(r["lse_c"]),
+            lse_d=float(r["lse_d"]),
+            mdist=[float(x) for x in r["mdist"]],
+            fconf=[float(x) for x in r["fconf"]],
+        )
 
     def _score_prealigned(self, frames: VideoFrames, audio: AudioWindows):
         from ..faces.crop import prealigned_crop
 
         video = frames.path
-        stream = WindowStream(self.syncnet, audio, self.settings.vshift,
-                               self.settings.batch_size)
+        stream = WindowStream(self.syncnet, audio, self.settings.vshift, self.settings.batch_size)
         n_frames = 0
         for frame in frames.decode():
             n_frames += 1
@@ -181,21 +199,30 @@ class SyncScorer:
         video = frames.path
         detections = [self.detector.detect(frame) for frame in frames.decode()]
         n_frames = len(detections)
-        tracks = track_faces(detections, num_failed_det=s.num_failed_det,
-                             min_track=s.min_track, min_face_size=s.min_face_size)
+        tracks = track_faces(
+            detections,
+            num_failed_det=s.num_failed_det,
+            min_track=s.min_track,
+            min_face_size=s.min_face_size,
+        )
         if not tracks:
-            raise InputError(video, f"no face track: no face seen for more than {s.min_track} "
-                             f"frames with a mean size above {s.min_face_size:g} px "
-                             f"({n_frames} frames decoded)", "no_face")
+            raise InputError(
+                video,
+                f"no face track: no face seen for more than {s.min_track} "
+                f"frames with a mean size above {s.min_face_size:g} px "
+                f"({n_frames} frames decoded)",
+                "no_face",
+            )
         streams = []  # each track reads its own stretch of the audio, streamed
         try:
             for t in tracks:
                 start, end = int(t.frames[0]), int(t.frames[-1])
-                seg = AudioWindows(sample_range(
-                    chunks(), start * SAMPLES_PER_FRAME,
-                    (end + 1) * SAMPLES_PER_FRAME))
-                streams.append((t, start, end, seg,
-                                WindowStream(self.syncnet, seg, s.vshift, s.batch_size)))
+                seg = AudioWindows(
+                    sample_range(chunks(), start * SAMPLES_PER_FRAME, (end + 1) * SAMPLES_PER_FRAME)
+                )
+                streams.append(
+                    (t, start, end, seg, WindowStream(self.syncnet, seg, s.vshift, s.batch_size))
+                )
             for idx, frame in enumerate(frames.decode()):
                 for t, start, end, _, stream in streams:
                     if start <= idx <= end and not stream.done:
@@ -203,8 +230,9 @@ class SyncScorer:
                         stream.push(syncnet_crop(frame, t.s[i], t.x[i], t.y[i], s.crop_scale))
                 if all(st.done or idx >= end for _, _, end, _, st in streams):
                     break
-            results = [self._track_result(video, st, start, end)
-                       for _, start, end, _, st in streams]
+            results = [
+                self._track_result(video, st, start, end) for _, start, end, _, st in streams
+            ]
         finally:
             for *_, seg, _ in streams:
                 seg.close()

@@ -96,7 +96,7 @@ class WindowStream:
         self.ring.append(crop)
         if len(self.ring) <= WINDOW_FRAMES or self.done:
             return
-        lip_window(list(self.ring)[: WINDOW_FRAMES], self.batch[self.filled])
+        lip_window(list(self.ring)[:WINDOW_FRAMES], self.batch[self.filled])
         self.filled += 1
         self.windows += 1
         if self.filled == len(self.batch):

@@ -35,8 +35,12 @@ class SyncSettings(HashedSettings):
     decoder: str = "auto"  # "auto" (DALI when usable, else CPU), "cpu", "dali"
 
     def __post_init__(self):
-        for name, allowed in (("mode", MODES), ("decoder", DECODERS), ("backend", BACKENDS),
-                              ("precision", PRECISIONS)):
+        for name, allowed in (
+            ("mode", MODES),
+            ("decoder", DECODERS),
+            ("backend", BACKENDS),
+            ("precision", PRECISIONS),
+        ):
             value = getattr(self, name)
             if value not in allowed:
                 raise LipleakError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")

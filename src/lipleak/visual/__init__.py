@@ -18,6 +18,18 @@ from .score import METRICS, SETUPS, VisualResult, VisualScorer
 from .settings import VisualSettings
 from .stored import gt_metrics, stored_metrics
 
-__all__ = ["METRICS", "SETUPS", "GTAnalysis", "VisualModels", "VisualResult", "VisualScorer",
-           "VisualSettings", "face_crop", "gt_metrics", "match_size",
-           "nearest_sources", "resolve_arcface", "stored_metrics"]
+__all__ = [
+    "METRICS",
+    "SETUPS",
+    "GTAnalysis",
+    "VisualModels",
+    "VisualResult",
+    "VisualScorer",
+    "VisualSettings",
+    "face_crop",
+    "gt_metrics",
+    "match_size",
+    "nearest_sources",
+    "resolve_arcface",
+    "stored_metrics",
+]

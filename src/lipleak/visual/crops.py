@@ -18,7 +18,9 @@ from ..faces.landmarks import crop_square, square_box
 INTERP = cv2.INTER_AREA
 
 
-def face_crop(frame: np.ndarray, box: np.ndarray, mode: str = "face", size: int = 224) -> np.ndarray:
+def face_crop(
+    frame: np.ndarray, box: np.ndarray, mode: str = "face", size: int = 224
+) -> np.ndarray:
     """BGR uint8 ``size``×``size``×3 crop of ``frame`` (``box``: x1, y1, x2, y2 of the GT face)."""
     if mode == "full":
         src = frame

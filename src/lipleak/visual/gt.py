@@ -67,11 +67,22 @@ class GTAnalysis:
         extra = {} if self.embeddings is None else {"embeddings": self.embeddings}
         # a file object, so np.savez cannot append .npz to the temporary name
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, format=np.int64(FORMAT), video=np.str_(self.video),
-                     n_frames=np.int64(self.n_frames), width=np.int64(self.width),
-                     height=np.int64(self.height), settings_hash=np.str_(self.settings_hash),
-                     boxes=self.boxes, kps=self.kps, scores=self.scores, detected=self.detected,
-                     landmarks=self.landmarks, features=self.features, **extra)
+            np.savez(
+                f,
+                format=np.int64(FORMAT),
+                video=np.str_(self.video),
+                n_frames=np.int64(self.n_frames),
+                width=np.int64(self.width),
+                height=np.int64(self.height),
+                settings_hash=np.str_(self.settings_hash),
+                boxes=self.boxes,
+                kps=self.kps,
+                scores=self.scores,
+                detected=self.detected,
+                landmarks=self.landmarks,
+                features=self.features,
+                **extra,
+            )
         return path
 
     @classmethod
@@ -80,18 +91,36 @@ class GTAnalysis:
         try:
             with np.load(path, allow_pickle=False) as z:
                 if int(z["format"]) != FORMAT:
-                    raise InputError(path, f"GT analysis format {int(z['format'])}, expected "
-                                     f"{FORMAT}", "bad_cache")
-                gt = cls(str(z["video"]), int(z["n_frames"]), int(z["width"]), int(z["height"]),
-                         str(z["settings_hash"]), z["boxes"], z["kps"], z["scores"],
-                         z["detected"], z["landmarks"], z["features"],
-                         z["embeddings"] if "embeddings" in z.files else None)
+                    raise InputError(
+                        path,
+                        f"GT analysis format {int(z['format'])}, expected {FORMAT}",
+                        "bad_cache",
+                    )
+                gt = cls(
+                    str(z["video"]),
+                    int(z["n_frames"]),
+                    int(z["width"]),
+                    int(z["height"]),
+                    str(z["settings_hash"]),
+                    z["boxes"],
+                    z["kps"],
+                    z["scores"],
+                    z["detected"],
+                    z["landmarks"],
+                    z["features"],
+                    z["embeddings"] if "embeddings" in z.files else None,
+                )
         except (OSError, KeyError, ValueError) as exc:
             raise InputError(path, f"not a GT analysis .npz ({exc})", "bad_cache") from None
         n = gt.n_frames
-        shapes = [gt.boxes.shape == (n, 4), gt.kps.shape == (n, 5, 2), gt.detected.shape == (n,),
-                  gt.landmarks.shape == (n, 68, 2), gt.features.shape[0] == n,
-                  gt.embeddings is None or gt.embeddings.shape[0] == n]
+        shapes = [
+            gt.boxes.shape == (n, 4),
+            gt.kps.shape == (n, 5, 2),
+            gt.detected.shape == (n,),
+            gt.landmarks.shape == (n, 68, 2),
+            gt.features.shape[0] == n,
+            gt.embeddings is None or gt.embeddings.shape[0] == n,
+        ]
         if not all(shapes):
             raise InputError(path, "GT analysis arrays do not match its frame count", "bad_cache")
         return gt
@@ -101,7 +130,12 @@ class _Batcher:
     """Frames with a known box go into model batches; results are kept by frame index."""
 
     def __init__(self, models, crop: str, crop_size: int, batch_size: int):
-        self.models, self.crop, self.crop_size, self.batch_size = models, crop, crop_size, batch_size
+        self.models, self.crop, self.crop_size, self.batch_size = (
+            models,
+            crop,
+            crop_size,
+            batch_size,
+        )
         self.queue: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
         self.index: list[np.ndarray] = []
         self.landmarks: list[np.ndarray] = []
@@ -121,11 +155,16 @@ class _Batcher:
         boxes = [q[2] for q in self.queue]
         m = self.models
         self.landmarks.append(m.pfld.landmarks(frames, boxes))
-        crops = [face_crop(f, b, self.crop, self.crop_size) for f, b in zip(frames, boxes, strict=True)]
+        crops = [
+            face_crop(f, b, self.crop, self.crop_size) for f, b in zip(frames, boxes, strict=True)
+        ]
         self.features.append(m.inception.features(crops))
         if m.arcface is not None:
-            self.embeddings.append(m.arcface.embed([norm_crop(f, q[3]) for f, q in
-                                                    zip(frames, self.queue, strict=True)]))
+            self.embeddings.append(
+                m.arcface.embed(
+                    [norm_crop(f, q[3]) for f, q in zip(frames, self.queue, strict=True)]
+                )
+            )
         self.index.append(idx)
         self.queue = []
 
@@ -178,8 +217,12 @@ def analyze(models, settings, video: str | Path) -> GTAnalysis:
         if shape is None:
             shape = frame.shape
         elif frame.shape != shape:
-            raise InputError(video, f"frame {n} is {frame.shape[1]}x{frame.shape[0]}, earlier "
-                             f"frames {shape[1]}x{shape[0]}", "bad_frame")
+            raise InputError(
+                video,
+                f"frame {n} is {frame.shape[1]}x{frame.shape[0]}, earlier "
+                f"frames {shape[1]}x{shape[0]}",
+                "bad_frame",
+            )
         boxes, scores, kps = models.detector.detect(frame)
         if len(boxes):
             k = int(np.argmax(scores))
@@ -206,9 +249,16 @@ def analyze(models, settings, video: str | Path) -> GTAnalysis:
     src = nearest_sources(np.array([i in dets for i in range(n_frames)]))
     landmarks, features, embeddings = batcher.assemble(n_frames)
     return GTAnalysis(
-        video=str(video), n_frames=n_frames, width=int(shape[1]), height=int(shape[0]),
+        video=str(video),
+        n_frames=n_frames,
+        width=int(shape[1]),
+        height=int(shape[0]),
         settings_hash=s.hash(),
-        boxes=np.stack([dets[i][0] for i in src]), kps=np.stack([dets[i][1] for i in src]),
+        boxes=np.stack([dets[i][0] for i in src]),
+        kps=np.stack([dets[i][1] for i in src]),
         scores=np.array([dets[i][2] if i in dets else np.nan for i in range(n_frames)], np.float32),
         detected=np.array([i in dets for i in range(n_frames)]),
-        landmarks=landmarks, features=features, embeddings=embeddings)
+        landmarks=landmarks,
+        features=features,
+        embeddings=embeddings,
+    )

@@ -25,8 +25,14 @@ def resolve_arcface(name_or_path: str) -> tuple[Path | None, str | None, str | N
             raise ModelError(f"model {name_or_path} is a {spec.kind} model, not an ArcFace model")
         path = model_dir() / spec.filename
         if not path.is_file():
-            return None, None, (f"ArcFace model {name_or_path} ({spec.filename}) not in the "
-                                f"model dir {model_dir()}; get it with {store.fetch_hint(spec)}")
+            return (
+                None,
+                None,
+                (
+                    f"ArcFace model {name_or_path} ({spec.filename}) not in the "
+                    f"model dir {model_dir()}; get it with {store.fetch_hint(spec)}"
+                ),
+            )
         return path, store.verify(name_or_path, path), None
     path = Path(name_or_path).expanduser()
     if not path.is_file():
@@ -47,10 +53,16 @@ class VisualModels:
         det_path = store.locate(s.detector)
         lm_path = store.locate(s.landmarks)
         self.info: dict[str, dict] = {
-            "detector": {"name": s.detector, "path": str(det_path),
-                         "sha256": store.verify(s.detector, det_path)},
-            "landmarks": {"name": s.landmarks, "path": str(lm_path),
-                          "sha256": store.verify(s.landmarks, lm_path)},
+            "detector": {
+                "name": s.detector,
+                "path": str(det_path),
+                "sha256": store.verify(s.detector, det_path),
+            },
+            "landmarks": {
+                "name": s.landmarks,
+                "path": str(lm_path),
+                "sha256": store.verify(s.landmarks, lm_path),
+            },
         }
         self.detector = SCRFD(det_path, backend=s.backend)
         self.pfld = PFLD(lm_path, backend=s.backend, batch_size=s.batch_size)
@@ -58,15 +70,23 @@ class VisualModels:
         self.inception = FIDInception(onnx, backend=s.backend, batch_size=s.batch_size)
         self.info["fid"] = {"name": s.fid_model, "torchscript_sha256": ts_sha, "onnx": str(onnx)}
         path, sha, self.arcface_reason = resolve_arcface(s.arcface)
-        self.arcface = None if path is None else ArcFace(path, backend=s.backend,
-                                                          batch_size=s.batch_size)
-        self.info["arcface"] = {"name": s.arcface, "path": None if path is None else str(path),
-                                "sha256": sha, "missing_reason": self.arcface_reason}
+        self.arcface = (
+            None if path is None else ArcFace(path, backend=s.backend, batch_size=s.batch_size)
+        )
+        self.info["arcface"] = {
+            "name": s.arcface,
+            "path": None if path is None else str(path),
+            "sha256": sha,
+            "missing_reason": self.arcface_reason,
+        }
 
     def describe(self) -> dict:
         out = {k: dict(v) for k, v in self.info.items()}
-        runtimes = {"detector": self.detector.model, "landmarks": self.pfld.runtime,
-                    "fid": self.inception.runtime}
+        runtimes = {
+            "detector": self.detector.model,
+            "landmarks": self.pfld.runtime,
+            "fid": self.inception.runtime,
+        }
         if self.arcface is not None:
             runtimes["arcface"] = self.arcface.runtime
         for key, rt in runtimes.items():

@@ -44,9 +44,22 @@ from .models import VisualModels
 from .settings import VisualSettings
 
 SETUPS = ("AM", "XM", "SI")
-METRICS = ("ssim", "psnr", "csim", "lmd", "mouth_open_fraction", "mouth_aperture_std",
-           "mouth_audio_corr", "mouth_audio_lag", "n_frames_gen", "n_frames_gt",
-           "n_frames_compared", "n_identical_frames", "n_no_face_gen", "n_no_face_gt")
+METRICS = (
+    "ssim",
+    "psnr",
+    "csim",
+    "lmd",
+    "mouth_open_fraction",
+    "mouth_aperture_std",
+    "mouth_audio_corr",
+    "mouth_audio_lag",
+    "n_frames_gen",
+    "n_frames_gt",
+    "n_frames_compared",
+    "n_identical_frames",
+    "n_no_face_gen",
+    "n_no_face_gt",
+)
 
 
 @dataclass
@@ -57,7 +70,9 @@ class VisualResult:
     metrics: dict[str, float]  # every name in METRICS; NaN where not computed
     reasons: dict[str, str]  # metric name -> why it is NaN
     features: np.ndarray  # float32 n_frames_compared×2048, generated crops (for cell FID)
-    per_frame: dict[str, np.ndarray] = field(default_factory=dict)  # ssim, psnr, csim, lmd, aperture
+    per_frame: dict[str, np.ndarray] = field(
+        default_factory=dict
+    )  # ssim, psnr, csim, lmd, aperture
 
 
 class _Accumulators:
@@ -86,11 +101,14 @@ class VisualScorer:
         import av
         import cv2
 
-        return {"package": "lipleak-fast", "version": __version__,
-                "settings": self.settings.as_dict(), "settings_hash": self.settings.hash(),
-                "models": self.models.describe(),
-                "libraries": {"av": av.__version__, "opencv": cv2.__version__,
-                              "numpy": np.__version__}}
+        return {
+            "package": "lipleak-fast",
+            "version": __version__,
+            "settings": self.settings.as_dict(),
+            "settings_hash": self.settings.hash(),
+            "models": self.models.describe(),
+            "libraries": {"av": av.__version__, "opencv": cv2.__version__, "numpy": np.__version__},
+        }
 
     def analyze_gt(self, gt_video: str | Path) -> GTAnalysis:
         """Boxes, keypoints, landmarks, embeddings and crop features of a GT video."""
@@ -101,14 +119,20 @@ class VisualScorer:
         if setup not in SETUPS:
             raise LipleakError(f"unknown setup {setup!r}; choose one of {', '.join(SETUPS)}")
         if gt.settings_hash != self.settings.hash():
-            raise InputError(gt_video, f"GT analysis was made with other settings "
-                             f"({gt.settings_hash}, now {self.settings.hash()}); analyze it again",
-                             "stale_gt")
+            raise InputError(
+                gt_video,
+                f"GT analysis was made with other settings "
+                f"({gt.settings_hash}, now {self.settings.hash()}); analyze it again",
+                "stale_gt",
+            )
         if audio is not None:
             a = np.asarray(audio)
             if a.ndim != 1 or a.dtype != np.int16:
-                raise InputError(None, f"driving audio must be 1-D int16 at 16 kHz, got "
-                                 f"{a.dtype} {a.shape}", "bad_audio")
+                raise InputError(
+                    None,
+                    f"driving audio must be 1-D int16 at 16 kHz, got {a.dtype} {a.shape}",
+                    "bad_audio",
+                )
 
     def _batch(self, acc: _Accumulators, gt: GTAnalysis, batch: list) -> None:
         m, s = self.models, self.settings
@@ -116,7 +140,9 @@ class VisualScorer:
         gens = [b[1] for b in batch]
         boxes = gt.boxes[idx]
         gen_crops = [face_crop(f, b, s.crop, s.crop_size) for f, b in zip(gens, boxes, strict=True)]
-        gt_crops = [face_crop(b[2], box, s.crop, s.crop_size) for b, box in zip(batch, boxes, strict=True)]
+        gt_crops = [
+            face_crop(b[2], box, s.crop, s.crop_size) for b, box in zip(batch, boxes, strict=True)
+        ]
         acc.quality.update(gen_crops, gt_crops)
         acc.features.append(m.inception.features(gen_crops))
         lm = m.pfld.landmarks(gens, boxes)
@@ -135,8 +161,14 @@ class VisualScorer:
         emb = m.arcface.embed([norm_crop(f, k) for f, k in zip(gens, kps, strict=True)])
         acc.csim.append(cosine_similarity(emb, gt.embeddings[idx]))
 
-    def score(self, gen_video: str | Path, gt: GTAnalysis, gt_video: str | Path,
-              audio: np.ndarray | None, setup: str) -> VisualResult:
+    def score(
+        self,
+        gen_video: str | Path,
+        gt: GTAnalysis,
+        gt_video: str | Path,
+        audio: np.ndarray | None,
+        setup: str,
+    ) -> VisualResult:
         """Metrics of one generated video against its GT (see the module doc).
 
         ``audio``: the driving audio (int16, 16 kHz mono) for the AM/XM mouth-motion
@@ -154,12 +186,16 @@ class VisualScorer:
                 if n_gen < gt.n_frames:  # past the GT's end frames are only counted
                     gt_frame = next(gt_frames, None)
                     if gt_frame is None:
-                        raise InputError(gt_video, f"ends after {n_gen} frames but its GT "
-                                         f"analysis has {gt.n_frames}; analyze it again",
-                                         "stale_gt")
+                        raise InputError(
+                            gt_video,
+                            f"ends after {n_gen} frames but its GT "
+                            f"analysis has {gt.n_frames}; analyze it again",
+                            "stale_gt",
+                        )
                     if gt_frame.shape[:2] != (gt.height, gt.width):
-                        raise InputError(gt_video, "frame size differs from its GT analysis",
-                                         "stale_gt")
+                        raise InputError(
+                            gt_video, "frame size differs from its GT analysis", "stale_gt"
+                        )
                     gen = match_size(to_bgr(av_frame), gt.height, gt.width)
                     batch.append((n_gen, gen, gt_frame))
                     if len(batch) >= self.settings.batch_size:
@@ -172,17 +208,23 @@ class VisualScorer:
             gt_frames.close()
         return self._result(acc, gt, gen_video, gt_video, audio, setup, n_gen)
 
-    def _result(self, acc: _Accumulators, gt: GTAnalysis, gen_video, gt_video, audio,
-                setup: str, n_gen: int) -> VisualResult:
+    def _result(
+        self, acc: _Accumulators, gt: GTAnalysis, gen_video, gt_video, audio, setup: str, n_gen: int
+    ) -> VisualResult:
         nan = float("nan")
         metrics = dict.fromkeys(METRICS, nan)
         reasons: dict[str, str] = {}
         q = acc.quality.result()
         n = q.n_frames
-        metrics.update(ssim=q.ssim, psnr=q.psnr, n_identical_frames=float(q.n_identical),
-                       n_frames_gen=float(n_gen), n_frames_gt=float(gt.n_frames),
-                       n_frames_compared=float(n),
-                       n_no_face_gt=float((~gt.detected[:n]).sum()))
+        metrics.update(
+            ssim=q.ssim,
+            psnr=q.psnr,
+            n_identical_frames=float(q.n_identical),
+            n_frames_gen=float(n_gen),
+            n_frames_gt=float(gt.n_frames),
+            n_frames_compared=float(n),
+            n_no_face_gt=float((~gt.detected[:n]).sum()),
+        )
         csim = _cat(acc.csim)
         if self.models.arcface is None:
             reasons["csim"] = self.models.arcface_reason
@@ -211,6 +253,18 @@ class VisualScorer:
         if why is not None:
             reasons["mouth_audio_corr"] = reasons["mouth_audio_lag"] = why
         features = _cat(acc.features).astype(np.float32, copy=False).reshape(n, -1)
-        return VisualResult(str(gen_video), str(gt_video), setup, metrics, reasons, features,
-                            {"ssim": q.ssim_per_frame, "psnr": q.psnr_per_frame, "csim": csim,
-                             "lmd": lmd, "aperture": ap})
+        return VisualResult(
+            str(gen_video),
+            str(gt_video),
+            setup,
+            metrics,
+            reasons,
+            features,
+            {
+                "ssim": q.ssim_per_frame,
+                "psnr": q.psnr_per_frame,
+                "csim": csim,
+                "lmd": lmd,
+                "aperture": ap,
+            },
+        )

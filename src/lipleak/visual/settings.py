@@ -34,4 +34,3 @@ class VisualSettings(HashedSettings):
             raise LipleakError(f"crop_size must be at least 16, got {self.crop_size}")
         if int(self.batch_size) < 1:
             raise LipleakError(f"batch_size must be at least 1, got {self.batch_size}")
-

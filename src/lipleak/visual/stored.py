@@ -20,11 +20,14 @@ def gt_metrics(gt: GTAnalysis, audio: np.ndarray) -> tuple[dict, dict[str, str]]
     """(metrics, reasons) of a GT video: mouth–audio correlation and lag with its own audio
     (int16, 16 kHz mono) and its faceless-frame count."""
     am = mouth.audio_motion(mouth.aperture(gt.landmarks), audio)
-    metrics = {"mouth_audio_corr": am.corr,
-               "mouth_audio_lag": None if am.lag is None else float(am.lag),
-               "n_no_face_gt": gt.n_no_face}
-    reasons = {} if am.lag is not None else {"mouth_audio_corr": am.reason,
-                                             "mouth_audio_lag": am.reason}
+    metrics = {
+        "mouth_audio_corr": am.corr,
+        "mouth_audio_lag": None if am.lag is None else float(am.lag),
+        "n_no_face_gt": gt.n_no_face,
+    }
+    reasons = (
+        {} if am.lag is not None else {"mouth_audio_corr": am.reason, "mouth_audio_lag": am.reason}
+    )
     return metrics, reasons
 
 
