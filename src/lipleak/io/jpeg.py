@@ -1,14 +1,14 @@
 """The reference tool's JPEG round trip, in process (``--reference-frames``).
 
-syncnet_python's SyncNetInstance.evaluate extracts frames with
-``ffmpeg -y -i VIDEO -threads 1 -f image2 %06d.jpg`` and reads them back with ``cv2.imread``
-(its run_pipeline.py adds ``-qscale:v 2`` for the detection frames: ``qscale=2``). With no
-quality option the CLI uses the mjpeg encoder's rate control at the codec's default 200 kb/s
-(q between 2 and 31, chosen per frame from the bits spent so far), full-range 4:2:0
-(yuvj420p; newer ffmpeg says yuv420p + pc range, the same bytes), one encoder thread (the CLI forces 1 for MJPEG), time base 1/25, and
-converts the decoded frame to full range with libswscale's bicubic (the CLI's default
-flags). Because rate control carries state from frame to frame, one ``MjpegRoundTrip``
-must see a video's frames in order, and a fresh one is needed per video.
+syncnet_python's SyncNetInstance.evaluate extracts frames with ``ffmpeg -y -i VIDEO -threads
+1 -f image2 %06d.jpg`` and reads them back with ``cv2.imread`` (its run_pipeline.py adds
+``-qscale:v 2`` for the detection frames: ``qscale=2``). With no quality option the CLI uses
+the mjpeg encoder's rate control at the codec's default 200 kb/s (q between 2 and 31, chosen
+per frame from the bits spent so far), full-range 4:2:0 (yuvj420p; newer ffmpeg says yuv420p
++ pc range, the same bytes), one encoder thread (the CLI forces 1 for MJPEG), time base
+1/25, and converts the decoded frame to full range with libswscale's bicubic (the CLI's
+default flags). Because rate control carries state from frame to frame, one
+``MjpegRoundTrip`` must see a video's frames in order, and a fresh one is needed per video.
 
 Measured against the ffmpeg 9 binary (imageio-ffmpeg): the JPEG bytes are identical apart
 from the COM segment, which carries the libavcodec version string.
