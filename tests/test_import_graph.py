@@ -9,11 +9,15 @@ package's source with ``ast``, so nothing is imported to build it.
 from __future__ import annotations
 
 import ast
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import lipleak
+from conftest import ROOT
 
 PKG = Path(lipleak.__file__).resolve().parent
 
@@ -158,3 +162,16 @@ def test_io_does_not_import_runtime():
         if _floor(d) == "lipleak.runtime"
     ]
     assert not bad, bad
+
+
+def test_installed_package_needs_no_path_hacks():
+    """From the repository root (where Ray and `python -m` put the cwd first on sys.path),
+    ``lipleak``, ``lipleak.export`` and the compiled core all import from the install: the
+    src layout leaves no source tree there to shadow it, and nothing edits sys.path."""
+    code = "import lipleak, lipleak._core, lipleak.export.syncnet_shapes; print(lipleak.__file__)"
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert Path(res.stdout.strip()).resolve().parent == PKG
+    hacks = [str(p) for p in PKG.rglob("*.py") if re.search(r"sys\.path|__path__", p.read_text())]
+    assert not hacks, hacks

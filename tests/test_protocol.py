@@ -94,6 +94,20 @@ def test_synthetic_end_to_end(synth_run):
         assert by[(stem, "SI", "CR")]["lse_c"] == by[(stem, "AM", "CR")]["lse_c"]
 
 
+def test_report_without_fid_says_so_and_computes_none(synth_run, tmp_path, monkeypatch):
+    from lipleak.protocol import reporting
+
+    def no_fid(*_a, **_k):
+        raise AssertionError("--no-fid computed a cell FID")
+
+    monkeypatch.setattr(reporting, "cell_fids", no_fid)
+    run, _ = synth_run
+    assert main(["report", str(run), "--out", str(tmp_path), "--no-fid"]) == 0
+    assert json.loads((tmp_path / "results.json").read_text())["fid_computed"] is False
+    assert "FID not computed" in (tmp_path / "report.md").read_text()
+    assert "FID not computed" in (tmp_path / "report.html").read_text()
+
+
 def test_derived_metrics_equal_hand_computation(synth_run):
     run, _ = synth_run
     store = ResultsStore(run / "results.sqlite")
@@ -159,6 +173,7 @@ def test_changed_input_rescored_only(synth_run, tmp_path):
     assert result_rows(copy / "results.sqlite") == result_rows(run / "results.sqlite")
 
 
+@pytest.mark.slow
 def test_kill9_then_resume_equals_uninterrupted(synth_run, tmp_path):
     run, _ = synth_run
     copy = tmp_path / "run"
@@ -212,6 +227,7 @@ def test_second_concurrent_run_stops_with_a_clear_message(synth_run):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_report_screenshot_in_headless_chromium(synth_run, tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
@@ -332,6 +348,7 @@ def real_set(model_dir, tmp_path_factory):
     return base
 
 
+@pytest.mark.slow
 def test_real_clips_remux_generator_with_all_metrics(real_set):
     run = real_set / "remux"
     cli("plan", real_set / "gt", run, "--seed", "1")
@@ -359,6 +376,7 @@ def test_real_clips_remux_generator_with_all_metrics(real_set):
     assert proc.returncode == 0
 
 
+@pytest.mark.slow
 def test_real_clips_freeze_generator(real_set):
     run = real_set / "freeze"
     cli("plan", real_set / "gt", run, "--seed", "1", "--ar", "random")

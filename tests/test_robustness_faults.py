@@ -25,6 +25,8 @@ import pytest
 import synth
 from conftest import ROOT, result_rows
 
+pytestmark = pytest.mark.slow  # whole-CLI runs killed, starved and raced
+
 PY = sys.executable
 SYNTH = str(ROOT / "tests" / "synth.py")
 SCORE = ("score", "--syncnet", "syncnet_v2_random", "--no-visual", "--quiet")

@@ -21,6 +21,11 @@ def add_parser(sub) -> None:
     p.add_argument("dir", type=Path, help="the directory that was scored")
     p.add_argument("--db", type=Path, help="results database (default DIR/results.sqlite)")
     p.add_argument("--out", type=Path, help="where to write the report (default DIR)")
+    p.add_argument(
+        "--no-fid",
+        action="store_true",
+        help="leave the cell FIDs out (each is a 2048x2048 matrix square root, 10-30 s)",
+    )
     p.set_defaults(func=run)
 
 
@@ -32,6 +37,6 @@ def run(args) -> int:
     db = args.db or results_db(args.dir)
     if not db.is_file():
         raise InputError(db, "no results database; run `lipleak-fast score` first", "missing")
-    write_report(args.dir, db, args.out)
+    write_report(args.dir, db, args.out, fid=not args.no_fid)
     print(f"wrote {(args.out or args.dir) / 'report.html'}")
     return 0

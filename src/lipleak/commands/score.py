@@ -57,6 +57,12 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--retry-failed", action="store_true", help="rescore videos that failed")
     p.add_argument("--no-report", action="store_true", help="do not write the report")
+    p.add_argument(
+        "--no-fid",
+        action="store_true",
+        help="write the report without the cell FIDs (each is a 2048x2048 matrix square "
+        "root, 10-30 s on 2 cores; cached once computed)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     p.add_argument(
         "--ray",
@@ -122,7 +128,7 @@ def run(args) -> int:
                 )
     counts = scorer.run(sys.argv[1:])
     if not args.no_report:
-        write_report(args.dir, scorer.db_path)
+        write_report(args.dir, scorer.db_path, fid=not args.no_fid)
     if not args.quiet:
         print(
             f"scored {counts['scored']}, skipped {counts['skipped']} already done, "

@@ -148,8 +148,9 @@ def cell_fids(root: Path, visual_hash: str | None, videos: dict) -> dict[tuple[s
     return out
 
 
-def build(root: Path, db: Path | None = None) -> dict:
-    """Everything the report shows, as one JSON-able dict."""
+def build(root: Path, db: Path | None = None, fid: bool = True) -> dict:
+    """Everything the report shows, as one JSON-able dict; ``fid=False`` leaves the cell
+    FIDs out (``--no-fid``) and says so in the report."""
     root = Path(root)
     store = ResultsStore(db or results_db(root))
     try:
@@ -160,8 +161,14 @@ def build(root: Path, db: Path | None = None) -> dict:
     finally:
         store.close()
     videos = per_video(rows)
-    fids = cell_fids(
-        root, hashes.get("visual"), {k: v for k, v in videos.items() if "ssim" in v or "psnr" in v}
+    fids = (
+        cell_fids(
+            root,
+            hashes.get("visual"),
+            {k: v for k, v in videos.items() if "ssim" in v or "psnr" in v},
+        )
+        if fid
+        else {}
     )
     cells = cell_means(videos, [m for m in METRICS if m != "fid"])
     for cell, f in fids.items():
@@ -172,6 +179,7 @@ def build(root: Path, db: Path | None = None) -> dict:
         "package": "lipleak-fast",
         "version": __version__,
         "settings_hashes": hashes,
+        "fid_computed": fid,
         "cells": {f"{s}/{r}": v for (s, r), v in cells.items()},
         "leakage": leakage(videos),
         "videos": [
@@ -340,8 +348,13 @@ def _provenance_lines(data: dict) -> list[str]:
     return lines
 
 
+_NO_FID = "FID not computed: the report was written with --no-fid."
+
+
 def _markdown(data: dict, plots: dict) -> str:
     out = ["# lipleak-fast report", ""]
+    if not data.get("fid_computed", True):
+        out += [_NO_FID, ""]
     for title, header, rows in _tables(data):
         out += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         out += ["| " + " | ".join(r) + " |" for r in rows]
@@ -361,6 +374,8 @@ def _html(data: dict, plots: dict) -> str:
         "solid #ddd}code{font-size:12px}</style></head><body>",
         "<h1>lipleak-fast report</h1>",
     ]
+    if not data.get("fid_computed", True):
+        parts.append(f"<p>{esc(_NO_FID)}</p>")
     for title, header, rows in _tables(data):
         parts.append(
             f"<h2>{esc(title)}</h2><table><tr>"
@@ -380,10 +395,12 @@ def _html(data: dict, plots: dict) -> str:
     return "\n".join(parts)
 
 
-def write_report(root: Path, db: Path | None = None, out: Path | None = None) -> dict:
+def write_report(
+    root: Path, db: Path | None = None, out: Path | None = None, fid: bool = True
+) -> dict:
     root = Path(root)
     out = Path(out) if out else root
-    data = build(root, db)
+    data = build(root, db, fid)
     plots = _plots(data)
     try:
         (out / "plots").mkdir(parents=True, exist_ok=True)
