@@ -44,7 +44,11 @@ def _touch(path):
 
 
 def _leftovers(folder):
-    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".part"))
+    """Temporary files a fetch left behind: hidden names (atomic writes, downloads) other
+    than the hash cache."""
+    return sorted(
+        p.name for p in folder.iterdir() if p.name.startswith(".") and p.name != files.HASH_CACHE
+    )
 
 
 # --- registry --------------------------------------------------------------------------------

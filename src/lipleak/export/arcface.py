@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lipleak.files import atomic_path
+
 SIZE = 112
 DIM = 512
 LAYERS_R50 = (3, 4, 14, 3)
@@ -101,8 +103,7 @@ def export_random(
     model = iresnet50(seed, layers)
     example = torch.zeros(1, 3, SIZE, SIZE)
     dyn = {"input.1": {0: "batch"}, "embedding": {0: "batch"}} if dynamic_batch else None
-    tmp = dst.with_name(dst.name + ".part")
-    with warnings.catch_warnings(), torch.no_grad():
+    with atomic_path(dst) as tmp, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(
             model,
@@ -115,7 +116,6 @@ def export_random(
             do_constant_folding=True,
             dynamo=False,
         )
-    tmp.replace(dst)
     return dst
 
 

