@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -247,3 +248,19 @@ def test_hostile_names_are_never_executed_and_every_job_gets_its_paths(hostile_p
     assert not _markers(base), _markers(base)
     assert not list(cwd.iterdir())
     _check(run, out, log, jobs, env=quote != "bash")
+
+
+def test_help_says_how_placeholders_are_quoted_and_its_example_parses(capsys):
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "'{video}' or \"{video}\"" in text and "literal brace is written {{ or }}" in text
+    example = re.search(r"the template: (.*?) \(placeholders", text).group(1)
+    assert words(example) == [
+        "bash",
+        "-c",
+        'python inference.py --face "$1" --outfile "$2" > "$2.log"',
+        "_",
+        JOB["video"],
+        "/o/x.partial.mp4",
+    ]
