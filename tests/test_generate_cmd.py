@@ -264,3 +264,22 @@ def test_help_says_how_placeholders_are_quoted_and_its_example_parses(capsys):
         JOB["video"],
         "/o/x.partial.mp4",
     ]
+
+
+def test_timeout_missing_program_and_stderr_are_reported_per_job(hostile_plan):
+    from lipleak.protocol.runner import generate
+
+    base, run, _, _ = hostile_plan
+    cells = {("AM", "CR")}
+    slow = f"{shlex.quote(PY)} -c 'import time; time.sleep(30)' {{out}}"
+    r = generate(run, slow, out_dir=base / "t-slow", only=cells, timeout=0.5, quiet=True)
+    assert r["failed"] == len(NAMES) and r["generated"] == 0
+    assert all(f["returncode"] == -1 and "timed out" in f["stderr_tail"] for f in r["failures"])
+    r = generate(run, "no-such-program-x {video}", out_dir=base / "t-none", only=cells, quiet=True)
+    assert {f["returncode"] for f in r["failures"]} == {127}
+    assert "no-such-program-x" in r["failures"][0]["stderr_tail"]
+    bad = f"{shlex.quote(PY)} -c 'import sys; sys.exit(\"boom \\xff\" + sys.argv[1])' {{stem}}"
+    r = generate(run, bad, out_dir=base / "t-bad", only=cells, quiet=True)
+    assert {f["returncode"] for f in r["failures"]} == {1}
+    assert {f["stderr_tail"] for f in r["failures"]} == {f"boom \xff{n}" for n in NAMES}
+    assert not list(base.glob("t-*/**/*.partial*"))
