@@ -110,6 +110,8 @@ def _jpeg_end(buf: bytearray, start: int) -> int | None:
     followed by neither 0x00 (byte stuffing) nor a restart marker, and the next marker
     libavcodec writes there is end of image.
     """
+    if len(buf) < start + 2:
+        return None
     if buf[start : start + 2] != b"\xff\xd8":
         raise RuntimeError("ffmpeg's output is not a JPEG stream")
     i, n = start + 2, len(buf)
