@@ -110,6 +110,25 @@ def test_stopping_early_ends_ffmpeg(resample):
 
 
 @needs_ffmpeg
+@pytest.mark.parametrize("resample", [False, True], ids=["direct", "raw-video"])
+def test_streaming_bounded_memory(resample):
+    import tracemalloc
+
+    clip = CLIPS_DIR / "real05_cnn_anchor.mp4"  # 250 frames of 512x512x3 = 197 MB in total
+    tracemalloc.start()
+    try:
+        n = 0
+        for frame in ffmpeg_jpeg.iter_jpeg_frames(clip, SYSTEM_FFMPEG, resample):
+            n += 1
+            del frame
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert n == 250
+    assert peak < 16 * 512 * 512 * 3  # a handful of frames, not the video
+
+
+@needs_ffmpeg
 def test_ffmpeg_failure_is_an_input_error(tmp_path):
     from lipleak.errors import InputError
 
