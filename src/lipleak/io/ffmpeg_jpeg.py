@@ -265,7 +265,7 @@ def _piped_jpegs(path: Path, ffmpeg: str) -> Iterator[bytes]:
     frames = iter_av_frames(path, TARGET_FPS)
     first = next(frames)
     pix_fmt, data = _raw_frame(first)
-    shape = w, h = to_shape(first)
+    shape = w, h = _shape(first)
     range_opt = []
     if getattr(first, "color_range", 0) == 2 and not pix_fmt.startswith("yuvj"):
         range_opt = ["-color_range", "pc"]  # full-range video tagged as such, not yuvj
@@ -292,8 +292,8 @@ def _piped_jpegs(path: Path, ffmpeg: str) -> Iterator[bytes]:
             proc.stdin.write(data)
             for frame in frames:
                 fmt, raw = _raw_frame(frame)
-                if fmt != pix_fmt or to_shape(frame) != shape:
-                    raise InputError(path, "frame size or format changes", "decode_error")
+                if fmt != pix_fmt or _shape(frame) != shape:
+                    raise InputError(path, "frame size or format changes mid-video", "bad_frame")
                 proc.stdin.write(raw)
         except BrokenPipeError:
             pass  # ffmpeg stopped reading: killed because the caller stopped, or it failed
@@ -309,7 +309,7 @@ def _piped_jpegs(path: Path, ffmpeg: str) -> Iterator[bytes]:
     return _run(cmd, path, stdin=subprocess.PIPE, writer=write)
 
 
-def to_shape(frame) -> tuple[int, int]:
+def _shape(frame) -> tuple[int, int]:
     """(width, height) of a frame as displayed, rotation applied."""
     from .video import _BgrRotated
 
