@@ -26,9 +26,16 @@ def add_sync_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--reference-frames",
         action="store_true",
-        help="round-trip every frame through ffmpeg's default MJPEG encoding, as "
-        "syncnet_python does, to match numbers computed with the reference tool "
-        "(default: lossless frames straight from the decoder)",
+        help="score the JPEG frames syncnet_python reads (`ffmpeg -i VIDEO -threads 1 -f "
+        "image2 %%06d.jpg`, made by the ffmpeg on PATH or --ffmpeg) to match numbers "
+        "computed with the reference tool; without an ffmpeg binary, PyAV's bundled "
+        "encoder with a warning (default: lossless frames straight from the decoder)",
+    )
+    g.add_argument(
+        "--ffmpeg",
+        metavar="PATH",
+        help="the ffmpeg binary that makes the --reference-frames JPEGs, i.e. the one the "
+        "reference tool ran (default: ffmpeg on PATH); its version is recorded and hashed",
     )
     g.add_argument(
         "--syncnet",
@@ -100,6 +107,8 @@ def settings_from_args(args):
     # exit status.
     if args.batch_size < 1:
         raise InputError(None, "--batch-size must be at least 1", "bad_option")
+    if args.ffmpeg and not args.reference_frames:
+        raise InputError(None, "--ffmpeg needs --reference-frames", "bad_option")
     return SyncSettings(
         mode=args.mode,
         reference_frames=args.reference_frames,
@@ -112,6 +121,7 @@ def settings_from_args(args):
         backend=args.backend,
         precision=args.precision,
         decoder=args.decoder,
+        ffmpeg_path=args.ffmpeg or "",
     )
 
 
@@ -155,9 +165,10 @@ def run(args) -> int:
         print()
         return 0
     resampled = f", resampled from {result.src_fps:.3f} fps" if result.resampled else ""
+    encoder = f" by {scorer.settings.ffmpeg}" if scorer.settings.reference_frames else ""
     print(
         f"{result.video}  ({result.n_frames} frames at 25 fps{resampled}; "
-        f"frames: {result.frame_path}; audio: {result.audio_source})"
+        f"frames: {result.frame_path}{encoder}; audio: {result.audio_source})"
     )
     print(f"{'track':>5} {'frames':>11} {'offset':>6} {'LSE-C':>8} {'LSE-D':>8}")
     for i, t in enumerate(result.tracks):

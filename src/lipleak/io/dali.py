@@ -248,6 +248,7 @@ def iter_frames(
     size=None,
     decoder: str = "auto",
     reference_frames: bool = False,
+    ffmpeg: str | None = None,
     sequence_length: int = 32,
     device_id: int = 0,
     choice: DecoderChoice | None = None,
@@ -282,7 +283,7 @@ def iter_frames(
                     f"GPU decode failed after {yielded} frames: {str(exc).splitlines()[0][:200]}",
                     "decode_error",
                 ) from None
-    for frame in cpu_video.iter_frames(path, reference_frames=reference_frames):
+    for frame in cpu_video.iter_frames(path, reference_frames=reference_frames, ffmpeg=ffmpeg):
         yield cpu_transform(frame, crop, size)
 
 

@@ -232,16 +232,27 @@ def to_bgr(frame) -> np.ndarray:
 
 
 def iter_frames(
-    path: str | Path, fps: float = TARGET_FPS, reference_frames: bool = False
+    path: str | Path,
+    fps: float = TARGET_FPS,
+    reference_frames: bool = False,
+    ffmpeg: str | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield BGR uint8 frames at 25 fps; one decoded frame in memory at a time.
 
-    ``reference_frames=True`` passes every frame through the reference tool's MJPEG round
-    trip (``lipleak.io.jpeg``), as syncnet_python's ``ffmpeg ... %06d.jpg`` extraction does.
+    ``reference_frames=True`` gives the JPEG frames of syncnet_python's ``ffmpeg ...
+    %06d.jpg`` extraction: made by the ``ffmpeg`` binary given (``lipleak.io.ffmpeg_jpeg``),
+    or with None by the libavcodec PyAV bundles, in process (``lipleak.io.jpeg``).
     """
     if not reference_frames:
         for frame in iter_av_frames(path, fps):
             yield to_bgr(frame)
+        return
+    if ffmpeg is not None:
+        from .ffmpeg_jpeg import iter_jpeg_frames
+
+        if fps != TARGET_FPS:
+            raise ValueError("only 25 fps output is supported (SPEC §2)")
+        yield from iter_jpeg_frames(path, ffmpeg)
         return
     from .jpeg import MjpegRoundTrip
 

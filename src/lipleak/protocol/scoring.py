@@ -108,6 +108,8 @@ class StemScorer:
     def __init__(self, sync: SyncSettings, visual=None):
         self.sync = SyncScorer(sync)
         sync_desc = self.sync.describe()
+        # the scorer's settings: they name the JPEG encoder found on this machine
+        sync = self.sync.settings
         self.hashes = {"sync": group_hash(sync.hashed_dict(), _model_shas(sync_desc))}
         self.provenance = {"sync": sync_desc}
         self.visual = None

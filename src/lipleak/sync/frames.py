@@ -19,16 +19,19 @@ class VideoFrames:
     info: cpu_video.VideoInfo
     choice: dali.DecoderChoice
     reference_frames: bool
+    ffmpeg: str | None = None  # the binary making the reference JPEGs; None: bundled
 
     @classmethod
-    def open(cls, path: Path, decoder: str, reference_frames: bool) -> VideoFrames:
+    def open(
+        cls, path: Path, decoder: str, reference_frames: bool, ffmpeg: str | None = None
+    ) -> VideoFrames:
         """Probe ``path`` (InputError for a file that is no video) and pick its decoder."""
         info = cpu_video.probe(path)
         # io does not look for GPUs itself; the (cached) probe is only worth asking when
         # DALI may be used at all.
         gpu = probe_gpu() if decoder != "cpu" else dali.NO_GPU_GIVEN
         choice = dali.choose_decoder(path, decoder, reference_frames, info, gpu)
-        return cls(path, info, choice, reference_frames)
+        return cls(path, info, choice, reference_frames, ffmpeg)
 
     @property
     def decoder(self) -> str:
@@ -38,7 +41,7 @@ class VideoFrames:
         """One pass over the BGR frames at 25 fps; each call decodes the file again."""
         if self.choice.decoder == "cpu":
             return cpu_video.iter_frames(
-                self.path, fps=25.0, reference_frames=self.reference_frames
+                self.path, fps=25.0, reference_frames=self.reference_frames, ffmpeg=self.ffmpeg
             )
         # decoder="dali": a GPU failure is an error, not a quiet switch to the CPU, so that
         # the result's ``decoder`` names what made the frames.
@@ -46,6 +49,7 @@ class VideoFrames:
             self.path,
             decoder="dali",
             reference_frames=self.reference_frames,
+            ffmpeg=self.ffmpeg,
             choice=self.choice,
             info=self.info,
         )

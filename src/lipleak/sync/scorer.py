@@ -43,7 +43,9 @@ class VideoSync:
     n_frames: int  # frames at 25 fps that were scored
     src_fps: float
     resampled: bool  # converted to 25 fps first
-    frame_path: str  # "lossless" or "reference-jpeg"
+    # "lossless", "reference-jpeg" (an ffmpeg binary: provenance's settings.ffmpeg says
+    # which) or "reference-jpeg-bundled" (none found: PyAV's libavcodec, in process)
+    frame_path: str
     tracks: list[TrackSync]
     offset: int  # offset of the longest track
     lse_c: float  # frame-weighted mean over tracks
@@ -65,7 +67,8 @@ class SyncScorer:
     def __init__(self, settings: SyncSettings | None = None):
         from ..models.syncnet import SyncNet
 
-        self.settings = settings or SyncSettings()  # valid: SyncSettings checks itself
+        # valid: SyncSettings checks itself; with_ffmpeg finds the reference JPEG encoder
+        self.settings = (settings or SyncSettings()).with_ffmpeg()
         self.syncnet = SyncNet.load(
             self.settings.syncnet,
             backend=self.settings.backend,
@@ -103,6 +106,12 @@ class SyncScorer:
             "libraries": {"av": av.__version__, "opencv": cv2.__version__, "numpy": np.__version__},
         }
 
+    @property
+    def frame_path(self) -> str:
+        if not self.settings.reference_frames:
+            return "lossless"
+        return "reference-jpeg" if self.settings.ffmpeg_path else "reference-jpeg-bundled"
+
     # -- inputs ---------------------------------------------------------------------
     def _audio(self, video: Path, audio):
         """(a function giving the audio samples as a fresh chunk iterator, its label).
@@ -123,7 +132,8 @@ class SyncScorer:
     def score(self, video: str | Path, audio=None) -> VideoSync:
         """LSE-C / LSE-D of one video against its own audio track or ``audio``."""
         video = Path(video)
-        frames = VideoFrames.open(video, self.settings.decoder, self.settings.reference_frames)
+        s = self.settings
+        frames = VideoFrames.open(video, s.decoder, s.reference_frames, s.ffmpeg_path or None)
         chunks, audio_source = self._audio(video, audio)
         whole = AudioWindows(chunks())
         try:
@@ -149,7 +159,7 @@ class SyncScorer:
             n_frames=n_frames,
             src_fps=float(frames.info.src_fps),
             resampled=bool(frames.info.needs_resample),
-            frame_path="reference-jpeg" if self.settings.reference_frames else "lossless",
+            frame_path=self.frame_path,
             tracks=tracks,
             offset=longest.offset,
             lse_c=float(np.average([t.lse_c for t in tracks], weights=weights)),

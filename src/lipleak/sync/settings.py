@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import LipleakError
 from ..io.dali import DECODERS
@@ -13,7 +13,7 @@ MODES = ("prealigned", "detect")
 MAX_VSHIFT = 100_000  # the most the core's shift_distances accepts
 # Settings that do not change any number (batch size, backend) are kept out of the hash so
 # that reruns with another batch size reuse finished results.
-_NOT_HASHED = ("batch_size", "backend", "decoder")
+_NOT_HASHED = ("batch_size", "backend", "decoder", "ffmpeg_path")
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,13 @@ class SyncSettings(HashedSettings):
     batch_size: int = 32
     backend: str = "auto"
     decoder: str = "auto"  # "auto" (DALI when usable, else CPU), "cpu", "dali"
+    # reference_frames only. ``ffmpeg``: what makes the JPEGs, ``ffmpeg -version``'s first
+    # line or "bundled libavcodec ..." when no binary was found; hashed, since encoders of
+    # different FFmpeg releases move LSE-D. ``ffmpeg_path``: the binary to run ("": look on
+    # PATH), not hashed, as the same version elsewhere gives the same bytes. SyncScorer
+    # fills both in (``with_ffmpeg``).
+    ffmpeg: str = ""
+    ffmpeg_path: str = ""
 
     def __post_init__(self):
         for name, allowed in (
@@ -53,3 +60,31 @@ class SyncSettings(HashedSettings):
         for name in ("min_face_size", "crop_scale", "num_failed_det"):
             if getattr(self, name) < 0:
                 raise LipleakError(f"{name} must not be negative, got {getattr(self, name)}")
+        if (self.ffmpeg or self.ffmpeg_path) and not self.reference_frames:
+            raise LipleakError("an ffmpeg binary is only used with reference_frames")
+
+    def hashed_dict(self) -> dict:
+        d = super().hashed_dict()
+        if not self.reference_frames:
+            # lossless runs keep the hashes they had before the field existed
+            del d["ffmpeg"]
+        return d
+
+    def with_ffmpeg(self) -> SyncSettings:
+        """These settings with the reference JPEG encoder of this machine filled in.
+
+        The binary is ``ffmpeg_path`` or ``ffmpeg`` on PATH; without one, the bundled
+        encoder, with a warning. Settings that already name an encoder (a Ray driver's,
+        stored ones) must find the same one here: another version would be another hash.
+        """
+        if not self.reference_frames:
+            return self
+        from ..io.ffmpeg_jpeg import reference_encoder
+
+        label, path = reference_encoder(self.ffmpeg_path or None)
+        if self.ffmpeg and self.ffmpeg != label:
+            raise LipleakError(
+                f"the settings ask for JPEG frames from {self.ffmpeg!r}, "
+                f"but this machine has {label!r}"
+            )
+        return replace(self, ffmpeg=label, ffmpeg_path=path)
