@@ -147,13 +147,24 @@ def run(args) -> int:
         raise InputError(args.video, "no such file", "missing")
     if args.audio is not None and not args.audio.exists():
         raise InputError(args.audio, "no such audio file", "missing")
+    from ..models.registry import fixture_warnings
+
     scorer = SyncScorer(settings_from_args(args))
     result = scorer.score(args.video, args.audio)
+    warnings = fixture_warnings(scorer.describe())
+    for w in warnings:  # stderr too, so that --json piped into a file still shows it
+        print(f"lipleak-fast: warning: {w}", file=sys.stderr)
     if args.json:
-        out = {"result": result.to_dict(verbose=args.verbose), "provenance": scorer.describe()}
+        out = {
+            "result": result.to_dict(verbose=args.verbose),
+            "provenance": scorer.describe(),
+            "warnings": warnings,
+        }
         json.dump(out, sys.stdout, indent=1)
         print()
         return 0
+    for w in warnings:
+        print(f"WARNING: {w}")
     resampled = f", resampled from {result.src_fps:.3f} fps" if result.resampled else ""
     print(
         f"{result.video}  ({result.n_frames} frames at 25 fps{resampled}; "
