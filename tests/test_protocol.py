@@ -173,6 +173,28 @@ def test_changed_input_rescored_only(synth_run, tmp_path):
     assert result_rows(copy / "results.sqlite") == result_rows(run / "results.sqlite")
 
 
+def test_plan_again_changes_nothing_and_rescores_nothing(synth_run, tmp_path):
+    """plan → generate → score, then plan again with the same inputs and seed: every plan
+    file keeps its bytes and mtime, so the next score has nothing to do."""
+    run, _ = synth_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)  # copy2: mtimes kept, so the copy is fully scored
+    planned = sorted(
+        p for p in copy.rglob("*") if p.is_file() and p.parts[len(copy.parts)] == "audio"
+    ) + [copy / "plan.json", copy / "jobs.jsonl"]
+    assert len(planned) == 6 * 3 + 2
+
+    def stamp():
+        return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in planned}
+
+    before = stamp()
+    time.sleep(0.05)  # a rewrite would get a visibly newer mtime
+    cli("plan", run.parent / "gt", copy, "--seed", "7", "--quiet")
+    assert stamp() == before
+    proc = cli("score", copy, "--syncnet", "syncnet_v2_random", "--no-visual")
+    assert "scored 0," in proc.stdout and "skipped 42" in proc.stdout, proc.stdout
+
+
 @pytest.mark.slow
 def test_kill9_then_resume_equals_uninterrupted(synth_run, tmp_path):
     run, _ = synth_run
