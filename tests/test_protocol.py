@@ -88,6 +88,9 @@ def test_synthetic_end_to_end(synth_run):
     assert data["provenance"]["sync"]["models"]["syncnet"]["checkpoint"]["sha256"].startswith(
         "4e3e"
     )
+    # the random-weight fixture is named as such, even with --quiet
+    assert "syncnet_v2_random" in data["warnings"][0]
+    assert "warning: syncnet_v2_random" in synth_run[1].stderr
     # the leaky generator copies the GT mouth (CR): under silence it still "speaks" like GT
     by = {(v["stem"], v["setup"], v["reference"]): v for v in data["videos"]}
     for stem in {k[0] for k in by}:
@@ -279,6 +282,16 @@ def test_report_screenshot_in_headless_chromium(synth_run, tmp_path):
     assert (img < 100).mean() > 0.002
     colourful = (np.abs(img[..., 0].astype(int) - img[..., 2].astype(int)) > 60).mean()
     assert colourful > 0.0005
+
+    # the fixture-checkpoint banner (#ffd24d) is drawn at the top, the glossary (#e6f4ea)
+    # below it, both before the first results table
+    def rows_of(rgb):
+        bgr = np.array(rgb[::-1], int)
+        return np.nonzero((np.abs(img.astype(int) - bgr).max(axis=-1) <= 2).sum(axis=1) > 400)[0]
+
+    banner, glossary = rows_of((0xFF, 0xD2, 0x4D)), rows_of((0xE6, 0xF4, 0xEA))
+    assert banner.size > 20 and banner.min() < 250, banner[:5]
+    assert glossary.size > 100 and glossary.min() > banner.max()
     keep = os.environ.get("LIPLEAK_SCREENSHOT_DIR")
     if keep:
         shutil.copy(shot, Path(keep) / "report.png")
