@@ -177,8 +177,13 @@ def test_report_explains_inf_not_computed_and_fixture(tmp_path, monkeypatch):
     from lipleak.protocol import reporting
 
     _store_with(tmp_path)
+
     # an FID of -1e-9 (sqrtm round-off on identical sets) must not print as "-0.000"
-    monkeypatch.setattr(reporting, "cell_fids", lambda *a, **k: {("AM", "CR"): -1e-9})
+    def fids(root, visual_hash, videos, reasons=None):
+        reasons[("XM", "CR")] = "2 frames: too few for a covariance"
+        return {("AM", "CR"): -1e-9, ("XM", "CR"): math.nan}
+
+    monkeypatch.setattr(reporting, "cell_fids", fids)
     data = reporting.write_report(tmp_path)
     md = (tmp_path / "report.md").read_text()
     tables = _md_tables(md)
@@ -193,6 +198,10 @@ def test_report_explains_inf_not_computed_and_fixture(tmp_path, monkeypatch):
     assert rows["PSNR ↑"][:2] == ["∞ (identical)", "30.000 (+1 identical: ∞)"]
     assert rows["CSIM ↑"][:2] == [f"not computed: {NO_ARCFACE}"] * 2
     assert rows["FID ↓"][0] == "0.000" and "-0.000" not in md
+    xm = next(t for t in tables[tables.index(am) + 1 :] if t[0][:2] == ["metric", "CR"])
+    assert {r[0]: r[1] for r in xm[2:]}[
+        "FID ↓"
+    ] == "not computed: 2 frames: too few for a covariance"
     assert data["cells"]["AM/CR"]["psnr"] == math.inf  # the numbers themselves unchanged
     assert data["cells"]["AM/AR"]["psnr"] == 30.0
     assert data["cells"]["XM/CR"]["psnr"] == 30.0

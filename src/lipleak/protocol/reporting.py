@@ -108,9 +108,12 @@ def _load_fid_cache(path: Path) -> dict:
         return {}  # absent or damaged: recompute
 
 
-def cell_fids(root: Path, visual_hash: str | None, videos: dict) -> dict[tuple[str, str], float]:
+def cell_fids(
+    root: Path, visual_hash: str | None, videos: dict, reasons: dict | None = None
+) -> dict[tuple[str, str], float]:
     """FID per cell: all generated crops of the cell's videos vs the GT crops of the same
-    videos (the talking-face convention of SPEC §3).
+    videos (the talking-face convention of SPEC §3). A cell whose FID cannot be computed is
+    NaN, with the reason in ``reasons`` (cell -> message) when given.
 
     Each cell's FID (a 2048² matrix square root, 10-30 s on 2 cores) is cached in
     DIR/.lipleak/fid_cache.json under a hash of the exact feature files it was computed
@@ -147,6 +150,8 @@ def cell_fids(root: Path, visual_hash: str | None, videos: dict) -> dict[tuple[s
         except Exception as exc:  # noqa: BLE001 - a degenerate set must not kill the report
             out[(setup, ref)] = float("nan")
             log.warning("FID of %s/%s not computed: %s", setup, ref, exc)
+            if reasons is not None:
+                reasons[(setup, ref)] = str(exc) or type(exc).__name__
     if used != cache:
         try:  # only the current cells are kept: the cache never grows past six entries
             _write(cache_path, json.dumps(used, indent=0))
@@ -168,11 +173,13 @@ def build(root: Path, db: Path | None = None, fid: bool = True) -> dict:
     finally:
         store.close()
     videos = per_video(rows)
+    fid_reasons: dict[tuple[str, str], str] = {}
     fids = (
         cell_fids(
             root,
             hashes.get("visual"),
             {k: v for k, v in videos.items() if "ssim" in v or "psnr" in v},
+            reasons=fid_reasons,
         )
         if fid
         else {}
@@ -187,6 +194,8 @@ def build(root: Path, db: Path | None = None, fid: bool = True) -> dict:
             not_computed.setdefault(f"{r['setup']}/{r['reference']}", {}).setdefault(
                 r["metric"], set()
             ).add(r["reason"] or "no reason recorded")
+    for (setup, ref), why in fid_reasons.items():
+        not_computed.setdefault(f"{setup}/{ref}", {})["fid"] = {why}
     last = runs[-1] if runs else {}
     provenance = last.get("provenance", {})
     return {
@@ -325,9 +334,7 @@ def _cell_text(data: dict, cell: str, metric: str) -> str:
         why = data.get("not_computed", {}).get(cell, {}).get(metric)
         if why:
             return "not computed: " + "; ".join(why)
-        if metric == "fid" and v is not None:
-            return "not computed: see the warning printed when the report was written"
-        return "–"
+        return _fmt(v)
     if metric == "psnr" and v == math.inf:
         return "∞ (identical)"
     if metric == "psnr" and c.get("psnr_identical"):
