@@ -272,9 +272,10 @@ def test_sync_command_warns_about_a_fixture_checkpoint(model_dir, tmp_path, caps
     assert main(["sync", str(clip), "--syncnet", "syncnet_v2_random"]) == 0
     out, err = capsys.readouterr()
     assert out.startswith("WARNING: syncnet_v2_random") and "mean nothing" in out
-    assert "warning: syncnet_v2_random" in err
     assert main(["sync", str(clip), "--syncnet", "syncnet_v2_random", "--json"]) == 0
-    doc = json.loads(capsys.readouterr().out)
+    out, err = capsys.readouterr()
+    assert "warning: syncnet_v2_random" in err
+    doc = json.loads(out)
     assert len(doc["warnings"]) == 1 and "test fixture" in doc["warnings"][0]
 
 

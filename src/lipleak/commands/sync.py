@@ -141,23 +141,23 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from ..models.registry import fixture_warnings
     from ..sync import SyncScorer
 
     if not args.video.exists():
         raise InputError(args.video, "no such file", "missing")
     if args.audio is not None and not args.audio.exists():
         raise InputError(args.audio, "no such audio file", "missing")
-    from ..models.registry import fixture_warnings
-
     scorer = SyncScorer(settings_from_args(args))
     result = scorer.score(args.video, args.audio)
-    warnings = fixture_warnings(scorer.describe())
-    for w in warnings:  # stderr too, so that --json piped into a file still shows it
-        print(f"lipleak-fast: warning: {w}", file=sys.stderr)
+    provenance = scorer.describe()
+    warnings = fixture_warnings(provenance)
     if args.json:
+        for w in warnings:  # on stderr as well, so that --json piped into a file still shows it
+            print(f"lipleak-fast: warning: {w}", file=sys.stderr)
         out = {
             "result": result.to_dict(verbose=args.verbose),
-            "provenance": scorer.describe(),
+            "provenance": provenance,
             "warnings": warnings,
         }
         json.dump(out, sys.stdout, indent=1)
@@ -182,7 +182,7 @@ def run(args) -> int:
         f"{'video':>5} {'':>11} {result.offset:>6} {result.lse_c:>8.4f} {result.lse_d:>8.4f}"
         "   (frame-weighted mean over tracks; offset of the longest track)"
     )
-    d = scorer.describe()
+    d = provenance
     ckpt = d["models"]["syncnet"]["checkpoint"]
     print(
         f"settings {d['settings_hash']}: mode={args.mode} vshift={args.vshift}; "
