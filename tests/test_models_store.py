@@ -245,10 +245,26 @@ def test_cli_list_fetch_verify(model_dir, capsys):
     assert main(["models", "fetch", SMALL, "pfld_68", "--from", str(SHARED_MODELS)]) == 0
     assert "pfld_68:" in capsys.readouterr().out
     assert main(["models", "list"]) == 0
-    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[2:]}
+    listing = capsys.readouterr().out.splitlines()[2:]
+    rows = {line.split()[0]: line.split() for line in listing if not line.startswith(" ")}
     assert set(rows) == set(registry.MODELS)
     assert rows[SMALL][1:4] == ["face_detector", "yes", "yes"]
     assert rows["syncnet_v2"][2:4] == ["NO", "-"]
+    # the README promises URL, sha256 and size for every model
+    details: dict[str, dict[str, str]] = {}
+    for line in listing:
+        if not line.startswith(" "):
+            name = line.split()[0]
+        else:
+            key, _, value = line.strip().partition(" ")
+            details.setdefault(name, {})[key] = value.strip()
+    for name, spec in registry.MODELS.items():
+        assert rows[name][4] == f"{spec.size:,}"
+        assert details[name]["sha256"] == spec.sha256
+        assert details[name]["url"].startswith(spec.url or "- (not published")
+    assert details["scrfd_500m"]["url"].endswith("(member det_500m.onnx)")
+    assert details["syncnet_v2_random"]["note"].startswith("TEST FIXTURE")
+    assert "note" not in details["syncnet_v2"]
     assert main(["models", "verify"]) == 0
     out = capsys.readouterr().out
     assert f"{SMALL}: ok {registry.get(SMALL).sha256}" in out and "pfld_68: ok" in out

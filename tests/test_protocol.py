@@ -88,6 +88,9 @@ def test_synthetic_end_to_end(synth_run):
     assert data["provenance"]["sync"]["models"]["syncnet"]["checkpoint"]["sha256"].startswith(
         "4e3e"
     )
+    # the random-weight fixture is named as such, even with --quiet
+    assert "syncnet_v2_random" in data["warnings"][0]
+    assert "warning: syncnet_v2_random" in synth_run[1].stderr
     # the leaky generator copies the GT mouth (CR): under silence it still "speaks" like GT
     by = {(v["stem"], v["setup"], v["reference"]): v for v in data["videos"]}
     for stem in {k[0] for k in by}:
@@ -171,6 +174,28 @@ def test_changed_input_rescored_only(synth_run, tmp_path):
     proc = cli("score", copy, "--syncnet", "syncnet_v2_random", "--no-visual")
     assert "scored 1," in proc.stdout, proc.stdout
     assert result_rows(copy / "results.sqlite") == result_rows(run / "results.sqlite")
+
+
+def test_plan_again_changes_nothing_and_rescores_nothing(synth_run, tmp_path):
+    """plan → generate → score, then plan again with the same inputs and seed: every plan
+    file keeps its bytes and mtime, so the next score has nothing to do."""
+    run, _ = synth_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)  # copy2: mtimes kept, so the copy is fully scored
+    planned = sorted(
+        p for p in copy.rglob("*") if p.is_file() and p.parts[len(copy.parts)] == "audio"
+    ) + [copy / "plan.json", copy / "jobs.jsonl"]
+    assert len(planned) == 6 * 3 + 2
+
+    def stamp():
+        return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in planned}
+
+    before = stamp()
+    time.sleep(0.05)  # a rewrite would get a visibly newer mtime
+    cli("plan", run.parent / "gt", copy, "--seed", "7", "--quiet")
+    assert stamp() == before
+    proc = cli("score", copy, "--syncnet", "syncnet_v2_random", "--no-visual")
+    assert "scored 0," in proc.stdout and "skipped 42" in proc.stdout, proc.stdout
 
 
 @pytest.mark.slow
@@ -257,6 +282,16 @@ def test_report_screenshot_in_headless_chromium(synth_run, tmp_path):
     assert (img < 100).mean() > 0.002
     colourful = (np.abs(img[..., 0].astype(int) - img[..., 2].astype(int)) > 60).mean()
     assert colourful > 0.0005
+
+    # the fixture-checkpoint banner (#ffd24d) is drawn at the top, the glossary (#e6f4ea)
+    # below it, both before the first results table
+    def rows_of(rgb):
+        bgr = np.array(rgb[::-1], int)
+        return np.nonzero((np.abs(img.astype(int) - bgr).max(axis=-1) <= 2).sum(axis=1) > 400)[0]
+
+    banner, glossary = rows_of((0xFF, 0xD2, 0x4D)), rows_of((0xE6, 0xF4, 0xEA))
+    assert banner.size > 20 and banner.min() < 250, banner[:5]
+    assert glossary.size > 100 and glossary.min() > banner.max()
     keep = os.environ.get("LIPLEAK_SCREENSHOT_DIR")
     if keep:
         shutil.copy(shot, Path(keep) / "report.png")

@@ -42,6 +42,20 @@ def test_discover_not_run_missing_extra_partial(tmp_path):
     assert sorted(lay.cells[("AM", "AR")]) == ["a"]
     assert lay.missing[("AM", "AR")] == ["b", "c"] and lay.extra[("AM", "AR")] == ["zz"]
     assert lay.cells[("SI", "CR")] == {} and lay.missing[("SI", "CR")] == ["a", "b", "c"]
+    # nothing left out silently: each file that is not scored is listed with its reason
+    _touch(tmp_path / "AM" / "CR" / "notes.txt")
+    _touch(tmp_path / "AM" / "stray.mp4")  # not inside CR/ or AR/
+    _touch(tmp_path / "gt" / "readme.md")
+    why = {p.relative_to(tmp_path).as_posix(): r for p, r in discover(tmp_path).ignored}
+    assert why == {
+        "AM/AR/b.partial.mp4": "a generator output still being written (.partial)",
+        "AM/AR/zz.mp4": "no GT video with this name",
+        "AM/CR/notes.txt": why["AM/CR/notes.txt"],
+        "AM/stray.mp4": "not in a reference folder (CR/ or AR/)",
+        "gt/readme.md": why["gt/readme.md"],
+    }  # gt/a.wav is a's audio, not a stray file
+    assert why["AM/CR/notes.txt"].startswith("not a video file")
+    assert why["gt/readme.md"].startswith("not a video file")
 
 
 def test_discover_errors_are_one_line(tmp_path):
@@ -74,11 +88,15 @@ def test_score_reports_cells_not_run_and_missing_stems(model_dir, tmp_path):
     assert cli("generate", run, "--cmd", cmd, "--quiet").returncode == 0
     shutil.rmtree(run / "XM")
     (run / "SI" / "AR" / "synth01.mp4").unlink()
+    (run / "AM" / "CR" / "notes.txt").write_text("x")
+    shutil.copy(run / "AM" / "CR" / "synth00.mp4", run / "AM" / "CR" / "nogt.mp4")
     proc = cli("score", run, "--syncnet", "syncnet_v2_random", "--no-visual")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "cell XM/CR: not run" in proc.stderr and "cell XM/AR: not run" in proc.stderr
     assert "cell SI/AR: missing 1 video(s): synth01" in proc.stderr
     assert "scored 9," in proc.stdout  # 2 GT + AM 2x2 + SI/CR 2 + SI/AR 1
+    assert "not scored: AM/CR/nogt.mp4: no GT video with this name" in proc.stderr
+    assert "not scored: AM/CR/notes.txt: not a video file" in proc.stderr
     data = json.loads((run / "results.json").read_text())
     assert sorted(data["layout"]["not_run"]) == ["XM/AR", "XM/CR"]
     assert data["layout"]["missing"] == {"SI/AR": ["synth01"]}
@@ -89,4 +107,6 @@ def test_score_reports_cells_not_run_and_missing_stems(model_dir, tmp_path):
         assert lk["lse_c_s"] is not None
     md = (run / "report.md").read_text()
     assert "cells not run: XM/CR, XM/AR" in md and "missing from SI/AR: synth01" in md
+    assert "| AM/CR/nogt.mp4 | no GT video with this name |" in md
+    assert [i["path"] for i in data["layout"]["ignored"]] == ["AM/CR/nogt.mp4", "AM/CR/notes.txt"]
     assert (run / "report.html").stat().st_size > 0

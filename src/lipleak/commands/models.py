@@ -24,7 +24,7 @@ def add_parser(subparsers) -> None:
 
     sub.add_parser(
         "list",
-        help="show every known model: kind, present, sha256 ok, path, licence",
+        help="show every known model: kind, present, sha256 ok, size, licence, sha256, URL, path",
         description="Show every model in the registry and the state of its file in the model dir.",
     )
 
@@ -98,7 +98,7 @@ def _yes_no(value: bool | None) -> str:
 def _list(args: argparse.Namespace) -> int:
     rows = store.list_models()
     print(f"model dir: {store.model_dir()}")
-    table = [("name", "kind", "present", "sha256 ok", "path", "license")]
+    table = [("name", "kind", "present", "sha256 ok", "size (bytes)", "license")]
     for r in rows:
         table.append(
             (
@@ -106,13 +106,27 @@ def _list(args: argparse.Namespace) -> int:
                 r["kind"],
                 _yes_no(r["present"]),
                 _yes_no(r["verified"]),
-                r["path"],
+                f"{r['size']:,}",
                 r["license"],
             )
         )
     widths = [max(len(row[i]) for row in table) for i in range(5)]
-    for row in table:
+    for i, row in enumerate(table):
         print("  ".join(c.ljust(w) for c, w in zip(row[:5], widths, strict=True)) + "  " + row[5])
+        if i == 0:
+            continue
+        # the details a user needs to fetch or check the file by hand, one per line, so the
+        # table stays narrow enough to read
+        spec = registry.get(row[0])
+        print(f"    sha256  {spec.sha256}")
+        if spec.url is None:
+            print("    url     - (not published: `models fetch --from PATH` only)")
+        else:
+            member = f" (member {spec.member})" if spec.member else ""
+            print(f"    url     {spec.url}{member}")
+        print(f"    path    {rows[i - 1]['path']}")
+        if spec.fixture:
+            print(f"    note    TEST FIXTURE: {spec.note}")
     return 0
 
 

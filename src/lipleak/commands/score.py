@@ -85,6 +85,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from ..models.registry import fixture_warnings
     from ..protocol.reporting import write_report
     from ..protocol.scoring import DirectoryScorer, ScoreOptions
 
@@ -126,9 +127,14 @@ def run(args) -> int:
                     f"cell {s}/{r}: missing {len(stems)} video(s): {', '.join(stems)}",
                     file=sys.stderr,
                 )
+        for item in scorer.ignored():
+            print(f"not scored: {item['path']}: {item['reason']}", file=sys.stderr)
     counts = scorer.run(sys.argv[1:])
+    warnings = fixture_warnings(scorer.provenance or {})
     if not args.no_report:
         write_report(args.dir, scorer.db_path, fid=not args.no_fid)
+    for w in warnings:  # even with --quiet: the numbers in the store are not what they seem
+        print(f"lipleak-fast: warning: {w}", file=sys.stderr)
     if not args.quiet:
         print(
             f"scored {counts['scored']}, skipped {counts['skipped']} already done, "

@@ -151,6 +151,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from ..models.registry import fixture_warnings
     from ..sync import SyncScorer
 
     if not args.video.exists():
@@ -159,11 +160,21 @@ def run(args) -> int:
         raise InputError(args.audio, "no such audio file", "missing")
     scorer = SyncScorer(settings_from_args(args))
     result = scorer.score(args.video, args.audio)
+    provenance = scorer.describe()
+    warnings = fixture_warnings(provenance)
     if args.json:
-        out = {"result": result.to_dict(verbose=args.verbose), "provenance": scorer.describe()}
+        for w in warnings:  # on stderr as well, so that --json piped into a file still shows it
+            print(f"lipleak-fast: warning: {w}", file=sys.stderr)
+        out = {
+            "result": result.to_dict(verbose=args.verbose),
+            "provenance": provenance,
+            "warnings": warnings,
+        }
         json.dump(out, sys.stdout, indent=1)
         print()
         return 0
+    for w in warnings:
+        print(f"WARNING: {w}")
     resampled = f", resampled from {result.src_fps:.3f} fps" if result.resampled else ""
     encoder = f" by {scorer.settings.ffmpeg}" if scorer.settings.reference_frames else ""
     print(
@@ -182,7 +193,7 @@ def run(args) -> int:
         f"{'video':>5} {'':>11} {result.offset:>6} {result.lse_c:>8.4f} {result.lse_d:>8.4f}"
         "   (frame-weighted mean over tracks; offset of the longest track)"
     )
-    d = scorer.describe()
+    d = provenance
     ckpt = d["models"]["syncnet"]["checkpoint"]
     print(
         f"settings {d['settings_hash']}: mode={args.mode} vshift={args.vshift}; "

@@ -24,6 +24,10 @@ class ModelSpec:
     note: str = ""
     member: str | None = None  # path inside the archive at ``url``
     aliases: tuple[str, ...] = ()  # other names the same file is published under
+    # A test fixture (e.g. random weights): numbers made with it mean nothing, so every
+    # output that used it must say so. Marked here so that outputs look it up by sha256
+    # instead of knowing fixture hashes themselves.
+    fixture: bool = False
 
 
 _INSIGHTFACE = "https://github.com/deepinsight/insightface/releases/download/v0.7"
@@ -51,6 +55,7 @@ MODELS: dict[str, ModelSpec] = {
             license="test fixture (random weights)",
             kind="syncnet",
             note="format fixture: SyncNet v2 layout with random weights; scores are meaningless",
+            fixture=True,
         ),
         ModelSpec(
             name="scrfd_500m",
@@ -156,3 +161,39 @@ def by_sha256(sha256: str) -> ModelSpec | None:
         if spec.sha256 == sha256:
             return spec
     return None
+
+
+def fixture_for(sha256: str | None) -> ModelSpec | None:
+    """The registry's test-fixture entry with this sha256, if the file is one."""
+    spec = by_sha256(sha256) if sha256 else None
+    return spec if spec is not None and spec.fixture else None
+
+
+def fixture_warnings(describe: dict) -> list[str]:
+    """One warning per test-fixture model found anywhere in a ``describe()``/provenance
+    tree (any ``sha256`` value that is a fixture's), for the top of every output."""
+    found: dict[str, ModelSpec] = {}
+
+    def walk(d):
+        if isinstance(d, dict):
+            for k, v in d.items():
+                spec = fixture_for(v) if k == "sha256" and isinstance(v, str) else None
+                if spec is not None:
+                    found[spec.name] = spec
+                walk(v)
+        elif isinstance(d, list):
+            for v in d:
+                walk(v)
+
+    walk(describe)
+    return [
+        f"{spec.name} (sha256 {spec.sha256[:12]}…) is a test fixture ({spec.note}): "
+        + _FIXTURE_MEANING.get(spec.kind, "the numbers computed with it mean nothing")
+        for spec in found.values()
+    ]
+
+
+_FIXTURE_MEANING = {
+    "syncnet": "the LSE-C, LSE-D, offsets, LSE-C_S, LSE-D_S and LSD here mean nothing "
+    "about lip sync"
+}

@@ -80,7 +80,7 @@ def scatter(
     ylabel: str,
     diagonal: bool = True,
 ) -> bytes:
-    """PNG bytes: one colour per series, with the y = x line (no leakage signal on it)."""
+    """PNG bytes: one colour per series, with the y = x line (equal scores on both axes)."""
     pts = [p for s in series.values() for p in s]
     lo, hi = _range([c for p in pts for c in p])
     xr = yr = (lo, hi)

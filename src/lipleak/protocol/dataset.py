@@ -15,7 +15,7 @@ files through the functions below, so they agree on one layout):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError, LipleakError
@@ -66,19 +66,36 @@ def fid_cache_path(root: Path) -> Path:
     return state_dir(root) / "fid_cache.json"
 
 
+def scan_folder(folder: Path) -> tuple[dict[str, Path], list[tuple[Path, str]]]:
+    """(stem -> video file, [(path, why it is not a video of this folder)]) of ``folder``,
+    not recursive; two videos with one stem is an error.
+
+    Every entry that is not taken is returned with its reason, so that callers can list
+    what they leave out instead of skipping it silently.
+    """
+    out: dict[str, Path] = {}
+    ignored: list[tuple[Path, str]] = []
+    for p in sorted(folder.iterdir()):
+        if p.is_dir():
+            ignored.append((p, "a folder (subfolders are not searched)"))
+        elif p.name.startswith("."):
+            ignored.append((p, "hidden file"))
+        elif p.suffix.lower() not in VIDEO_EXTS:
+            ignored.append((p, f"not a video file (extensions: {' '.join(VIDEO_EXTS)})"))
+        elif ".partial" in p.suffixes:
+            ignored.append((p, "a generator output still being written (.partial)"))
+        elif p.stem in out:
+            raise LipleakError(
+                f"{folder}: two videos named {p.stem!r} ({out[p.stem].name}, {p.name})"
+            )
+        else:
+            out[p.stem] = p
+    return out, ignored
+
+
 def find_videos(folder: Path) -> dict[str, Path]:
     """stem -> video file in ``folder`` (not recursive); two files with one stem is an error."""
-    out: dict[str, Path] = {}
-    for p in sorted(folder.iterdir()):
-        if p.is_file() and p.suffix.lower() in VIDEO_EXTS and not p.name.startswith("."):
-            if ".partial" in p.suffixes:
-                continue  # a generator output still being written
-            if p.stem in out:
-                raise LipleakError(
-                    f"{folder}: two videos named {p.stem!r} ({out[p.stem].name}, {p.name})"
-                )
-            out[p.stem] = p
-    return out
+    return scan_folder(folder)[0]
 
 
 def gt_audio_source(video: Path) -> Path:
@@ -96,6 +113,8 @@ class Layout:
     not_run: list[tuple[str, str]]  # cells whose folder does not exist
     missing: dict[tuple[str, str], list[str]]  # GT stems absent from a cell that was run
     extra: dict[tuple[str, str], list[str]]  # generated stems with no GT (not scored)
+    # every file a scorer could expect to be scored but is not, with the reason
+    ignored: list[tuple[Path, str]] = field(default_factory=list)
 
 
 def discover(root: Path, gt: Path | None = None, planned: dict[str, Path] | None = None) -> Layout:
@@ -105,6 +124,7 @@ def discover(root: Path, gt: Path | None = None, planned: dict[str, Path] | None
     if not root.is_dir():
         raise InputError(root, "not a directory", "missing")
     gt_dir = Path(gt) if gt else root / "gt"
+    ignored: list[tuple[Path, str]] = []
     if not gt_dir.is_dir() and gt is None and planned:
         gt_videos = dict(planned)
         gt_dir = root
@@ -116,17 +136,33 @@ def discover(root: Path, gt: Path | None = None, planned: dict[str, Path] | None
             "missing",
         )
     else:
-        gt_videos = find_videos(gt_dir)
+        gt_videos, gt_ignored = scan_folder(gt_dir)
+        # a sibling <stem>.wav is that GT video's audio (gt_audio_source), not a stray file
+        ignored += [
+            (p, why)
+            for p, why in gt_ignored
+            if not (p.suffix.lower() == ".wav" and p.stem in gt_videos)
+        ]
     if not gt_videos:
         raise InputError(gt_dir, "no ground-truth videos found", "missing")
     cells, not_run, missing, extra = {}, [], {}, {}
+    for setup in SETUPS:
+        if (root / setup).is_dir():
+            ignored += [
+                (p, "not in a reference folder (CR/ or AR/)")
+                for p in sorted((root / setup).iterdir())
+                if p.name not in REFERENCES
+            ]
     for cell in CELLS:
         folder = root / cell[0] / cell[1]
         if not folder.is_dir():
             not_run.append(cell)
             continue
-        videos = find_videos(folder)
+        videos, cell_ignored = scan_folder(folder)
+        ignored += cell_ignored
         cells[cell] = {s: p for s, p in videos.items() if s in gt_videos}
         missing[cell] = sorted(set(gt_videos) - set(videos))
         extra[cell] = sorted(set(videos) - set(gt_videos))
-    return Layout(root, gt_dir, gt_videos, cells, not_run, missing, extra)
+        ignored += [(videos[s], "no GT video with this name") for s in extra[cell]]
+    ignored.sort(key=lambda item: str(item[0]))
+    return Layout(root, gt_dir, gt_videos, cells, not_run, missing, extra, ignored)

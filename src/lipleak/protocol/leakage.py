@@ -5,6 +5,9 @@ videos that scored ok in both cells, and is given in both aggregations the paper
 open: the headline ``lsd`` = 0.5 · (|mean C_AM − mean C_XM| + |mean D_AM − mean D_XM|),
 and ``lsd_per_video`` = mean over videos of 0.5 · (|C_AM − C_XM| + |D_AM − D_XM|).
 LSE-C_S / LSE-D_S are the SI cell's mean LSE-C / LSE-D (scored against the GT audio).
+PSNR follows ``lipleak.metrics.quality``'s identical-frame rule: videos with PSNR +inf are
+left out of the cell mean and counted (``psnr_identical``); a cell of only such videos is
++inf.
 """
 
 from __future__ import annotations
@@ -38,6 +41,13 @@ def cell_means(videos: dict, metrics: list[str]) -> dict[tuple[str, str], dict]:
             "n": sum(1 for m in rows if "lse_c" in m),
             **{k: _mean([m.get(k) for m in rows]) for k in metrics},
         }
+        if "psnr" in metrics:
+            # PSNR of identical frames is +inf (lipleak.metrics.quality): such videos are left
+            # out of the mean and counted; a cell of only such videos is +inf, not "no value"
+            n_inf = sum(1 for m in rows if m.get("psnr") == math.inf)
+            out[(setup, ref)]["psnr_identical"] = n_inf
+            if out[(setup, ref)]["psnr"] is None and n_inf:
+                out[(setup, ref)]["psnr"] = math.inf
     return out
 
 

@@ -15,12 +15,15 @@ For each GT video (sorted by stem) the plan writes, under OUT_DIR:
 - ``jobs.jsonl``: one job per (video, setup, reference) and ``plan.json``.
 
 Paths inside the plan are relative to OUT_DIR (GT videos are absolute), and nothing in it
-depends on time or machine, so the same inputs and seed give byte-identical files.
+depends on time or machine, so the same inputs and seed give byte-identical files. A file
+whose bytes would not change is not rewritten (its mtime is kept), so planning an existing
+run again with the same inputs and seed does not make `score` redo anything.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 
@@ -28,7 +31,7 @@ import numpy as np
 
 from ..errors import InputError, LipleakError
 from ..files import atomic_write
-from ..io.audio import load_audio, write_wav
+from ..io.audio import load_audio
 from ..io.video import probe
 from .dataset import CELLS, find_videos, gt_audio_source, jobs_path, plan_path
 
@@ -95,6 +98,30 @@ def reference_frames(ar: str, n_frames: int, rng: np.random.Generator) -> list[i
     raise LipleakError(f"--ar {ar!r}: choose first, random or multi:K")
 
 
+def _wav_bytes(samples: np.ndarray) -> bytes:
+    """The bytes ``write_wav`` would write (mono int16 PCM_16 WAV at 16 kHz)."""
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, samples, 16000, subtype="PCM_16", format="WAV")
+    return buf.getvalue()
+
+
+def _write_if_changed(path: Path, data: bytes | str) -> None:
+    """Write ``path`` only if its bytes would change.
+
+    Scoring identifies its inputs by size and mtime (``results.inputs_hash``): rewriting an
+    identical XM driving wav would make a rerun of `plan` rescore every XM video.
+    """
+    blob = data.encode() if isinstance(data, str) else data
+    try:
+        if path.is_file() and path.stat().st_size == len(blob) and path.read_bytes() == blob:
+            return
+    except OSError:
+        pass  # unreadable: write it again
+    atomic_write(path, blob)
+
+
 def make_plan(gt_dir: Path, out_dir: Path, seed: int = 0, ar: str = "first") -> dict:
     gt_dir, out_dir = Path(gt_dir), Path(out_dir)
     if not gt_dir.is_dir():
@@ -130,8 +157,7 @@ def make_plan(gt_dir: Path, out_dir: Path, seed: int = 0, ar: str = "first") -> 
         rel = {}
         for setup, samples in files.items():
             rel[setup] = f"audio/{setup}/{s}.wav"
-            (out_dir / "audio" / setup).mkdir(parents=True, exist_ok=True)
-            write_wav(out_dir / rel[setup], samples)
+            _write_if_changed(out_dir / rel[setup], _wav_bytes(samples))
         ar_frames = reference_frames(ar, max(1, n_frames[s]), rng)
         items.append(
             {
@@ -167,8 +193,10 @@ def make_plan(gt_dir: Path, out_dir: Path, seed: int = 0, ar: str = "first") -> 
         plan["identical_audio"] = same
     out_dir.mkdir(parents=True, exist_ok=True)
     # jobs first: a plan.json on disk means its jobs file is complete too
-    atomic_write(jobs_path(out_dir), "".join(json.dumps(j, sort_keys=True) + "\n" for j in jobs))
-    atomic_write(plan_path(out_dir), json.dumps(plan, indent=1, sort_keys=True) + "\n")
+    _write_if_changed(
+        jobs_path(out_dir), "".join(json.dumps(j, sort_keys=True) + "\n" for j in jobs)
+    )
+    _write_if_changed(plan_path(out_dir), json.dumps(plan, indent=1, sort_keys=True) + "\n")
     return plan
 
 

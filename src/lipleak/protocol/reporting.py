@@ -11,11 +11,13 @@ import io
 import json
 import logging
 import math
+import time
 from pathlib import Path
 
 from .. import __version__
 from ..errors import LipleakError
 from ..files import atomic_write
+from ..models import registry
 from . import charts
 from .dataset import (
     CELLS,
@@ -67,10 +69,15 @@ def _fmt(v, digits=3) -> str:
     if v is None:
         return "–"
     if isinstance(v, float) and math.isinf(v):
-        return "inf"
+        return "∞" if v > 0 else "−∞"
     if isinstance(v, float) and math.isnan(v):
         return "nan"
-    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+    if not isinstance(v, float):
+        return str(v)
+    out = f"{v:.{digits}f}"
+    # a value that rounds to zero from below (an FID of -1e-9 from sqrtm round-off) is shown
+    # as 0, not "-0.000"; the stored number is untouched
+    return out[1:] if out.startswith("-") and float(out) == 0 else out
 
 
 def _write(path: Path, data: bytes | str) -> None:
@@ -101,9 +108,12 @@ def _load_fid_cache(path: Path) -> dict:
         return {}  # absent or damaged: recompute
 
 
-def cell_fids(root: Path, visual_hash: str | None, videos: dict) -> dict[tuple[str, str], float]:
+def cell_fids(
+    root: Path, visual_hash: str | None, videos: dict, reasons: dict | None = None
+) -> dict[tuple[str, str], float]:
     """FID per cell: all generated crops of the cell's videos vs the GT crops of the same
-    videos (the talking-face convention of SPEC §3).
+    videos (the talking-face convention of SPEC §3). A cell whose FID cannot be computed is
+    NaN, with the reason in ``reasons`` (cell -> message) when given.
 
     Each cell's FID (a 2048² matrix square root, 10-30 s on 2 cores) is cached in
     DIR/.lipleak/fid_cache.json under a hash of the exact feature files it was computed
@@ -140,6 +150,8 @@ def cell_fids(root: Path, visual_hash: str | None, videos: dict) -> dict[tuple[s
         except Exception as exc:  # noqa: BLE001 - a degenerate set must not kill the report
             out[(setup, ref)] = float("nan")
             log.warning("FID of %s/%s not computed: %s", setup, ref, exc)
+            if reasons is not None:
+                reasons[(setup, ref)] = str(exc) or type(exc).__name__
     if used != cache:
         try:  # only the current cells are kept: the cache never grows past six entries
             _write(cache_path, json.dumps(used, indent=0))
@@ -161,11 +173,13 @@ def build(root: Path, db: Path | None = None, fid: bool = True) -> dict:
     finally:
         store.close()
     videos = per_video(rows)
+    fid_reasons: dict[tuple[str, str], str] = {}
     fids = (
         cell_fids(
             root,
             hashes.get("visual"),
             {k: v for k, v in videos.items() if "ssim" in v or "psnr" in v},
+            reasons=fid_reasons,
         )
         if fid
         else {}
@@ -174,7 +188,16 @@ def build(root: Path, db: Path | None = None, fid: bool = True) -> dict:
     for cell, f in fids.items():
         cells[cell]["fid"] = f
     failures = [u for u in units if u["status"] != "ok"]
+    not_computed: dict[str, dict[str, set]] = {}
+    for r in rows:
+        if r["status"] == "not_computed":
+            not_computed.setdefault(f"{r['setup']}/{r['reference']}", {}).setdefault(
+                r["metric"], set()
+            ).add(r["reason"] or "no reason recorded")
+    for (setup, ref), why in fid_reasons.items():
+        not_computed.setdefault(f"{setup}/{ref}", {})["fid"] = {why}
     last = runs[-1] if runs else {}
+    provenance = last.get("provenance", {})
     return {
         "package": "lipleak-fast",
         "version": __version__,
@@ -189,12 +212,69 @@ def build(root: Path, db: Path | None = None, fid: bool = True) -> dict:
         "failures": [
             {k: u[k] for k in ("stem", "setup", "reference", "grp", "reason")} for u in failures
         ],
-        "layout": last.get("provenance", {}).get("layout", {}),
-        "provenance": last.get("provenance", {}),
+        "not_computed": {
+            cell: {m: sorted(why) for m, why in sorted(ms.items())}
+            for cell, ms in sorted(not_computed.items())
+        },
+        "warnings": registry.fixture_warnings(provenance),
+        "layout": provenance.get("layout", {}),
+        "provenance": provenance,
         "runs": [
             {k: r[k] for k in ("run_id", "started", "finished", "version", "argv")} for r in runs
         ],
     }
+
+
+GLOSSARY = [
+    ("SI — silent input", "driven by digital silence; scored against the GT audio"),
+    ("AM — audio-matched", "driven by the video's own audio; scored against it"),
+    (
+        "XM — audio-mismatched",
+        "driven by another test video's audio (seeded pairing); scored against that driving audio",
+    ),
+    ("CR — current reference", "identity reference = the frame being inpainted (its real lips)"),
+    (
+        "AR — alternative reference",
+        "identity reference = the generator's own choice, else the first frame (plan --ar)",
+    ),
+    ("LSE-C ↑", "SyncNet confidence with the audio it is scored against: higher is better sync"),
+    ("LSE-D ↓", "SyncNet distance at the best offset: lower is better sync"),
+    (
+        "LSE-C_S ↓, LSE-D_S ↑",
+        "LSE-C / LSE-D of SI generations against the GT audio: lips that still speak the "
+        "original words under silence came from the reference, so lower C and higher D are "
+        "better (less leakage)",
+    ),
+    (
+        "LSD ↓ (LSD-CR, LSD-AR)",
+        "0.5·(|LSE-C_AM − LSE-C_XM| + |LSE-D_AM − LSE-D_XM|): how much sync changes when "
+        "the video's own audio is swapped for another's. A model that follows whichever "
+        "audio drives it scores alike in AM and XM (0, best); lips that follow the original "
+        "video score well in AM and badly in XM (large LSD). Headline: of the cell means; "
+        "beside it: the mean of per-video values",
+    ),
+    ("GT (real)", "the real videos scored against their own audio: what real data gives"),
+    ("↑ / ↓", "higher / lower is better"),
+]
+
+CAPTIONS = {
+    "lse_c_am_vs_xm.png": (
+        "LSE-C of each video with its own audio (AM, x) and with another video's audio (XM, "
+        "y). On the line y = x the sync is as good with the swapped audio as with the "
+        "original: the lips follow whichever audio drives them (LSD ≈ 0, no leakage). Below "
+        "the line the sync drops when the audio is swapped: the lips follow the original "
+        "video, not the driving audio (leakage, large LSD). Points low on the line follow no "
+        "audio at all (check AM's LSE-C)."
+    ),
+    "si_lse_c.png": (
+        "LSE-C of silent-input generations against the GT audio. Lips that still move with "
+        "the original speech under silence came from the reference: lower is better."
+    ),
+    "offsets.png": (
+        "SyncNet's best audio-visual offset per video, in frames (search ±15); real "
+        "audio-visual pairs scored with a trained SyncNet sit near 0."
+    ),
+}
 
 
 def _plots(data: dict) -> dict[str, bytes]:
@@ -215,7 +295,7 @@ def _plots(data: dict) -> dict[str, bytes]:
     if series:
         plots["lse_c_am_vs_xm.png"] = charts.scatter(
             series,
-            "LSE-C per video: AM vs XM (on the line: lips ignore the audio)",
+            "LSE-C per video, AM vs XM (on the line: no leakage)",
             "LSE-C, AM",
             "LSE-C, XM",
         )
@@ -246,29 +326,40 @@ def _plots(data: dict) -> dict[str, bytes]:
     return plots
 
 
+def _cell_text(data: dict, cell: str, metric: str) -> str:
+    """One metric of one cell as the tables show it: the number, or why there is none."""
+    c = data["cells"].get(cell, {})
+    v = c.get(metric)
+    if v is None or (metric == "fid" and isinstance(v, float) and math.isnan(v)):
+        why = data.get("not_computed", {}).get(cell, {}).get(metric)
+        if why:
+            return "not computed: " + "; ".join(why)
+        return _fmt(v)
+    if metric == "psnr" and v == math.inf:
+        return "∞ (identical)"
+    if metric == "psnr" and c.get("psnr_identical"):
+        return f"{_fmt(v)} (+{c['psnr_identical']} identical: ∞)"
+    return _fmt(v)
+
+
 def _tables(data: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) for the markdown and HTML renderers."""
     cells = data["cells"]
+    nc = data.get("not_computed", {})
+    gt_cell = f"{GT_SETUP}/{GT_REF}"
     tables = []
     for setup in SETUPS:
+        shown = [f"{setup}/{r}" for r in REFERENCES] + [gt_cell]
         metrics = [
             m
             for m in METRICS
             if any(cells.get(f"{setup}/{r}", {}).get(m) is not None for r in REFERENCES)
+            or any(m in nc.get(c, {}) for c in shown[:-1])
         ]
         if not metrics:
             continue
-        rows = [
-            [LABELS[m]]
-            + [_fmt(cells.get(f"{setup}/{r}", {}).get(m)) for r in REFERENCES]
-            + [_fmt(cells.get(f"{GT_SETUP}/{GT_REF}", {}).get(m))]
-            for m in metrics
-        ]
-        rows.append(
-            ["videos"]
-            + [str(cells.get(f"{setup}/{r}", {}).get("n", 0)) for r in REFERENCES]
-            + [str(cells.get(f"{GT_SETUP}/{GT_REF}", {}).get("n", 0))]
-        )
+        rows = [[LABELS[m]] + [_cell_text(data, c, m) for c in shown] for m in metrics]
+        rows.append(["videos"] + [str(cells.get(c, {}).get("n", 0)) for c in shown])
         tables.append((SETUP_NAMES[setup], ["metric", "CR", "AR", "GT (real)"], rows))
     lk = data["leakage"]
     tables.append(
@@ -279,7 +370,7 @@ def _tables(data: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                 "LSE-C_S ↓",
                 "LSE-D_S ↑",
                 "LSD ↓ (|mean−mean|)",
-                "LSD per video (mean |Δ|)",
+                "LSD ↓ per video (mean |Δ|)",
                 "SI videos",
                 "AM/XM pairs",
             ],
@@ -300,7 +391,7 @@ def _tables(data: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     per = {}
     for v in data["videos"]:
         per.setdefault(v["stem"], {})[f"{v['setup']}/{v['reference']}"] = v
-    cols = [f"{GT_SETUP}/{GT_REF}"] + [f"{s}/{r}" for s, r in CELLS]
+    cols = [gt_cell] + [f"{s}/{r}" for s, r in CELLS]
     rows = [
         [stem]
         + [
@@ -325,22 +416,65 @@ def _tables(data: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                 ],
             )
         )
+    ignored = data.get("layout", {}).get("ignored") or []
+    if ignored:
+        tables.append(
+            (
+                "Not scored",
+                ["file", "why it was left out"],
+                [[i["path"], i["reason"]] for i in ignored],
+            )
+        )
     return tables
 
 
-def _provenance_lines(data: dict) -> list[str]:
-    p = data["provenance"]
-    lines = [
-        f"lipleak-fast {data['version']}; settings hashes: "
-        + ", ".join(f"{k} {v}" for k, v in data["settings_hashes"].items())
+def _summary(data: dict) -> str:
+    """One paragraph: what was scored and the leakage numbers, in words."""
+    stems = {v["stem"] for v in data["videos"]} | {f["stem"] for f in data["failures"]}
+    not_run = data.get("layout", {}).get("not_run") or []
+    n_cells = len(CELLS) - len(not_run)
+    out = [f"{len(stems)} videos, {n_cells} of {len(CELLS)} protocol cells scored"]
+    if not_run:
+        out[-1] += f" ({', '.join(not_run)} not run)"
+    ckpt = data["provenance"].get("sync", {}).get("models", {}).get("syncnet", {})
+    name = ckpt.get("checkpoint", {}).get("name")
+    if name:
+        out[-1] += f", SyncNet checkpoint {name}"
+    out[-1] += "."
+    lk = data["leakage"]
+    parts = [
+        f"{r}: LSE-C_S {_fmt(lk[r]['lse_c_s'])}, LSE-D_S {_fmt(lk[r]['lse_d_s'])}, "
+        f"LSD {_fmt(lk[r]['lsd'])}"
+        for r in REFERENCES
     ]
-    for group in ("sync", "visual"):
-        if group in p:
-            for part in ("settings", "models", "libraries"):
-                lines.append(
-                    f"{group} {part}: {json.dumps(p[group].get(part, {}), sort_keys=True)}"
-                )
+    out.append(
+        "Leakage — "
+        + "; ".join(parts)
+        + " (less leakage: lower LSE-C_S, higher LSE-D_S, LSD nearer 0)."
+    )
+    lsd = {r: lk[r]["lsd"] for r in REFERENCES}
+    if all(v is not None for v in lsd.values()) and lsd["CR"] != lsd["AR"]:
+        hi, lo = ("CR", "AR") if lsd["CR"] > lsd["AR"] else ("AR", "CR")
+        out.append(
+            f"LSD is larger with {hi} than with {lo}: with {hi} the sync depends more on "
+            "whether the driving audio is the video's own, i.e. more leakage."
+        )
+    if data["failures"]:
+        out.append(f"{len(data['failures'])} scoring units failed (table Failed).")
+    n_ignored = len(data.get("layout", {}).get("ignored") or [])
+    if n_ignored:
+        out.append(f"{n_ignored} files in the run folder were not scored (table Not scored).")
+    if data.get("warnings"):
+        out.append(
+            "Scored with a test fixture model: none of these numbers judges lip sync (see the "
+            "warning above)."
+        )
+    return " ".join(out)
+
+
+def _coverage_lines(data: dict) -> list[str]:
     lay = data.get("layout", {})
+    lines = []
     if lay.get("not_run"):
         lines.append("cells not run: " + ", ".join(lay["not_run"]))
     for cell, stems in (lay.get("missing") or {}).items():
@@ -348,50 +482,171 @@ def _provenance_lines(data: dict) -> list[str]:
     return lines
 
 
+def _models_rows(group: str, models: dict) -> list[list[str]]:
+    """One row per model file of a describe() tree: where it sits and its sha256."""
+    rows = []
+
+    def walk(d, path):
+        if not isinstance(d, dict):
+            return
+        if isinstance(d.get("sha256"), str):
+            label = d.get("name") or (Path(d["path"]).name if d.get("path") else "")
+            rows.append([f"{group} model: {'.'.join(path)}", f"{label} sha256 {d['sha256']}"])
+        for k, v in d.items():
+            walk(v, path + [k])
+
+    walk(models, [])
+    return rows
+
+
+def _when(t) -> str:
+    if t is None:
+        return "not finished"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+
+
+def _provenance_table(data: dict) -> tuple[str, list[str], list[list[str]]]:
+    p = data["provenance"]
+    rows = [["lipleak-fast", data["version"]]]
+    rows += [[f"{g} settings hash", h] for g, h in data["settings_hashes"].items()]
+    for group in ("sync", "visual"):
+        if group not in p:
+            continue
+        settings = p[group].get("settings", {})
+        rows.append(
+            [
+                f"{group} settings",
+                ", ".join(
+                    f"{k}={v if isinstance(v, str) else json.dumps(v)}"
+                    for k, v in sorted(settings.items())
+                ),
+            ]
+        )
+        rows += _models_rows(group, p[group].get("models", {}))
+        libs = p[group].get("libraries", {})
+        if libs:
+            rows.append(
+                [f"{group} libraries", ", ".join(f"{k} {v}" for k, v in sorted(libs.items()))]
+            )
+    for r in data["runs"]:
+        rows.append(
+            [
+                f"run {r['run_id']}",
+                f"{_when(r['started'])} → {_when(r['finished'])}; lipleak-fast {r['version']}; "
+                f"argv: {' '.join(map(str, r['argv']))}",
+            ]
+        )
+    return ("Provenance", ["what", "value"], rows)
+
+
 _NO_FID = "FID not computed: the report was written with --no-fid."
+
+
+def _md_cell(text: str) -> str:
+    # a bare "|" would end the cell early and break the table's column count
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(_md_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
+    return out
 
 
 def _markdown(data: dict, plots: dict) -> str:
     out = ["# lipleak-fast report", ""]
+    for w in data.get("warnings", []):
+        out += [f"> **WARNING — test fixture model.** {w}.", ""]
+    out += ["## Summary", "", _summary(data), ""]
     if not data.get("fid_computed", True):
         out += [_NO_FID, ""]
+    out += ["## Glossary", ""] + _md_table(["term", "meaning"], [list(g) for g in GLOSSARY])
+    out.append("")
+    coverage = _coverage_lines(data)
+    if coverage:
+        out += ["## Coverage", ""] + [f"- {line}" for line in coverage] + [""]
     for title, header, rows in _tables(data):
-        out += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        out += ["| " + " | ".join(r) + " |" for r in rows]
-        out.append("")
-    out += ["## Plots", ""] + [f"![{n}](plots/{n})" for n in plots] + [""]
-    out += ["## Provenance", ""] + [f"- {line}" for line in _provenance_lines(data)] + [""]
+        out += [f"## {title}", ""] + _md_table(header, rows) + [""]
+    out += ["## Plots", ""]
+    for n in plots:
+        out += [f"![{n}](plots/{n})", "", f"*{CAPTIONS[n]}*", ""]
+    title, header, rows = _provenance_table(data)
+    out += [f"## {title}", ""] + _md_table(header, rows) + [""]
+    out += [
+        "### Raw provenance (JSON)",
+        "",
+        "```json",
+        json.dumps(data["provenance"], indent=1, sort_keys=True, default=str),
+        "```",
+        "",
+    ]
     return "\n".join(out)
+
+
+_CSS = (
+    "body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:collapse;"
+    "margin:8px 0 24px}td,th{border:1px solid #bbb;padding:4px 10px;text-align:right}"
+    "th{background:#eef}td:first-child{text-align:left}img{margin:6px;border:1px solid #ddd}"
+    "code,pre{font-size:12px}figure{display:inline-block;max-width:660px;vertical-align:top}"
+    "figcaption{font-size:13px}"
+    # the banner and glossary colours are what the screenshot test looks for
+    ".banner{background:#ffd24d;border:2px solid #b00000;padding:10px 14px;margin:0 0 16px;"
+    "font-weight:bold}.glossary{background:#e6f4ea;padding:8px 14px;margin:0 0 16px}"
+    ".glossary td{text-align:left;background:#e6f4ea}"
+    ".glossary th{background:#cfe8d6;text-align:left}"
+)
+
+
+def _html_table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
+    esc = html.escape
+    return (
+        f"<table{f' class={cls!r}' if cls else ''}><tr>"
+        + "".join(f"<th>{esc(h)}</th>" for h in header)
+        + "</tr>"
+        + "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+        + "</table>"
+    )
 
 
 def _html(data: dict, plots: dict) -> str:
     esc = html.escape
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>lipleak-fast report</title>",
-        "<style>body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:"
-        "collapse;margin:8px 0 24px}td,th{border:1px solid #bbb;padding:4px 10px;text-align:"
-        "right}th{background:#eef}td:first-child{text-align:left}img{margin:6px;border:1px "
-        "solid #ddd}code{font-size:12px}</style></head><body>",
+        f"<style>{_CSS}</style></head><body>",
         "<h1>lipleak-fast report</h1>",
     ]
+    for w in data.get("warnings", []):
+        parts.append(f"<div class='banner'>WARNING — test fixture model. {esc(w)}.</div>")
+    parts.append(f"<h2>Summary</h2><p>{esc(_summary(data))}</p>")
     if not data.get("fid_computed", True):
         parts.append(f"<p>{esc(_NO_FID)}</p>")
+    parts.append(
+        "<div class='glossary'><h2>Glossary</h2>"
+        + _html_table(["term", "meaning"], [list(g) for g in GLOSSARY], "glossary")
+        + "</div>"
+    )
+    coverage = _coverage_lines(data)
+    if coverage:
+        parts.append("<h2>Coverage</h2><ul>")
+        parts += [f"<li>{esc(line)}</li>" for line in coverage]
+        parts.append("</ul>")
     for title, header, rows in _tables(data):
-        parts.append(
-            f"<h2>{esc(title)}</h2><table><tr>"
-            + "".join(f"<th>{esc(h)}</th>" for h in header)
-            + "</tr>"
-        )
-        parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows]
-        parts.append("</table>")
+        parts.append(f"<h2>{esc(title)}</h2>" + _html_table(header, rows))
     parts.append("<h2>Plots</h2>")
     for name, png in plots.items():
         parts.append(
-            f"<img alt='{esc(name)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+            f"<figure><img alt='{esc(name)}' "
+            f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+            f"<figcaption>{esc(CAPTIONS[name])}</figcaption></figure>"
         )
-    parts.append("<h2>Provenance</h2><ul>")
-    parts += [f"<li><code>{esc(line)}</code></li>" for line in _provenance_lines(data)]
-    parts.append("</ul></body></html>")
+    title, header, rows = _provenance_table(data)
+    parts.append(f"<h2>{esc(title)}</h2>" + _html_table(header, rows))
+    parts.append(
+        "<details><summary>Raw provenance (JSON)</summary><pre>"
+        + esc(json.dumps(data["provenance"], indent=1, sort_keys=True, default=str))
+        + "</pre></details>"
+    )
+    parts.append("</body></html>")
     return "\n".join(parts)
 
 

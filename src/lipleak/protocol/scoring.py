@@ -301,6 +301,18 @@ class DirectoryScorer:
             return None
         return load_plan(path)
 
+    def ignored(self) -> list[dict[str, str]]:
+        """The files of DIR that are not scored, each with the reason (paths relative to
+        DIR where they are inside it)."""
+        out = []
+        for path, why in self.layout.ignored:
+            try:
+                shown = str(path.relative_to(self.root))
+            except ValueError:
+                shown = str(path)
+            out.append({"path": shown, "reason": why})
+        return out
+
     def cell_videos(self) -> list[CellVideo]:
         out = []
         for stem in sorted(self.layout.gt):
@@ -380,6 +392,7 @@ class DirectoryScorer:
                                 "missing": {
                                     f"{s}/{r}": v for (s, r), v in self.layout.missing.items() if v
                                 },
+                                "ignored": self.ignored(),
                             },
                         },
                     )
