@@ -32,11 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .container import open_media
+from .container import check_end, open_media, stated_end
 
 TARGET_FPS = 25
-# a file whose frames end this much before its stated duration was cut off
-TRUNCATION_SLACK_S = 0.5
 
 
 @dataclass
@@ -156,7 +154,7 @@ def iter_av_frames(path: str | Path, fps: float = TARGET_FPS) -> Iterator:
         default_dur = (1 / Fraction(stream.average_rate)) if stream.average_rate else step
         t0 = None
         prev = prev_t = prev_dur = None
-        t_first = last_pts = last_dur = None
+        last_pts = last_dur = None
         frames = container.decode(stream)
         while True:
             try:
@@ -168,7 +166,6 @@ def iter_av_frames(path: str | Path, fps: float = TARGET_FPS) -> Iterator:
                     path, f"decode error after {n_out} frames: {exc}", "decode_error"
                 ) from None
             if frame.pts is not None:
-                t_first = frame.pts if t_first is None else t_first
                 last_pts, last_dur = frame.pts, frame.duration
             k = _quarter_turns(frame)
             if k:
@@ -194,26 +191,22 @@ def iter_av_frames(path: str | Path, fps: float = TARGET_FPS) -> Iterator:
             while n_out * step < end:
                 n_out += 1
                 yield prev
-        _check_complete(path, stream, t_first, last_pts, last_dur, n_out)
+        _check_complete(path, stream, last_pts, last_dur, n_out)
     finally:
         container.close()
 
 
-def _check_complete(path, stream, first_pts, last_pts, last_dur, n_out: int) -> None:
-    """A cut-off file decodes without error but stops early: compare with the stated end."""
+def _check_complete(path, stream, last_pts, last_dur, n_out: int) -> None:
+    """A cut-off file decodes without error but stops early: compare with the stated end.
+
+    For callers that read every frame without ``check_complete`` first (the visual
+    metrics); it raises what ``check_complete`` would.
+    """
     if n_out == 0:
         raise InputError(path, "video stream has no decodable frame", "decode_error")
-    if stream.duration is None or first_pts is None:
-        return
-    decoded = (last_pts + (last_dur or 0) - first_pts) * stream.time_base
-    stated = stream.duration * stream.time_base
-    if decoded < stated - TRUNCATION_SLACK_S:
-        raise InputError(
-            path,
-            f"file is truncated: decoding stopped at {float(decoded):.2f} s "
-            f"of {float(stated):.2f} s after {n_out} frames",
-            "decode_error",
-        )
+    if last_pts is not None:
+        stopped = Fraction(last_pts + (last_dur or 0)) * stream.time_base
+        check_end(path, "video", stopped, stated_end(stream))
 
 
 class _BgrRotated:

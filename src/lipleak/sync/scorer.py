@@ -18,6 +18,7 @@ from .. import __version__
 from ..errors import InputError
 from ..export.syncnet_shapes import SAMPLES_PER_FRAME, WINDOW_FRAMES
 from ..io.audio import array_chunks, sample_range
+from ..io.container import check_complete
 from .audio import AudioWindows
 from .frames import VideoFrames
 from .search import WindowStream
@@ -117,6 +118,7 @@ class SyncScorer:
             if audio.ndim != 1 or audio.dtype != np.int16:
                 raise InputError(None, "audio array must be 1-D int16 at 16 kHz", "bad_input")
             return lambda: array_chunks(audio), "array"
+        check_complete(audio, ("audio",))  # as VideoFrames.open does for the video's own
         return lambda: iter_audio(Path(audio)), str(audio)
 
     # -- scoring --------------------------------------------------------------------
