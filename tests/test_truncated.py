@@ -9,9 +9,10 @@ first (faststart), so the header survives the cut and states the whole length:
 - ``empty``: the bytes stop where the first packet starts: both streams are declared,
   with their length, and hold no data.
 
-Each goes through ``sync`` (prealigned, prealigned ``--reference-frames``, detect) and
-``score DIR``, which all refuse it with one line; the whole clip is scored by ``sync`` and
-``score``. A file whose audio stream is declared but empty is refused too.
+Each goes through ``sync`` (prealigned, prealigned ``--reference-frames``, detect, and
+``--decoder dali``) and ``score DIR``, which all refuse it with one line; the whole clip is
+scored by ``sync`` and ``score``. A file whose audio stream is declared but empty is
+refused too.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ MODES = {
     "prealigned": (),
     "reference-frames": ("--reference-frames",),
     "detect": ("--mode", "detect"),
+    # checked before the decoder is chosen: the same answer with or without a GPU
+    "dali": ("--decoder", "dali"),
 }
 
 
@@ -101,7 +104,7 @@ def test_the_files_are_what_they_say(media):
             v = c.streams.video[0]
             assert float(v.duration * v.time_base) == pytest.approx(SECONDS, abs=0.05)
             assert c.streams.audio
-    assert not [p for p in packets(media["empty"])]
+    assert not packets(media["empty"])
     assert len(packets(media["truncated"])) < len(packets(media["whole"])) // 2
 
 
@@ -109,7 +112,7 @@ def test_the_files_are_what_they_say(media):
 def test_check_complete_refuses_what_the_readers_refuse(media, kind):
     with pytest.raises(InputError) as e:
         check_complete(media[kind])
-    assert e.value.status == "decode_error" and "file is truncated" in e.value.cause
+    assert e.value.status == "decode_error" and REASON[kind] in e.value.cause
     # a reader of every frame meets the same cut, with the same words
     with pytest.raises(InputError) as e:
         for _ in iter_frames(media[kind]):
@@ -169,7 +172,8 @@ def empty_audio_mkv(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("mode", MODES)
+# not "dali": there a machine without DALI stops first (a setup error, exit 1)
+@pytest.mark.parametrize("mode", ["prealigned", "reference-frames", "detect"])
 def test_sync_refuses_an_empty_audio_stream(env, tmp_path, mode):
     p = empty_audio_mkv(tmp_path / "noaudiodata.mkv")
     with av.open(str(p)) as c:

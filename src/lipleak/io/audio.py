@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .container import check_end, open_media, stated_end
+from .container import check_end, empty_stream, open_media, stated_end
 
 
 def _open(path: str | Path):
@@ -55,7 +55,9 @@ def iter_audio(path: str | Path, sr: int = 16000) -> Iterator[np.ndarray]:
 
     Decodes and resamples frame by frame, so a caller that keeps only what it still needs
     holds a few kilobytes whatever the length. The file is opened at the first ``next()``
-    and closed when the generator ends or is closed.
+    and closed when the generator ends or is closed. Before the last chunk, InputError
+    "decode_error" for a stream without a sample or one that stops short of the end its
+    mp4 states (``container.check_end``: the same words as the packet check).
     """
     import av
 
@@ -87,7 +89,7 @@ def iter_audio(path: str | Path, sr: int = 16000) -> Iterator[np.ndarray]:
             for out in resampler.resample(frame):
                 yield out.to_ndarray().reshape(-1).astype(np.int16)
         if stopped is None:
-            raise InputError(path, "audio stream has no decodable samples", "decode_error")
+            raise empty_stream(path, "audio")
         check_end(path, "audio", stopped, stated_end(stream))
         for out in resampler.resample(None):
             yield out.to_ndarray().reshape(-1).astype(np.int16)

@@ -67,6 +67,12 @@ def check_end(path: str | Path, kind: str, stopped: Fraction, stated: Fraction |
         )
 
 
+def empty_stream(path: str | Path, kind: str) -> InputError:
+    """The error for a ``kind`` stream that is declared but holds no data."""
+    what = "frame" if kind == "video" else "samples"
+    return InputError(path, f"{kind} stream has no decodable {what}", "decode_error")
+
+
 def check_complete(path: str | Path, kinds: tuple[str, ...] = ("video", "audio")) -> None:
     """Refuse a file whose first ``kinds`` streams stop before their stated end.
 
@@ -74,7 +80,8 @@ def check_complete(path: str | Path, kinds: tuple[str, ...] = ("video", "audio")
     decode. A reader that stops early (SyncNet stops with the audio) never reaches the
     cut of a file that was cut off where the audio ends too, so its decoder cannot tell;
     this check does not depend on how far anyone reads. Packets flagged corrupt (the
-    partial last packet of a file cut mid-packet) do not count as data.
+    partial last packet of a file cut mid-packet) do not count as data; a stream without
+    any is refused as the decoders refuse it (``empty_stream``), whatever the container.
     """
     import av
 
@@ -91,8 +98,8 @@ def check_complete(path: str | Path, kinds: tuple[str, ...] = ("video", "audio")
         except av.FFmpegError as exc:
             raise InputError(path, f"cannot read the file: {exc}", "decode_error") from None
         for s in streams:
-            end = ends.get(s.index)
-            stopped = Fraction(end) * s.time_base if end is not None else Fraction(0)
-            check_end(path, s.type, stopped, stated_end(s))
+            if s.index not in ends:
+                raise empty_stream(path, s.type)
+            check_end(path, s.type, Fraction(ends[s.index]) * s.time_base, stated_end(s))
     finally:
         container.close()

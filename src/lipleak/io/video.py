@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .container import check_end, open_media, stated_end
+from .container import check_end, empty_stream, open_media, stated_end
 
 TARGET_FPS = 25
 
@@ -79,7 +79,7 @@ def probe(path: str | Path) -> VideoInfo:
         except av.FFmpegError as exc:
             raise InputError(path, f"cannot decode video: {exc}", "decode_error") from None
         if first is None:
-            raise InputError(path, "video stream has no decodable frame", "decode_error")
+            raise empty_stream(path, "video")
         k = _quarter_turns(first)
         w, h = (first.width, first.height) if k % 2 == 0 else (first.height, first.width)
         if stream.duration is not None:
@@ -203,7 +203,7 @@ def _check_complete(path, stream, last_pts, last_dur, n_out: int) -> None:
     metrics); it raises what ``check_complete`` would.
     """
     if n_out == 0:
-        raise InputError(path, "video stream has no decodable frame", "decode_error")
+        raise empty_stream(path, "video")
     if last_pts is not None:
         stopped = Fraction(last_pts + (last_dur or 0)) * stream.time_base
         check_end(path, "video", stopped, stated_end(stream))

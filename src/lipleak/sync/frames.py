@@ -25,13 +25,13 @@ class VideoFrames:
     def open(cls, path: Path, decoder: str, reference_frames: bool) -> VideoFrames:
         """Probe ``path`` and pick its decoder.
 
-        InputError for a file that is no video, and "decode_error" for one cut off before
-        the end its container states: checked here, before any frame is decoded, because
-        every mode and decoder starts here and none reads to the end for certain (the
-        prealigned scorer stops with the audio).
+        InputError for a file that is no video, and "decode_error" for a video stream cut
+        off before the end its container states: checked here, before any frame is
+        decoded, because every mode and decoder starts here and none reads to the end for
+        certain (the prealigned scorer stops with the audio).
         """
         info = cpu_video.probe(path)
-        check_complete(path)
+        check_complete(path, ("video",))
         # io does not look for GPUs itself; the (cached) probe is only worth asking when
         # DALI may be used at all.
         gpu = probe_gpu() if decoder != "cpu" else dali.NO_GPU_GIVEN
