@@ -15,10 +15,15 @@ def write_video(
     audio: np.ndarray | None = None,
     sr: int = 16000,
     codec: str = "libx264",
+    container_options: dict[str, str] | None = None,
 ) -> Path:
-    """Write BGR uint8 frames (and optional mono int16 audio) to an mp4/mkv with PyAV."""
+    """Write BGR uint8 frames (and optional mono int16 audio) to an mp4/mkv with PyAV.
+
+    ``container_options``: muxer options, e.g. ``{"movflags": "+faststart"}`` for an mp4
+    whose index precedes the data.
+    """
     path = Path(path)
-    with av.open(str(path), "w") as out:
+    with av.open(str(path), "w", options=container_options or {}) as out:
         h, w = frames[0].shape[:2]
         vs = out.add_stream(codec, rate=fps)
         vs.width, vs.height = w - w % 2, h - h % 2

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .container import open_media
+from .container import check_end, empty_stream, open_media, stated_end
 
 
 def _open(path: str | Path):
@@ -55,7 +55,9 @@ def iter_audio(path: str | Path, sr: int = 16000) -> Iterator[np.ndarray]:
 
     Decodes and resamples frame by frame, so a caller that keeps only what it still needs
     holds a few kilobytes whatever the length. The file is opened at the first ``next()``
-    and closed when the generator ends or is closed.
+    and closed when the generator ends or is closed. Before the last chunk, InputError
+    "decode_error" for a stream without a sample or one that stops short of the end its
+    mp4 states (``container.check_end``: the same words as the packet check).
     """
     import av
 
@@ -65,6 +67,7 @@ def iter_audio(path: str | Path, sr: int = 16000) -> Iterator[np.ndarray]:
         end = _stated_end(container, stream)
         resampler = av.AudioResampler(format="s16", layout="mono", rate=sr)
         frames = container.decode(stream)
+        stopped = None  # where the decoded audio ends, in seconds
         while True:
             try:
                 frame = next(frames)
@@ -72,6 +75,11 @@ def iter_audio(path: str | Path, sr: int = 16000) -> Iterator[np.ndarray]:
                 break
             except av.FFmpegError as exc:
                 raise InputError(path, f"audio decode error: {exc}", "decode_error") from None
+            dur = Fraction(frame.samples, frame.sample_rate)
+            if frame.pts is not None:
+                stopped = Fraction(frame.pts) * frame.time_base + dur
+            else:
+                stopped = (stopped or 0) + dur
             if end is not None and frame.pts is not None:
                 first = round(Fraction(frame.pts) * frame.time_base * frame.sample_rate)
                 if first >= end:
@@ -80,6 +88,9 @@ def iter_audio(path: str | Path, sr: int = 16000) -> Iterator[np.ndarray]:
                     frame = _trim(frame, end - first)
             for out in resampler.resample(frame):
                 yield out.to_ndarray().reshape(-1).astype(np.int16)
+        if stopped is None:
+            raise empty_stream(path, "audio")
+        check_end(path, "audio", stopped, stated_end(stream))
         for out in resampler.resample(None):
             yield out.to_ndarray().reshape(-1).astype(np.int16)
     finally:

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import InputError, LipleakError
+from . import frames as io_frames
 from . import video as cpu_video
 
 DALI_CODECS = ("h264", "hevc")
@@ -283,7 +284,7 @@ def iter_frames(
                     f"GPU decode failed after {yielded} frames: {str(exc).splitlines()[0][:200]}",
                     "decode_error",
                 ) from None
-    for frame in cpu_video.iter_frames(path, reference_frames=reference_frames, ffmpeg=ffmpeg):
+    for frame in io_frames.iter_frames(path, reference_frames=reference_frames, ffmpeg=ffmpeg):
         yield cpu_transform(frame, crop, size)
 
 

@@ -170,7 +170,8 @@ def iter_jpeg_frames(
 
     ``resample`` None decides by the stream (``probe``); True forces the raw-video path.
     """
-    from .video import TARGET_FPS, TRUNCATION_SLACK_S, probe
+    from .container import TRUNCATION_SLACK_S
+    from .video import TARGET_FPS, probe
 
     path = Path(path)
     info = probe(path)

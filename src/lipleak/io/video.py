@@ -32,11 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .container import open_media
+from .container import check_end, empty_stream, open_media, stated_end
 
 TARGET_FPS = 25
-# a file whose frames end this much before its stated duration was cut off
-TRUNCATION_SLACK_S = 0.5
 
 
 @dataclass
@@ -81,7 +79,7 @@ def probe(path: str | Path) -> VideoInfo:
         except av.FFmpegError as exc:
             raise InputError(path, f"cannot decode video: {exc}", "decode_error") from None
         if first is None:
-            raise InputError(path, "video stream has no decodable frame", "decode_error")
+            raise empty_stream(path, "video")
         k = _quarter_turns(first)
         w, h = (first.width, first.height) if k % 2 == 0 else (first.height, first.width)
         if stream.duration is not None:
@@ -156,7 +154,7 @@ def iter_av_frames(path: str | Path, fps: float = TARGET_FPS) -> Iterator:
         default_dur = (1 / Fraction(stream.average_rate)) if stream.average_rate else step
         t0 = None
         prev = prev_t = prev_dur = None
-        t_first = last_pts = last_dur = None
+        last_pts = last_dur = None
         frames = container.decode(stream)
         while True:
             try:
@@ -168,7 +166,6 @@ def iter_av_frames(path: str | Path, fps: float = TARGET_FPS) -> Iterator:
                     path, f"decode error after {n_out} frames: {exc}", "decode_error"
                 ) from None
             if frame.pts is not None:
-                t_first = frame.pts if t_first is None else t_first
                 last_pts, last_dur = frame.pts, frame.duration
             k = _quarter_turns(frame)
             if k:
@@ -194,26 +191,22 @@ def iter_av_frames(path: str | Path, fps: float = TARGET_FPS) -> Iterator:
             while n_out * step < end:
                 n_out += 1
                 yield prev
-        _check_complete(path, stream, t_first, last_pts, last_dur, n_out)
+        _check_complete(path, stream, last_pts, last_dur, n_out)
     finally:
         container.close()
 
 
-def _check_complete(path, stream, first_pts, last_pts, last_dur, n_out: int) -> None:
-    """A cut-off file decodes without error but stops early: compare with the stated end."""
+def _check_complete(path, stream, last_pts, last_dur, n_out: int) -> None:
+    """A cut-off file decodes without error but stops early: compare with the stated end.
+
+    For callers that read every frame without ``check_complete`` first (the visual
+    metrics); it raises what ``check_complete`` would.
+    """
     if n_out == 0:
-        raise InputError(path, "video stream has no decodable frame", "decode_error")
-    if stream.duration is None or first_pts is None:
-        return
-    decoded = (last_pts + (last_dur or 0) - first_pts) * stream.time_base
-    stated = stream.duration * stream.time_base
-    if decoded < stated - TRUNCATION_SLACK_S:
-        raise InputError(
-            path,
-            f"file is truncated: decoding stopped at {float(decoded):.2f} s "
-            f"of {float(stated):.2f} s after {n_out} frames",
-            "decode_error",
-        )
+        raise empty_stream(path, "video")
+    if last_pts is not None:
+        stopped = Fraction(last_pts + (last_dur or 0)) * stream.time_base
+        check_end(path, "video", stopped, stated_end(stream))
 
 
 class _BgrRotated:
@@ -232,27 +225,17 @@ def to_bgr(frame) -> np.ndarray:
 
 
 def iter_frames(
-    path: str | Path,
-    fps: float = TARGET_FPS,
-    reference_frames: bool = False,
-    ffmpeg: str | None = None,
+    path: str | Path, fps: float = TARGET_FPS, reference_frames: bool = False
 ) -> Iterator[np.ndarray]:
     """Yield BGR uint8 frames at 25 fps; one decoded frame in memory at a time.
 
     ``reference_frames=True`` gives the JPEG frames of syncnet_python's ``ffmpeg ...
-    %06d.jpg`` extraction: made by the ``ffmpeg`` binary given (``lipleak.io.ffmpeg_jpeg``),
-    or with None by the libavcodec PyAV bundles, in process (``lipleak.io.jpeg``).
+    %06d.jpg`` extraction made by the libavcodec PyAV bundles, in process
+    (``lipleak.io.jpeg``); ``lipleak.io.frames.iter_frames`` also takes the user's ffmpeg.
     """
     if not reference_frames:
         for frame in iter_av_frames(path, fps):
             yield to_bgr(frame)
-        return
-    if ffmpeg is not None:
-        from .ffmpeg_jpeg import iter_jpeg_frames
-
-        if fps != TARGET_FPS:
-            raise ValueError("only 25 fps output is supported (SPEC §2)")
-        yield from iter_jpeg_frames(path, ffmpeg)
         return
     from .jpeg import MjpegRoundTrip
 

@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from ..io import dali
+from ..io import frames as io_frames
 from ..io import video as cpu_video
+from ..io.container import check_complete
 from ..runtime.probe import probe_gpu
 
 
@@ -25,8 +27,15 @@ class VideoFrames:
     def open(
         cls, path: Path, decoder: str, reference_frames: bool, ffmpeg: str | None = None
     ) -> VideoFrames:
-        """Probe ``path`` (InputError for a file that is no video) and pick its decoder."""
+        """Probe ``path`` and pick its decoder.
+
+        InputError for a file that is no video, and "decode_error" for a video stream cut
+        off before the end its container states: checked here, before any frame is
+        decoded, because every mode and decoder starts here and none reads to the end for
+        certain (the prealigned scorer stops with the audio).
+        """
         info = cpu_video.probe(path)
+        check_complete(path, ("video",))
         # io does not look for GPUs itself; the (cached) probe is only worth asking when
         # DALI may be used at all.
         gpu = probe_gpu() if decoder != "cpu" else dali.NO_GPU_GIVEN
@@ -40,7 +49,7 @@ class VideoFrames:
     def decode(self) -> Iterator[np.ndarray]:
         """One pass over the BGR frames at 25 fps; each call decodes the file again."""
         if self.choice.decoder == "cpu":
-            return cpu_video.iter_frames(
+            return io_frames.iter_frames(
                 self.path, fps=25.0, reference_frames=self.reference_frames, ffmpeg=self.ffmpeg
             )
         # decoder="dali": a GPU failure is an error, not a quiet switch to the CPU, so that

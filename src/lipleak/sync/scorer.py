@@ -18,6 +18,7 @@ from .. import __version__
 from ..errors import InputError
 from ..export.syncnet_shapes import SAMPLES_PER_FRAME, WINDOW_FRAMES
 from ..io.audio import array_chunks, sample_range
+from ..io.container import check_complete
 from .audio import AudioWindows
 from .frames import VideoFrames
 from .search import WindowStream
@@ -120,13 +121,16 @@ class SyncScorer:
         """
         from ..io.audio import iter_audio
 
-        if audio is None:
-            return lambda: iter_audio(video), "container"
         if isinstance(audio, np.ndarray):
             if audio.ndim != 1 or audio.dtype != np.int16:
                 raise InputError(None, "audio array must be 1-D int16 at 16 kHz", "bad_input")
             return lambda: array_chunks(audio), "array"
-        return lambda: iter_audio(Path(audio)), str(audio)
+        # The audio stream that will be read is checked as VideoFrames.open checks the
+        # video: the streamed reader may stop before a cut (detect mode reads the tracks'
+        # stretches only). Only that stream: an unused audio track may be anything.
+        source = video if audio is None else Path(audio)
+        check_complete(source, ("audio",))
+        return lambda: iter_audio(source), "container" if audio is None else str(audio)
 
     # -- scoring --------------------------------------------------------------------
     def score(self, video: str | Path, audio=None) -> VideoSync:
