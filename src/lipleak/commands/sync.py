@@ -9,6 +9,12 @@ from pathlib import Path
 
 from ..errors import InputError
 
+_RULE_WORDS = {
+    "weighted-mean": "frame-weighted mean over tracks; offset of the longest track",
+    "best": "the track with the highest LSE-C",
+    "longest": "the longest track",
+}
+
 HELP = "LSE-C / LSE-D / offset of one video with SyncNet (per face track and per video)"
 
 
@@ -78,6 +84,15 @@ def add_sync_options(p: argparse.ArgumentParser) -> None:
         help="detect mode: keep tracks whose mean box side exceeds this (reference: 100)",
     )
     g.add_argument(
+        "--tracks",
+        default="weighted-mean",
+        choices=("weighted-mean", "best", "longest"),
+        help="detect mode: the video's numbers from its face tracks. weighted-mean: "
+        "frame-weighted mean LSE-C/D, the longest track's offset; best: the track with the "
+        "highest LSE-C, its LSE-D and offset (MoChaBench); longest: the longest track's. "
+        "Every track's row is printed either way. Default: %(default)s",
+    )
+    g.add_argument(
         "--backend",
         default="auto",
         choices=("auto", "tensorrt", "ort-cuda", "ort-tensorrt", "cpu"),
@@ -122,6 +137,7 @@ def settings_from_args(args):
         precision=args.precision,
         decoder=args.decoder,
         ffmpeg_path=args.ffmpeg or "",
+        tracks=args.tracks,
     )
 
 
@@ -191,7 +207,7 @@ def run(args) -> int:
             print("      mdist: " + " ".join(f"{x:.4f}" for x in t.mdist))
     print(
         f"{'video':>5} {'':>11} {result.offset:>6} {result.lse_c:>8.4f} {result.lse_d:>8.4f}"
-        "   (frame-weighted mean over tracks; offset of the longest track)"
+        f"   ({_RULE_WORDS[result.track_rule]})"
     )
     d = provenance
     ckpt = d["models"]["syncnet"]["checkpoint"]
