@@ -26,7 +26,7 @@ def add_sync_options(p: argparse.ArgumentParser) -> None:
         choices=("prealigned", "detect"),
         default="prealigned",
         help="prealigned: every full frame resized to 224x224 (Wav2Lip's LRS2 "
-        "protocol); detect: SCRFD face detection, IoU tracking and the "
+        "protocol); detect: face detection (--detector), IoU tracking and the "
         "syncnet_python crop (in-the-wild video). Default: %(default)s",
     )
     g.add_argument(
@@ -54,7 +54,9 @@ def add_sync_options(p: argparse.ArgumentParser) -> None:
         "--detector",
         default="scrfd_500m",
         metavar="NAME",
-        help="face detector for --mode detect. Default: %(default)s",
+        help="face detector for --mode detect: scrfd_500m or det_10g (SCRFD), or s3fd "
+        "(syncnet_python's detector, exported to ONNX on first use; needs the export "
+        "extra). Default: %(default)s",
     )
     g.add_argument(
         "--batch-size",

@@ -1,7 +1,8 @@
 """ONNX files derived from checkpoints: where they live, and exporting them on first use.
 
 - SyncNet: ``model_dir()/onnx/syncnet-<checkpoint sha256[:16]>/syncnet_{lips,audio}.onnx``;
-- FID Inception: ``model_dir()/onnx/<registry name>-<TorchScript sha256[:16]>.onnx``.
+- FID Inception: ``model_dir()/onnx/<registry name>-<TorchScript sha256[:16]>.onnx``;
+- S3FD: ``model_dir()/onnx/<registry name>-<checkpoint sha256[:16]>.onnx``.
 
 Names carry the source's sha256 so that another checkpoint never picks up a stale export.
 Exporting needs torch and onnx (the ``export`` extra); opening files that exist does not.
@@ -105,5 +106,31 @@ def inception_onnx(name: str = "fid_inception") -> tuple[Path, str]:
             out.parent,
             src,
             out,
+        )
+    return out, sha
+
+
+# --- S3FD ----------------------------------------------------------------------------------
+
+
+def s3fd_path(name: str, checkpoint_sha256: str) -> Path:
+    """Where the ONNX export of S3FD checkpoint ``name`` with this sha256 lives."""
+    return onnx_root() / f"{name}-{checkpoint_sha256[:16]}.onnx"
+
+
+def s3fd_onnx(name: str = "s3fd") -> tuple[Path, str]:
+    """(ONNX path, checkpoint sha256): exported from the verified checkpoint if absent."""
+    src = store.locate(name)
+    sha = store.verify(name, src)
+    out = s3fd_path(name, sha)
+    if not out.is_file():
+        _export(
+            "lipleak.export.s3fd_onnx",
+            "export",
+            f"the S3FD checkpoint {src}",
+            out.parent,
+            src,
+            out,
+            _published(),
         )
     return out, sha

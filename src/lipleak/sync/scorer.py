@@ -111,12 +111,24 @@ class SyncScorer:
     @property
     def detector(self):
         if self._detector is None:
-            from ..faces.scrfd import SCRFD
-            from ..models import store
+            from ..models import registry
 
-            path = store.locate(self.settings.detector)
-            self._detector_sha = store.verify(self.settings.detector, path)
-            self._detector = SCRFD(path, backend=self.settings.backend)
+            name = self.settings.detector
+            spec = registry.MODELS.get(name)
+            if spec is not None and spec.filename.endswith(".pth"):
+                # a PyTorch checkpoint (S3FD): run through its ONNX export, made on first use
+                from ..faces.s3fd import S3FD
+                from ..models.onnx_files import s3fd_onnx
+
+                path, self._detector_sha = s3fd_onnx(name)
+                self._detector = S3FD(path, backend=self.settings.backend)
+            else:
+                from ..faces.scrfd import SCRFD
+                from ..models import store
+
+                path = store.locate(name)
+                self._detector_sha = store.verify(name, path)
+                self._detector = SCRFD(path, backend=self.settings.backend)
         return self._detector
 
     def describe(self) -> dict:
