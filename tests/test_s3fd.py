@@ -53,18 +53,36 @@ def _save(state, path):
     return path
 
 
-def test_both_layouts_load_strictly_to_the_same_net(tmp_path):
-    state = _random_state(1)
+def _syncnet_python_layout(state):
     inverse = {v: k for k, v in net_mod.syncnet_python_names().items()}
-    theirs = {
-        f"{inverse[k.rpartition('.')[0]]}.{k.rpartition('.')[2]}": v for k, v in state.items()
-    }
-    a = net_mod.load_s3fd(_save(state, tmp_path / "fa.pth"))
-    b = net_mod.load_s3fd(_save(theirs, tmp_path / "sp.pth"))
-    x = torch.randn(1, 3, 64, 96)
+    out = {}
+    for k, v in state.items():
+        prefix, _, leaf = k.rpartition(".")
+        out[f"{inverse[prefix]}.{leaf}"] = v
+    return out
+
+
+def test_each_layout_loads_strictly_into_its_own_network(tmp_path):
+    state = _random_state(1)
+    fa = net_mod.load_s3fd(_save(state, tmp_path / "fa.pth"))
+    sp = net_mod.load_s3fd(_save(_syncnet_python_layout(state), tmp_path / "sp.pth"))
+    assert (fa.flavour, sp.flavour) == ("face_alignment", "syncnet_python")
+    assert fa.fc6.dilation == (1, 1) and fa.fc6.padding == (3, 3)
+    assert sp.fc6.dilation == (6, 6) and sp.fc6.padding == (6, 6)
+    for a, b in zip(fa.state_dict().values(), sp.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_face_alignment_flavour_reads_bgr():
+    torch.manual_seed(4)
+    fa = net_mod.S3FDNet("face_alignment").eval()
+    x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        for u, v in zip(a(x), b(x), strict=True):
-            assert torch.equal(u, v)
+        got = fa(x)
+        fa.flavour = "bgr-in"  # not a flavour: skips the swap, as the plain Caffe net
+        want = fa(x[:, [2, 1, 0]])
+    for g, w in zip(got, want, strict=True):
+        assert torch.equal(g, w)
 
 
 @pytest.mark.parametrize("change", ["missing", "extra", "shape"])
@@ -83,13 +101,20 @@ def test_incomplete_or_foreign_state_is_refused(tmp_path, change):
         net_mod.load_s3fd(_save(state, tmp_path / "bad.pth"))
 
 
-def test_heads_have_syncnet_python_geometry():
-    net = net_mod.S3FDNet().eval()
+@pytest.mark.parametrize(
+    "flavour, sizes",
+    [
+        # conv3_3 at stride 4; syncnet_python's ceil-mode pool after it keeps the odd edge
+        ("syncnet_python", [(45, 65), (23, 33), (11, 16), (5, 8), (3, 4), (2, 2)]),
+        # face-alignment's fc6 (padding 3, no dilation) grows its map by 4 cells
+        ("face_alignment", [(45, 65), (22, 32), (11, 16), (9, 12), (5, 6), (3, 3)]),
+    ],
+)
+def test_heads_have_each_flavours_geometry(flavour, sizes):
+    net = net_mod.S3FDNet(flavour).eval()
     with torch.no_grad():
         outs = net(torch.zeros(1, 3, 180, 260))
-    # conv3_3 at stride 4; the ceil-mode pool after it keeps the odd edge (45 -> 23)
-    sizes = [tuple(o.shape[2:]) for o in outs[::2]]
-    assert sizes == [(45, 65), (23, 33), (11, 16), (5, 8), (3, 4), (2, 2)]
+    assert [tuple(o.shape[2:]) for o in outs[::2]] == sizes
     assert [o.shape[1] for o in outs[::2]] == [2] * 6  # max-out leaves 2 logits
     assert [o.shape[1] for o in outs[1::2]] == [4] * 6
 
@@ -113,12 +138,12 @@ def test_max_out_background():
     assert torch.equal(conf[:, 1], raw[:, 3])
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+@pytest.fixture(scope="module", params=net_mod.FLAVOURS)
+def exported(tmp_path_factory, request):
     from lipleak.export.s3fd_onnx import export_net
 
     torch.manual_seed(3)
-    net = net_mod.S3FDNet().eval()
+    net = net_mod.S3FDNet(request.param).eval()
     path = export_net(net, tmp_path_factory.mktemp("s3fd") / "s3fd.onnx")
     return net, path
 
@@ -316,3 +341,19 @@ def test_detect_mode_with_s3fd_end_to_end(tmp_path, model_dir, monkeypatch):
     assert (r.offset, r.lse_c, r.lse_d) == (t.offset, t.lse_c, t.lse_d)
     assert r.track_rule == "best"
     assert scorer.describe()["models"]["detector"] == {"name": "s3fd", "sha256": "f" * 64}
+
+
+def test_a_checkpoint_file_is_exported_once_under_its_sha256(tmp_path, monkeypatch):
+    from lipleak.files import sha256_of
+    from lipleak.models import onnx_files
+
+    monkeypatch.setenv("LIPLEAK_MODEL_DIR", str(tmp_path / "models"))
+    ckpt = _save(_syncnet_python_layout(_random_state(5)), tmp_path / "sfd_face.pth")
+    out, sha = onnx_files.s3fd_onnx(str(ckpt))
+    assert sha == sha256_of(ckpt)
+    assert out == tmp_path / "models" / "onnx" / f"s3fd-{sha[:16]}.onnx" and out.is_file()
+    mtime = out.stat().st_mtime_ns
+    assert onnx_files.s3fd_onnx(ckpt) == (out, sha)
+    assert out.stat().st_mtime_ns == mtime
+    with pytest.raises(ModelError, match="no such S3FD checkpoint"):
+        onnx_files.s3fd_onnx(str(tmp_path / "absent.pth"))

@@ -53,10 +53,11 @@ def add_sync_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--detector",
         default="scrfd_500m",
-        metavar="NAME",
-        help="face detector for --mode detect: scrfd_500m or det_10g (SCRFD), or s3fd "
-        "(syncnet_python's detector, exported to ONNX on first use; needs the export "
-        "extra). Default: %(default)s",
+        metavar="NAME|PATH",
+        help="face detector for --mode detect: scrfd_500m or det_10g (SCRFD), s3fd "
+        "(face-alignment's S3FD), or an S3FD checkpoint file (.pth) such as syncnet_python's "
+        "sfd_face.pth; S3FD runs syncnet_python's detect_faces and is exported to ONNX on "
+        "first use (needs the export extra). Default: %(default)s",
     )
     g.add_argument(
         "--batch-size",

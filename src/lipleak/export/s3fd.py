@@ -1,24 +1,27 @@
 """S3FD (Zhang et al. 2017), the face detector of syncnet_python's in-the-wild pipeline.
 
-The network is syncnet_python's ``detectors/s3fd/nets.py`` ``S3FDNet``: a VGG16 trunk
-(conv1_1 .. conv5_3, the third pooling with ``ceil_mode``), fc6 (3×3, 1024, dilation 6,
-padding 6) and fc7 (1×1), conv6_1/6_2 and conv7_1/7_2 (stride 2), L2Norm on conv3_3
-(scale 10), conv4_3 (8) and conv5_3 (5), and six loc/conf heads at strides 4 .. 128.
-conv3_3's conf head has 4 channels: the background score is the max of the first three
-(max-out background), so every head gives 2 class logits.
+Two published checkpoints share one set of tensor shapes but not the network around them;
+the key layout of the file says which it is, and the network is built to match:
 
-Two key layouts of the same tensors are accepted, each only whole (``load_state_strict``):
+- ``syncnet_python``: ``sfd_face.pth`` (sha256 d54a87c2…c491; S3FD.pytorch's training,
+  what syncnet_python and MoChaBench run; passed as a path, not in the registry), keys
+  ``vgg.0.weight`` .., ``L2Norm3_3.weight``, ``extras.N``, ``loc.N``, ``conf.N``; fc6 is
+  3×3 with dilation 6 (padding 6), the pool after conv3_3 uses ``ceil_mode``, and the
+  network reads RGB less (123, 117, 104).
+- ``face_alignment``: ``s3fd-619a316812.pth`` (registry ``s3fd``; face-alignment's port
+  of the Caffe model, Wav2Lip's detector), keys ``conv1_1.weight`` .., ``fc6``, ``fc7``,
+  ``conv6_1`` .., ``conv3_3_norm.weight``, ``conv3_3_norm_mbox_conf`` ..; fc6 is 3×3 with
+  padding 3 and no dilation (as face-alignment's ``net_s3fd.py`` builds it), plain pools,
+  and the network reads BGR less (104, 117, 123).
 
-- face-alignment's ``s3fd-619a316812.pth`` (registry ``s3fd``): ``conv1_1.weight`` ..,
-  ``fc6``, ``fc7``, ``conv6_1`` .., ``conv3_3_norm.weight``, ``conv3_3_norm_mbox_conf`` ..;
-- syncnet_python's ``sfd_face.pth``: ``vgg.0.weight`` .., ``L2Norm3_3.weight``,
-  ``extras.N``, ``loc.N``, ``conf.N``.
+Both: a VGG16 trunk (conv1_1 .. conv5_3), fc6/fc7 (1024), conv6_1/6_2 and conv7_1/7_2
+(stride 2), L2Norm on conv3_3 (scale 10), conv4_3 (8) and conv5_3 (5), and six loc/conf
+heads at strides 4 .. 128. conv3_3's conf head has 4 channels: the background score is the
+max of the first three (max-out background), so every head gives 2 class logits.
 
-Unsure (no real file can be read here): face-alignment's own ``s3fd`` module builds fc6
-without dilation (padding 3), syncnet_python with dilation 6. The golden numbers come from
-syncnet_python, so its geometry is used for either file. Whether the two files hold the
-same tensors is unverified (same size, see shared/models/MODELS.md).
-
+The exported graph always reads RGB less (123, 117, 104), syncnet_python's input; for the
+face-alignment flavour it swaps the channels itself (BGR less (104, 117, 123) is the same
+numbers in the other order). Tensors are kept under face-alignment's names either way.
 The graph ends at the heads: softmax, prior boxes, decoding and NMS run in numpy
 (``lipleak.faces.s3fd``), which keeps the ONNX graph free of data-dependent shapes.
 """
@@ -77,15 +80,24 @@ class L2Norm(nn.Module):
         return x / norm * self.weight.view(1, -1, 1, 1)
 
 
+FLAVOURS = ("syncnet_python", "face_alignment")
+
+
 class S3FDNet(nn.Module):
     """Input 1×3×H×W (RGB minus (123, 117, 104)); output per source k, in
     ``OUTPUT_NAMES`` order: conf_k 1×2×h×w (background, face logits) and loc_k 1×4×h×w."""
 
-    def __init__(self):
+    def __init__(self, flavour: str = "syncnet_python"):
         super().__init__()
+        if flavour not in FLAVOURS:
+            raise ValueError(f"unknown S3FD flavour {flavour!r}")
+        self.flavour = flavour
         for name, cin, cout in VGG:
             setattr(self, name, nn.Conv2d(cin, cout, 3, 1, 1))
-        self.fc6 = nn.Conv2d(512, 1024, 3, 1, padding=6, dilation=6)
+        if flavour == "syncnet_python":
+            self.fc6 = nn.Conv2d(512, 1024, 3, 1, padding=6, dilation=6)
+        else:
+            self.fc6 = nn.Conv2d(512, 1024, 3, 1, padding=3)
         self.fc7 = nn.Conv2d(1024, 1024, 1)
         self.conv6_1 = nn.Conv2d(1024, 256, 1)
         self.conv6_2 = nn.Conv2d(256, 512, 3, 2, 1)
@@ -98,13 +110,16 @@ class S3FDNet(nn.Module):
             setattr(self, f"{name}_mbox_loc", nn.Conv2d(ch, 4, 3, 1, 1))
 
     def forward(self, x):
+        if self.flavour == "face_alignment":
+            x = x[:, [2, 1, 0]]  # the Caffe model reads BGR
         feats = {}
         for name, _, _ in VGG:
             x = F.relu(getattr(self, name)(x))
             if name in BLOCK_ENDS:
                 feats[name] = x
                 # syncnet_python pools conv3_3 with ceil_mode (odd sizes keep their edge)
-                x = F.max_pool2d(x, 2, 2, ceil_mode=name == "conv3_3")
+                ceil = name == "conv3_3" and self.flavour == "syncnet_python"
+                x = F.max_pool2d(x, 2, 2, ceil_mode=ceil)
         x = F.relu(self.fc7(F.relu(self.fc6(x))))
         feats["fc7"] = x
         x = F.relu(self.conv6_2(F.relu(self.conv6_1(x))))
@@ -141,24 +156,26 @@ def syncnet_python_names() -> dict[str, str]:
     return names
 
 
-def to_face_alignment_layout(state):
-    """``state`` with syncnet_python's key names renamed; face-alignment's left as they are.
+def to_face_alignment_layout(state) -> tuple[dict, str]:
+    """(``state`` under face-alignment's key names, the flavour its layout says).
 
-    A dict mixing the two layouts is left alone, so that the strict load names the keys
-    that do not belong."""
+    A dict that is not wholly in syncnet_python's layout is taken as face-alignment's, so
+    that the strict load names the keys that do not belong."""
     names = syncnet_python_names()
     renamed = {}
     for key, value in state.items():
         prefix, _, leaf = key.rpartition(".")
         if prefix not in names:
-            return state
+            return dict(state), "face_alignment"
         renamed[f"{names[prefix]}.{leaf}"] = value
-    return renamed
+    return renamed, "syncnet_python"
 
 
 def load_s3fd(path: str | Path, published: Collection[str] = ()) -> S3FDNet:
     """S3FD with the weights of checkpoint ``path`` (either layout), in eval mode."""
-    net = S3FDNet()
-    state = read_state_dict(path, published, what="S3FD checkpoint")
-    load_state_strict(net, to_face_alignment_layout(state), str(path))
+    state, flavour = to_face_alignment_layout(
+        read_state_dict(path, published, what="S3FD checkpoint")
+    )
+    net = S3FDNet(flavour)
+    load_state_strict(net, state, str(path))
     return net.eval()

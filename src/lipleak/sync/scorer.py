@@ -115,8 +115,8 @@ class SyncScorer:
 
             name = self.settings.detector
             spec = registry.MODELS.get(name)
-            if spec is not None and spec.filename.endswith(".pth"):
-                # a PyTorch checkpoint (S3FD): run through its ONNX export, made on first use
+            if (spec.filename if spec else name).endswith(".pth"):
+                # an S3FD checkpoint (registry name or file): its ONNX export, made on first use
                 from ..faces.s3fd import S3FD
                 from ..models.onnx_files import s3fd_onnx
 
