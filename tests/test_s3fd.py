@@ -357,3 +357,39 @@ def test_a_checkpoint_file_is_exported_once_under_its_sha256(tmp_path, monkeypat
     assert out.stat().st_mtime_ns == mtime
     with pytest.raises(ModelError, match="no such S3FD checkpoint"):
         onnx_files.s3fd_onnx(str(tmp_path / "absent.pth"))
+
+
+def test_sync_cli_with_an_s3fd_checkpoint_file(tmp_path, model_dir, monkeypatch, capsys):
+    import json
+
+    from lipleak.cli import main
+    from lipleak.files import sha256_of
+
+    monkeypatch.setenv("LIPLEAK_MODEL_DIR", str(model_dir))
+    ckpt = _save(_syncnet_python_layout(_one_face_net().state_dict()), tmp_path / "sfd.pth")
+    clip = _big_clip(tmp_path / "face512.mp4")
+    common = [
+        "sync",
+        str(clip),
+        "--mode",
+        "detect",
+        "--detector",
+        str(ckpt),
+        "--syncnet",
+        "syncnet_v2_random",
+        "--min-track",
+        "20",
+        "--tracks",
+        "best",
+        "--backend",
+        "cpu",
+    ]
+    assert main([*common, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    r = out["result"]
+    assert r["track_rule"] == "best" and len(r["tracks"]) == 1
+    assert r["lse_c"] == r["tracks"][0]["lse_c"]
+    assert out["provenance"]["models"]["detector"]["sha256"] == sha256_of(ckpt)
+    assert out["provenance"]["settings"]["tracks"] == "best"
+    assert main(common) == 0
+    assert "(the track with the highest LSE-C)" in capsys.readouterr().out
