@@ -176,21 +176,25 @@ def _export(args: argparse.Namespace) -> int:
     info = net.describe()
     for tower in ("lips", "audio"):
         print(f"syncnet {tower}: {info['onnx'][tower]['path']}")
-    return _export_inception()
+    from ..models import onnx_files
+
+    _export_optional("fid_inception", onnx_files.inception_onnx)
+    _export_optional("s3fd", onnx_files.s3fd_onnx)
+    return 0
 
 
-def _export_inception() -> int:
+def _export_optional(name: str, export) -> None:
+    """Export ``name`` when its source file is in the model dir; say why not otherwise."""
     from ..models import onnx_files
 
     try:
-        store.locate("fid_inception")
+        store.locate(name)
     except ModelError as exc:
-        print(f"fid_inception: skipped ({exc})")
-        return 0
+        print(f"{name}: skipped ({exc})")
+        return
     try:
-        out, _ = onnx_files.inception_onnx("fid_inception")
+        out, _ = export(name)
     except onnx_files.ExporterMissing as exc:
-        print(f"fid_inception: skipped (its exporter is not available: {exc.reason})")
-        return 0
-    print(f"fid_inception: {out}")
-    return 0
+        print(f"{name}: skipped (its exporter is not available: {exc.reason})")
+        return
+    print(f"{name}: {out}")

@@ -9,6 +9,12 @@ from pathlib import Path
 
 from ..errors import InputError
 
+_RULE_WORDS = {
+    "weighted-mean": "frame-weighted mean over tracks; offset of the longest track",
+    "best": "the track with the highest LSE-C",
+    "longest": "the longest track",
+}
+
 HELP = "LSE-C / LSE-D / offset of one video with SyncNet (per face track and per video)"
 
 
@@ -20,7 +26,7 @@ def add_sync_options(p: argparse.ArgumentParser) -> None:
         choices=("prealigned", "detect"),
         default="prealigned",
         help="prealigned: every full frame resized to 224x224 (Wav2Lip's LRS2 "
-        "protocol); detect: SCRFD face detection, IoU tracking and the "
+        "protocol); detect: face detection (--detector), IoU tracking and the "
         "syncnet_python crop (in-the-wild video). Default: %(default)s",
     )
     g.add_argument(
@@ -47,8 +53,11 @@ def add_sync_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--detector",
         default="scrfd_500m",
-        metavar="NAME",
-        help="face detector for --mode detect. Default: %(default)s",
+        metavar="NAME|PATH",
+        help="face detector for --mode detect: scrfd_500m or det_10g (SCRFD), s3fd "
+        "(face-alignment's S3FD), or an S3FD checkpoint file (.pth) such as syncnet_python's "
+        "sfd_face.pth; S3FD runs syncnet_python's detect_faces and is exported to ONNX on "
+        "first use (needs the export extra). Default: %(default)s",
     )
     g.add_argument(
         "--batch-size",
@@ -76,6 +85,15 @@ def add_sync_options(p: argparse.ArgumentParser) -> None:
         default=100.0,
         metavar="PX",
         help="detect mode: keep tracks whose mean box side exceeds this (reference: 100)",
+    )
+    g.add_argument(
+        "--tracks",
+        default="weighted-mean",
+        choices=("weighted-mean", "best", "longest"),
+        help="detect mode: the video's numbers from its face tracks. weighted-mean: "
+        "frame-weighted mean LSE-C/D, the longest track's offset; best: the track with the "
+        "highest LSE-C, its LSE-D and offset (MoChaBench); longest: the longest track's. "
+        "Every track's row is printed either way. Default: %(default)s",
     )
     g.add_argument(
         "--backend",
@@ -122,6 +140,7 @@ def settings_from_args(args):
         precision=args.precision,
         decoder=args.decoder,
         ffmpeg_path=args.ffmpeg or "",
+        tracks=args.tracks,
     )
 
 
@@ -191,7 +210,7 @@ def run(args) -> int:
             print("      mdist: " + " ".join(f"{x:.4f}" for x in t.mdist))
     print(
         f"{'video':>5} {'':>11} {result.offset:>6} {result.lse_c:>8.4f} {result.lse_d:>8.4f}"
-        "   (frame-weighted mean over tracks; offset of the longest track)"
+        f"   ({_RULE_WORDS[result.track_rule]})"
     )
     d = provenance
     ckpt = d["models"]["syncnet"]["checkpoint"]

@@ -137,7 +137,7 @@ def _is_published(path: Path, published: Collection[str]) -> bool:
 
 
 def read_state_dict(
-    path: str | Path, published: Collection[str] = ()
+    path: str | Path, published: Collection[str] = (), what: str = "SyncNet checkpoint"
 ) -> Mapping[str, torch.Tensor]:
     """Read a SyncNet checkpoint file (legacy or zip ``torch.save`` of a name → tensor dict).
 
@@ -149,19 +149,17 @@ def read_state_dict(
     """
     path = Path(path)
     if not path.is_file():
-        raise ModelError(f"{path}: SyncNet checkpoint not found")
+        raise ModelError(f"{path}: {what} not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises pickle/zip/runtime errors for foreign files
         if not _is_published(path, published):
-            raise ModelError(
-                f"{path}: not a SyncNet checkpoint ({type(exc).__name__}: {exc})"
-            ) from exc
+            raise ModelError(f"{path}: not a {what} ({type(exc).__name__}: {exc})") from exc
         state = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(state, Mapping) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
-        raise ModelError(f"{path}: not a SyncNet checkpoint (expected a dict of named tensors)")
+        raise ModelError(f"{path}: not a {what} (expected a dict of named tensors)")
     return state
 
 

@@ -1,7 +1,8 @@
 """ONNX files derived from checkpoints: where they live, and exporting them on first use.
 
 - SyncNet: ``model_dir()/onnx/syncnet-<checkpoint sha256[:16]>/syncnet_{lips,audio}.onnx``;
-- FID Inception: ``model_dir()/onnx/<registry name>-<TorchScript sha256[:16]>.onnx``.
+- FID Inception: ``model_dir()/onnx/<registry name>-<TorchScript sha256[:16]>.onnx``;
+- S3FD: ``model_dir()/onnx/s3fd-<checkpoint sha256[:16]>.onnx``.
 
 Names carry the source's sha256 so that another checkpoint never picks up a stale export.
 Exporting needs torch and onnx (the ``export`` extra); opening files that exist does not.
@@ -105,5 +106,43 @@ def inception_onnx(name: str = "fid_inception") -> tuple[Path, str]:
             out.parent,
             src,
             out,
+        )
+    return out, sha
+
+
+# --- S3FD ----------------------------------------------------------------------------------
+
+
+def s3fd_path(checkpoint_sha256: str) -> Path:
+    """Where the ONNX export of the S3FD checkpoint with this sha256 lives."""
+    return onnx_root() / f"s3fd-{checkpoint_sha256[:16]}.onnx"
+
+
+def s3fd_onnx(name_or_path: str | Path = "s3fd") -> tuple[Path, str]:
+    """(ONNX path, checkpoint sha256) of a registry name (verified) or a checkpoint file,
+    exported if absent.
+
+    A file is taken as given, as ``--syncnet PATH`` is: syncnet_python's ``sfd_face.pth``
+    is not in the registry (its sha256 is not in the published tables this package checks
+    its registry against), and the golden check runs it this way."""
+    if isinstance(name_or_path, str) and name_or_path in registry.MODELS:
+        src = store.locate(name_or_path)
+        sha = store.verify(name_or_path, src)
+    else:
+        src = Path(name_or_path).expanduser()
+        if not src.is_file():
+            known = ", ".join(n for n, s in registry.MODELS.items() if s.filename.endswith(".pth"))
+            raise ModelError(f"{src}: no such S3FD checkpoint (a file, or one of: {known})")
+        sha = store.file_sha256(src)
+    out = s3fd_path(sha)
+    if not out.is_file():
+        _export(
+            "lipleak.export.s3fd_onnx",
+            "export",
+            f"the S3FD checkpoint {src}",
+            out.parent,
+            src,
+            out,
+            _published(),
         )
     return out, sha

@@ -37,6 +37,34 @@ class TrackSync:
     fconf: list[float] = field(default_factory=list)
 
 
+def aggregate_tracks(tracks: list[TrackSync], rule: str) -> tuple[int, float, float]:
+    """(offset, LSE-C, LSE-D) of a video from its tracks.
+
+    ``weighted-mean``: LSE-C/D averaged with each track's frame count as weight, the
+    longest track's offset. ``best``: MoChaBench's per-video rule, the track with the
+    highest LSE-C (syncnet_python's confidence) with its own LSE-D and offset, so the
+    three numbers come from one track. ``longest``: the longest track's numbers. Ties go
+    to the earliest track (tracks are in the order they start).
+    """
+    if not tracks:
+        raise ValueError("no tracks to aggregate")
+    lengths = np.array([t.end_frame - t.start_frame + 1 for t in tracks], np.float64)
+    longest = tracks[int(np.argmax(lengths))]
+    if rule == "weighted-mean":
+        return (
+            longest.offset,
+            float(np.average([t.lse_c for t in tracks], weights=lengths)),
+            float(np.average([t.lse_d for t in tracks], weights=lengths)),
+        )
+    if rule == "best":
+        chosen = tracks[int(np.argmax([t.lse_c for t in tracks]))]
+    elif rule == "longest":
+        chosen = longest
+    else:
+        raise ValueError(f"unknown track rule {rule!r}")
+    return chosen.offset, chosen.lse_c, chosen.lse_d
+
+
 @dataclass
 class VideoSync:
     video: str
@@ -48,10 +76,12 @@ class VideoSync:
     # which) or "reference-jpeg-bundled" (none found: PyAV's libavcodec, in process)
     frame_path: str
     tracks: list[TrackSync]
-    offset: int  # offset of the longest track
-    lse_c: float  # frame-weighted mean over tracks
+    # made from the tracks by ``track_rule`` (see ``aggregate_tracks``)
+    offset: int
+    lse_c: float
     lse_d: float
     decoder: str = "cpu"  # which decoder produced the frames ("cpu" = PyAV, or "dali")
+    track_rule: str = "weighted-mean"
 
     def to_dict(self, verbose: bool = False) -> dict:
         d = asdict(self)
@@ -81,12 +111,24 @@ class SyncScorer:
     @property
     def detector(self):
         if self._detector is None:
-            from ..faces.scrfd import SCRFD
-            from ..models import store
+            from ..models import registry
 
-            path = store.locate(self.settings.detector)
-            self._detector_sha = store.verify(self.settings.detector, path)
-            self._detector = SCRFD(path, backend=self.settings.backend)
+            name = self.settings.detector
+            spec = registry.MODELS.get(name)
+            if (spec.filename if spec else name).endswith(".pth"):
+                # an S3FD checkpoint (registry name or file): its ONNX export, made on first use
+                from ..faces.s3fd import S3FD
+                from ..models.onnx_files import s3fd_onnx
+
+                path, self._detector_sha = s3fd_onnx(name)
+                self._detector = S3FD(path, backend=self.settings.backend)
+            else:
+                from ..faces.scrfd import SCRFD
+                from ..models import store
+
+                path = store.locate(name)
+                self._detector_sha = store.verify(name, path)
+                self._detector = SCRFD(path, backend=self.settings.backend)
         return self._detector
 
     def describe(self) -> dict:
@@ -155,8 +197,7 @@ class SyncScorer:
                 tracks, n_frames = self._score_detect(frames, chunks)
         finally:
             whole.close()
-        weights = np.array([t.end_frame - t.start_frame + 1 for t in tracks], np.float64)
-        longest = tracks[int(np.argmax(weights))]
+        offset, lse_c, lse_d = aggregate_tracks(tracks, s.tracks)
         return VideoSync(
             video=str(video),
             audio_source=audio_source,
@@ -165,10 +206,11 @@ class SyncScorer:
             resampled=bool(frames.info.needs_resample),
             frame_path=self.frame_path,
             tracks=tracks,
-            offset=longest.offset,
-            lse_c=float(np.average([t.lse_c for t in tracks], weights=weights)),
-            lse_d=float(np.average([t.lse_d for t in tracks], weights=weights)),
+            offset=offset,
+            lse_c=lse_c,
+            lse_d=lse_d,
             decoder=frames.decoder,
+            track_rule=s.tracks,
         )
 
     def _track_result(self, video: Path, stream: WindowStream, start: int, end: int) -> TrackSync:

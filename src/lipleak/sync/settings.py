@@ -10,6 +10,10 @@ from ..runtime.select import BACKENDS, PRECISIONS
 from ..settings import HashedSettings
 
 MODES = ("prealigned", "detect")
+# How one video score is made from its face tracks: "weighted-mean" (frame-weighted mean,
+# the longest track's offset), "best" (MoChaBench: the track with the highest LSE-C, its
+# LSE-D and offset), "longest" (the longest track's three numbers).
+TRACK_RULES = ("weighted-mean", "best", "longest")
 MAX_VSHIFT = 100_000  # the most the core's shift_distances accepts
 # Settings that do not change any number (batch size, backend) are kept out of the hash so
 # that reruns with another batch size reuse finished results.
@@ -40,6 +44,7 @@ class SyncSettings(HashedSettings):
     # fills both in (``with_ffmpeg``).
     ffmpeg: str = ""
     ffmpeg_path: str = ""
+    tracks: str = "weighted-mean"
 
     def __post_init__(self):
         for name, allowed in (
@@ -47,6 +52,7 @@ class SyncSettings(HashedSettings):
             ("decoder", DECODERS),
             ("backend", BACKENDS),
             ("precision", PRECISIONS),
+            ("tracks", TRACK_RULES),
         ):
             value = getattr(self, name)
             if value not in allowed:
@@ -68,6 +74,9 @@ class SyncSettings(HashedSettings):
         if not self.reference_frames:
             # lossless runs keep the hashes they had before the field existed
             del d["ffmpeg"]
+        if self.tracks == "weighted-mean":
+            # the default rule keeps the hashes stored before the field existed
+            del d["tracks"]
         return d
 
     def with_ffmpeg(self) -> SyncSettings:
