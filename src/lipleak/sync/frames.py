@@ -25,17 +25,23 @@ class VideoFrames:
 
     @classmethod
     def open(
-        cls, path: Path, decoder: str, reference_frames: bool, ffmpeg: str | None = None
+        cls,
+        path: Path,
+        decoder: str,
+        reference_frames: bool,
+        ffmpeg: str | None = None,
+        check_audio: bool = False,
     ) -> VideoFrames:
         """Probe ``path`` and pick its decoder.
 
         InputError for a file that is no video, and "decode_error" for a video stream cut
         off before the end its container states: checked here, before any frame is
         decoded, because every mode and decoder starts here and none reads to the end for
-        certain (the prealigned scorer stops with the audio).
+        certain (the prealigned scorer stops with the audio). ``check_audio`` checks the
+        file's own audio stream in the same pass over its packets.
         """
         info = cpu_video.probe(path)
-        check_complete(path, ("video",))
+        check_complete(path, ("video", "audio") if check_audio else ("video",))
         # io does not look for GPUs itself; the (cached) probe is only worth asking when
         # DALI may be used at all.
         gpu = probe_gpu() if decoder != "cpu" else dali.NO_GPU_GIVEN

@@ -167,19 +167,24 @@ class SyncScorer:
             if audio.ndim != 1 or audio.dtype != np.int16:
                 raise InputError(None, "audio array must be 1-D int16 at 16 kHz", "bad_input")
             return lambda: array_chunks(audio), "array"
-        # The audio stream that will be read is checked as VideoFrames.open checks the
-        # video: the streamed reader may stop before a cut (detect mode reads the tracks'
-        # stretches only). Only that stream: an unused audio track may be anything.
-        source = video if audio is None else Path(audio)
+        # The audio that will be read is checked as the video is: the streamed reader may
+        # stop before a cut (detect mode reads the tracks' stretches only). The video's own
+        # track was checked by VideoFrames.open in its pass; an --audio file is checked
+        # here, and an audio track that is not used may be anything.
+        if audio is None:
+            return lambda: iter_audio(video), "container"
+        source = Path(audio)
         check_complete(source, ("audio",))
-        return lambda: iter_audio(source), "container" if audio is None else str(audio)
+        return lambda: iter_audio(source), str(audio)
 
     # -- scoring --------------------------------------------------------------------
     def score(self, video: str | Path, audio=None) -> VideoSync:
         """LSE-C / LSE-D of one video against its own audio track or ``audio``."""
         video = Path(video)
         s = self.settings
-        frames = VideoFrames.open(video, s.decoder, s.reference_frames, s.ffmpeg_path or None)
+        frames = VideoFrames.open(
+            video, s.decoder, s.reference_frames, s.ffmpeg_path or None, check_audio=audio is None
+        )
         chunks, audio_source = self._audio(video, audio)
         whole = AudioWindows(chunks())
         try:
