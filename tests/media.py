@@ -66,3 +66,23 @@ def speech_like(seconds: float, sr: int = 16000, seed: int = 0) -> np.ndarray:
     env = np.clip(np.sin(2 * np.pi * 3.0 * t), 0, None) ** 2
     sig = env * (0.6 * np.sin(2 * np.pi * 220 * t) + 0.4 * rng.standard_normal(t.size))
     return (sig / np.abs(sig).max() * 12000).astype(np.int16)
+
+
+def cut_clip(src: Path, dst: Path, start: int, n_frames: int, width: int = 256) -> Path:
+    """Frames ``start .. start + n_frames - 1`` (at 25 fps) of a real clip and the audio
+    under them, scaled to ``width`` pixels wide, as a new mp4: many short real talking-face
+    videos from the few shared ones."""
+    import cv2
+
+    from lipleak.io.audio import load_audio
+    from lipleak.io.frames import iter_frames
+
+    frames = []
+    for i, f in enumerate(iter_frames(src, fps=25.0)):
+        if i >= start + n_frames:
+            break
+        if i >= start:
+            h = round(f.shape[0] * width / f.shape[1]) // 2 * 2
+            frames.append(cv2.resize(f, (width, h), interpolation=cv2.INTER_AREA))
+    audio = load_audio(src)[start * 640 : (start + n_frames) * 640]
+    return write_video(dst, frames, audio=audio)

@@ -27,6 +27,10 @@ class InputError(LipleakError):
         self.status = status
         super().__init__(f"{self.path}: {cause}" if self.path else cause)
 
+    def __reduce__(self):
+        # pickled with its own fields (Ray hands it from a worker to the driver)
+        return (type(self), (self.path, self.cause, self.status))
+
 
 class ModelError(LipleakError):
     """A model file is missing, corrupt (wrong sha256) or cannot be loaded."""

@@ -65,6 +65,15 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     p.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="stems scored at once in this process, sharing the models and one SyncNet "
+        "that batches windows from all of them; never changes a number. Default: "
+        "%(default)s",
+    )
+    p.add_argument(
         "--ray",
         nargs="?",
         const=LOCAL_RAY,
@@ -108,7 +117,10 @@ def run(args) -> int:
         gt=args.gt,
         retry_failed=args.retry_failed,
         quiet=args.quiet,
+        workers=args.workers,
     )
+    if args.workers < 1:
+        raise LipleakError("--workers must be at least 1")
     executor = None
     if args.ray is not None:
         from ..protocol.distributed import RayExecutor
@@ -132,7 +144,13 @@ def run(args) -> int:
     counts = scorer.run(sys.argv[1:])
     warnings = fixture_warnings(scorer.provenance or {})
     if not args.no_report:
-        write_report(args.dir, scorer.db_path, fid=not args.no_fid)
+        # the minutes after the last video (cell FIDs, plots) are said, not silent
+        write_report(
+            args.dir,
+            scorer.db_path,
+            fid=not args.no_fid,
+            progress=lambda m: None if args.quiet else print(f"report: {m}", file=sys.stderr),
+        )
     for w in warnings:  # even with --quiet: the numbers in the store are not what they seem
         print(f"lipleak-fast: warning: {w}", file=sys.stderr)
     if not args.quiet:

@@ -1,4 +1,5 @@
-"""``lipleak-fast sync VIDEO``: offset, LSE-C and LSE-D of one video (SPEC §2)."""
+"""``lipleak-fast sync PATH [PATH ...]``: offset, LSE-C and LSE-D (SPEC §2) of one video, or
+of many in one resumable run (files, folders, @LIST files)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,25 @@ _RULE_WORDS = {
     "longest": "the longest track",
 }
 
-HELP = "LSE-C / LSE-D / offset of one video with SyncNet (per face track and per video)"
+HELP = (
+    "LSE-C / LSE-D / offset with SyncNet (per face track and per video) of one video, or of "
+    "many in one resumable run"
+)
+
+VOLUME_HELP = (
+    "One video file prints its table (or --json). Several paths, a folder (searched "
+    "recursively for video containers) or an @LIST file (one video per line, or "
+    "video<TAB>audio) make a volume run: every finished video is committed at once to a "
+    "results store (--db) and printed as a row; a rerun skips what is done unless the "
+    "video, its audio, the settings or a model changed; a video that cannot be scored is a "
+    "failed row with its reason and the run goes on. At the end: count, failures, mean "
+    "LSE-C and LSE-D (averaged as Wav2Lip's calculate_scores_LRS.py does, over the videos "
+    "scored) and their spread; --csv/--jsonl/--keep-list write every row. Exit status: 0 "
+    "when every video has an ok row, 4 when the run finished but some failed, 1-3 when the "
+    "run itself could not go on."
+)
+LOCAL_RAY = "local"  # --ray without ADDRESS (== lipleak.protocol.distributed.LOCAL)
+DEFAULT_DB = "lipleak-sync.sqlite"
 
 
 def add_sync_options(p: argparse.ArgumentParser) -> None:
@@ -148,28 +167,207 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "sync",
         help=HELP,
-        description=HELP + ". Prints a table, or JSON with "
-        "--json, including the settings and the sha256 of every model used.",
+        description=HELP + ". " + VOLUME_HELP + " Output names the settings and the sha256 "
+        "of every model used.",
     )
-    p.add_argument("video", type=Path, help="video file (any container/codec FFmpeg reads)")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="PATH",
+        help="a video file (any container/codec FFmpeg reads), a folder (recursive), or "
+        "@LIST: a text file with one video per line, or video<TAB>audio",
+    )
     p.add_argument(
         "--audio",
         type=Path,
         metavar="FILE",
-        help="score against this audio (wav or any media file) instead of the "
-        "video's own audio track",
+        help="score the one video against this audio (wav or any media file) instead of "
+        "its own audio track",
     )
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--audio-dir",
+        type=Path,
+        metavar="DIR",
+        help="score each video against the audio file of the same stem in DIR",
+    )
+    p.add_argument("--json", action="store_true", help="one video: print one JSON object")
     p.add_argument(
         "--verbose",
         action="store_true",
-        help="also give mdist (31 values) and per-frame confidence per track",
+        help="one video: also give mdist (31 values) and per-frame confidence per track",
     )
+    v = p.add_argument_group("many videos")
+    v.add_argument(
+        "--db",
+        type=Path,
+        metavar="FILE",
+        help=f"results store (SQLite); default {DEFAULT_DB} in the folder of the first of "
+        "--csv, --jsonl, --keep-list, else in the current folder",
+    )
+    v.add_argument("--csv", type=Path, metavar="FILE", help="write every row as CSV")
+    v.add_argument(
+        "--jsonl", type=Path, metavar="FILE", help="write every row as JSON lines (tracks nested)"
+    )
+    v.add_argument(
+        "--keep-list",
+        type=Path,
+        metavar="FILE",
+        help="write the videos that pass --min-lse-c/--max-lse-d/--max-abs-offset (an @LIST)",
+    )
+    v.add_argument("--min-lse-c", type=float, metavar="X", help="keep: LSE-C >= X")
+    v.add_argument("--max-lse-d", type=float, metavar="Y", help="keep: LSE-D <= Y")
+    v.add_argument("--max-abs-offset", type=int, metavar="K", help="keep: |offset| <= K")
+    v.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="videos prepared at once (decode, crops, MFCC) while one SyncNet runs batches "
+        "mixed from all of them; never changes a number. Default: %(default)s",
+    )
+    v.add_argument(
+        "--ray",
+        nargs="?",
+        const=LOCAL_RAY,
+        metavar="ADDRESS",
+        help="score on Ray workers, each with its own pipeline (paths must be the same on "
+        "every node). ADDRESS: host:port, ray://host:port or 'auto'; without it: "
+        "$RAY_ADDRESS, else the cluster started here, else a new local instance",
+    )
+    v.add_argument("--ray-workers", type=int, metavar="N", help="number of Ray workers")
+    v.add_argument("--retry-failed", action="store_true", help="rescore videos that failed")
+    v.add_argument("--quiet", action="store_true", help="no progress bar and no per-video rows")
     add_sync_options(p)
     p.set_defaults(func=run)
 
 
+_VOLUME_ONLY = (
+    "audio_dir",
+    "db",
+    "csv",
+    "jsonl",
+    "keep_list",
+    "min_lse_c",
+    "max_lse_d",
+    "max_abs_offset",
+    "ray",
+    "ray_workers",
+    "retry_failed",
+)
+
+
+def _single_video(args) -> bool:
+    """One video file and no option of a volume run: today's one-video output."""
+    if len(args.inputs) != 1 or any(getattr(args, k) not in (None, False) for k in _VOLUME_ONLY):
+        return False
+    first = str(args.inputs[0])
+    return not first.startswith("@") and not Path(first).is_dir()
+
+
 def run(args) -> int:
+    if args.workers < 1:
+        raise InputError(None, "--workers must be at least 1", "bad_option")
+    if _single_video(args):
+        args.video = Path(args.inputs[0])
+        return run_one(args)
+    if args.audio is not None:
+        raise InputError(
+            None,
+            "--audio names the audio of one video; for many, use --audio-dir or an @LIST "
+            "with video<TAB>audio lines",
+            "bad_option",
+        )
+    if args.json or args.verbose:
+        raise InputError(
+            None, "--json/--verbose print one video; for many, use --jsonl FILE", "bad_option"
+        )
+    return run_many(args)
+
+
+def _db_path(args) -> Path:
+    if args.db is not None:
+        return args.db
+    for out in (args.csv, args.jsonl, args.keep_list):
+        if out is not None:
+            return out.parent / DEFAULT_DB
+    return Path(DEFAULT_DB)
+
+
+def run_many(args) -> int:
+    from tqdm import tqdm
+
+    from ..models.registry import fixture_warnings
+    from ..sync import SyncScorer
+    from ..sync import rows as out
+    from ..sync.inputs import collect_jobs
+    from ..sync.results import RunLock, SyncStore, lock_path
+    from ..sync.volume import LocalExecutor, VolumeRun
+
+    keep_opts = (args.min_lse_c, args.max_lse_d, args.max_abs_offset)
+    if any(x is not None for x in keep_opts) and args.keep_list is None:
+        raise InputError(
+            None, "--min-lse-c/--max-lse-d/--max-abs-offset need --keep-list", "bad_option"
+        )
+    if args.ray_workers is not None and args.ray is None:
+        raise InputError(None, "--ray-workers needs --ray", "bad_option")
+    jobs, ignored = collect_jobs(args.inputs, args.audio_dir)
+    if not args.quiet:
+        for path, why in ignored:
+            print(f"not scored: {path}: {why}", file=sys.stderr)
+    if not jobs:
+        raise InputError(None, "no video to score in " + " ".join(map(str, args.inputs)), "missing")
+    settings = settings_from_args(args)
+    if args.ray is not None:
+        from ..protocol.distributed import SyncRayExecutor
+
+        executor = SyncRayExecutor(settings, address=args.ray, workers=args.ray_workers)
+    else:
+        executor = LocalExecutor(SyncScorer(settings), workers=args.workers)
+    db = _db_path(args)
+    with RunLock(lock_path(db)):
+        store = SyncStore(db)
+        try:
+            run = VolumeRun(jobs, store, executor, retry_failed=args.retry_failed)
+            run.start()
+            warnings = fixture_warnings(run.provenance)
+            for w in warnings:
+                print(f"lipleak-fast: warning: {w}", file=sys.stderr)
+            bar = tqdm(
+                total=len(jobs),
+                unit="video",
+                desc="sync",
+                disable=args.quiet,
+                dynamic_ncols=True,
+                file=sys.stderr,
+            )
+            if not args.quiet:
+                bar.write(out.format_header(), file=sys.stdout)
+
+            def on_row(row: dict) -> None:
+                if not args.quiet:
+                    bar.write(out.format_row(row), file=sys.stdout)
+                bar.update(1)
+
+            counts = run.run(sys.argv[1:], on_row=on_row, on_skip=lambda job: bar.update(1))
+            bar.close()
+            rows = run.rows()
+        finally:
+            store.close()
+    if args.csv is not None:
+        out.write_csv(args.csv, rows)
+    if args.jsonl is not None:
+        out.write_jsonl(args.jsonl, rows)
+    if args.keep_list is not None:
+        out.write_keep_list(args.keep_list, out.keep(rows, *keep_opts))
+    print(out.format_summary(out.summarize(rows)))
+    print(
+        f"scored {counts.scored}, skipped {counts.skipped} already done, failed "
+        f"{counts.failed}; run {run.hash}; results in {db}"
+    )
+    return 4 if any(r["status"] != "ok" for r in rows) else 0
+
+
+def run_one(args) -> int:
     from ..models.registry import fixture_warnings
     from ..sync import SyncScorer
 

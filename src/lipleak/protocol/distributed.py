@@ -115,6 +115,8 @@ class RayExecutor:
     workers.
     """
 
+    TASK_WORD = "stem"
+
     def __init__(
         self,
         sync: SyncSettings,
@@ -207,7 +209,7 @@ class RayExecutor:
             if task is None:
                 return False
             i = min(range(len(load)), key=load.__getitem__)
-            pending[self.actors[i].score_stem.remote(task.absolute())] = (i, task)
+            pending[self._submit(self.actors[i], task)] = (i, task)
             load[i] += 1
             return True
 
@@ -223,6 +225,9 @@ class RayExecutor:
             while more and len(pending) < IN_FLIGHT_PER_WORKER * len(self.actors):
                 more = submit()
 
+    def _submit(self, actor, task: StemTask):
+        return actor.score_stem.remote(task.absolute())
+
     def _results(self, ray, ref, task: StemTask) -> list[GroupResult]:
         try:
             return ray.get(ref)
@@ -237,20 +242,116 @@ class RayExecutor:
             # the worker process died on every try: record the stem as failed, go on
             why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             cause = (
-                f"the Ray worker holding this stem died ({self.max_task_retries + 1} "
-                f"tries; {why[:200]})"
+                f"the Ray worker holding this {self.TASK_WORD} died "
+                f"({self.max_task_retries + 1} tries; {why[:200]})"
             )
-            hashes = self.describes[0]["hashes"]
-            return [
-                GroupResult.failed(
-                    v,
-                    group,
-                    hashes[group],
-                    "worker_died",
-                    cause,
-                    f"{v.cell_video.path}: {cause}",
-                    k == len(v.groups) - 1,
-                )
-                for v in task.videos
-                for k, group in enumerate(v.groups)
-            ]
+            return self._died(task, cause)
+
+    def _died(self, task: StemTask, cause: str) -> list[GroupResult]:
+        hashes = self.describes[0]["hashes"]
+        return [
+            GroupResult.failed(
+                v,
+                group,
+                hashes[group],
+                "worker_died",
+                cause,
+                f"{v.cell_video.path}: {cause}",
+                k == len(v.groups) - 1,
+            )
+            for v in task.videos
+            for k, group in enumerate(v.groups)
+        ]
+
+
+# -- sync over many videos ----------------------------------------------------------------
+JOBS_PER_TASK = 4  # videos per Ray task: enough to fill a worker's pipeline, little to redo
+
+
+class SyncWorker:
+    """The body of one Ray actor of ``sync --ray``: a ``SyncScorer`` and its pipeline."""
+
+    def __init__(self, sync: SyncSettings, visual, threads: int | None):
+        from ..sync import SyncScorer
+
+        if threads:
+            os.environ.setdefault("LIPLEAK_ORT_THREADS", str(threads))
+        self.error: LipleakError | None = None
+        try:
+            self.scorer = SyncScorer(sync)
+        except LipleakError as exc:
+            self.scorer, self.error = None, exc
+
+    def describe(self) -> dict:
+        import socket
+
+        from ..sync.volume import run_hash
+
+        if self.error is not None:
+            raise self.error
+        provenance = self.scorer.describe()
+        return {
+            "hashes": {"sync": run_hash(provenance)},
+            "provenance": provenance,
+            "node": socket.gethostname(),
+            "pid": os.getpid(),
+        }
+
+    def score_jobs(self, jobs: tuple) -> list[tuple[object, object]]:
+        from ..sync.pipeline import SyncPipeline
+
+        # one thread per job of the task, at most 2: the actor has its share of the cores
+        with SyncPipeline(self.scorer, workers=min(2, len(jobs))) as pipe:
+            return list(pipe.run(jobs))
+
+
+def _absolute(job):
+    """The job with absolute paths, which mean the same on every node of a shared disk."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    audio = None if job.audio is None else Path(job.audio).absolute()
+    return replace(job, video=Path(job.video).absolute(), audio=audio)
+
+
+class SyncRayExecutor(RayExecutor):
+    """``RayExecutor`` for ``sync``: tasks are tuples of ``VideoJob``s; results come back
+    as ``(job, VideoSync | InputError)`` and are committed by the driver
+    (``lipleak.sync.volume``), which is also the executor interface it implements."""
+
+    TASK_WORD = "video batch"
+
+    def __init__(
+        self,
+        sync: SyncSettings,
+        address: str = LOCAL,
+        workers: int | None = None,
+        max_task_retries: int = MAX_TASK_RETRIES,
+        worker_class=SyncWorker,
+    ):
+        super().__init__(sync, None, address, workers, max_task_retries, worker_class)
+
+    def start(self) -> tuple[str, dict]:
+        hashes, provenance = super().start()
+        return hashes["sync"], provenance
+
+    def run(self, jobs, commit) -> None:  # type: ignore[override]
+        def tasks():
+            batch: list = []
+            for job in jobs:
+                batch.append(_absolute(job))
+                if len(batch) == JOBS_PER_TASK:
+                    yield tuple(batch)
+                    batch = []
+            if batch:
+                yield tuple(batch)
+
+        super().run(tasks(), lambda pair: commit(*pair))
+
+    def _submit(self, actor, task):
+        return actor.score_jobs.remote(task)
+
+    def _died(self, task, cause: str):
+        from ..errors import InputError
+
+        return [(job, InputError(job.video, cause, "worker_died")) for job in task]

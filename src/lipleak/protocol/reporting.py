@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .. import __version__
@@ -109,7 +110,11 @@ def _load_fid_cache(path: Path) -> dict:
 
 
 def cell_fids(
-    root: Path, visual_hash: str | None, videos: dict, reasons: dict | None = None
+    root: Path,
+    visual_hash: str | None,
+    videos: dict,
+    reasons: dict | None = None,
+    progress: Callable[[str], None] = lambda message: None,
 ) -> dict[tuple[str, str], float]:
     """FID per cell: all generated crops of the cell's videos vs the GT crops of the same
     videos (the talking-face convention of SPEC §3). A cell whose FID cannot be computed is
@@ -143,6 +148,7 @@ def cell_fids(
         if isinstance(cache.get(key), float | int):
             out[(setup, ref)] = used[key] = float(cache[key])
             continue
+        progress(f"FID of cell {setup}/{ref} ({len(pairs)} videos)")
         try:
             out[(setup, ref)] = used[key] = fid.feature_files_fid(
                 [g for g, _ in pairs], [t for _, t in pairs]
@@ -160,9 +166,15 @@ def cell_fids(
     return out
 
 
-def build(root: Path, db: Path | None = None, fid: bool = True) -> dict:
+def build(
+    root: Path,
+    db: Path | None = None,
+    fid: bool = True,
+    progress: Callable[[str], None] = lambda message: None,
+) -> dict:
     """Everything the report shows, as one JSON-able dict; ``fid=False`` leaves the cell
-    FIDs out (``--no-fid``) and says so in the report."""
+    FIDs out (``--no-fid``) and says so in the report. ``progress`` hears of each step
+    that takes time (a cell FID not yet cached)."""
     root = Path(root)
     store = ResultsStore(db or results_db(root))
     try:
@@ -180,6 +192,7 @@ def build(root: Path, db: Path | None = None, fid: bool = True) -> dict:
             hashes.get("visual"),
             {k: v for k, v in videos.items() if "ssim" in v or "psnr" in v},
             reasons=fid_reasons,
+            progress=progress,
         )
         if fid
         else {}
@@ -651,11 +664,19 @@ def _html(data: dict, plots: dict) -> str:
 
 
 def write_report(
-    root: Path, db: Path | None = None, out: Path | None = None, fid: bool = True
+    root: Path,
+    db: Path | None = None,
+    out: Path | None = None,
+    fid: bool = True,
+    progress: Callable[[str], None] = lambda message: None,
 ) -> dict:
+    """Write report.md/.html, results.json/.csv and the plots; ``progress`` hears of each
+    step (the cell FIDs, the plots), so a caller can say what happens after the last
+    video."""
     root = Path(root)
     out = Path(out) if out else root
-    data = build(root, db, fid)
+    data = build(root, db, fid, progress)
+    progress(f"writing the report and plots in {out}")
     plots = _plots(data)
     try:
         (out / "plots").mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ store. Both the local loop and the Ray workers of ``distributed.py`` run the sam
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import sys
@@ -34,6 +35,7 @@ from ..errors import InputError, LipleakError
 from ..files import atomic_path, atomic_write
 from ..io.audio import load_audio
 from ..sync import SyncScorer, SyncSettings
+from ..sync.pipeline import SharedLipTower, feed_threads
 from .dataset import (
     CELLS,
     GT_REF,
@@ -95,6 +97,7 @@ class ScoreOptions:
     gt: Path | None = None
     retry_failed: bool = False
     quiet: bool = False
+    workers: int = 2  # stems scored at once in this process (LocalExecutor)
 
 
 class StemScorer:
@@ -123,6 +126,14 @@ class StemScorer:
         self._task: StemTask | None = None
         self._gt_audio: np.ndarray | InputError | None = None
         self._gt_analysis = None
+
+    def sharing(self, syncnet) -> StemScorer:
+        """A scorer for another thread: the same models, ``syncnet`` as its SyncNet, and its
+        own per-stem state."""
+        other = copy.copy(self)
+        other.sync = self.sync.sharing(syncnet)
+        other._task, other._gt_audio, other._gt_analysis = None, None, None
+        return other
 
     def score_stem(self, task: StemTask) -> Iterator[GroupResult]:
         """One result per (video, pending group), in the task's order, as each is ready."""
@@ -241,18 +252,31 @@ class StemScorer:
 
 
 class LocalExecutor:
-    """Scores stems one after the other in this process (models loaded at construction)."""
+    """Scores stems in this process, ``workers`` at a time on threads (``feed_threads``).
 
-    def __init__(self, sync: SyncSettings, visual=None):
+    The models are loaded once, at construction, and shared; SyncNet's lip tower runs on
+    one thread that batches the windows of every stem being scored (``SharedLipTower``),
+    so the decoding and visual metrics of one stem overlap SyncNet on another. Results
+    reach ``commit`` in the caller's thread, the only one that writes the store.
+    """
+
+    def __init__(self, sync: SyncSettings, visual=None, workers: int = 2):
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
         self.worker = StemScorer(sync, visual)
+        self.workers = workers
 
     def start(self) -> tuple[dict, dict]:
         return self.worker.hashes, self.worker.provenance
 
     def run(self, tasks: Iterator[StemTask], commit: Callable[[GroupResult], None]) -> None:
-        for task in tasks:
-            for r in self.worker.score_stem(task):
+        tower = SharedLipTower(self.worker.sync.syncnet, self.worker.sync.settings.batch_size)
+        try:
+            scorers = [self.worker.sharing(tower) for _ in range(self.workers)]
+            for r in feed_threads(tasks, lambda i, task: scorers[i].score_stem(task), self.workers):
                 commit(r)
+        finally:
+            tower.close()
 
     def close(self) -> None:
         pass
@@ -286,7 +310,11 @@ class DirectoryScorer:
         self.groups = ("sync",) if opts.visual is None else ("sync", "visual")
         self.hashes: dict[str, str] | None = None
         self.provenance: dict | None = None
-        self.executor = executor if executor is not None else LocalExecutor(opts.sync, opts.visual)
+        self.executor = (
+            executor
+            if executor is not None
+            else LocalExecutor(opts.sync, opts.visual, opts.workers)
+        )
 
     def start(self) -> None:
         """Start the executor (Ray: its actors and their models) and learn the settings

@@ -34,7 +34,10 @@ class Runtime(Protocol):
     outputs: list[TensorSpec]
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run one batch. Arrays are C-contiguous numpy arrays with the batch axis first."""
+        """Run one batch. Arrays are C-contiguous numpy arrays with the batch axis first.
+
+        Safe to call from several threads at once (the sync pipeline's workers share
+        models): onnxruntime sessions are; the TensorRT runtime serialises its callers."""
         ...
 
     def describe(self) -> RuntimeInfo: ...

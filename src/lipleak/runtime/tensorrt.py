@@ -13,6 +13,7 @@ device-to-device without touching the host — the hook that keeps decoded frame
 from __future__ import annotations
 
 import ctypes
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -208,6 +209,9 @@ class TensorRTRuntime:
         self.max_batch = min(p[2][0] for p in profile.values())
         self._alloc()
         self._pending: list | None = None
+        # one execution context and one set of buffers: callers from several threads (the
+        # sync pipeline's workers share the detector) take turns
+        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ buffers
 
@@ -319,6 +323,10 @@ class TensorRTRuntime:
         return out
 
     def run(self, feeds: dict) -> dict[str, np.ndarray]:
+        with self._lock:
+            return self._run(feeds)
+
+    def _run(self, feeds: dict) -> dict[str, np.ndarray]:
         n = self._check(feeds)
         # Split oversized batches (the buffers are sized for the profile's maximum) and pad
         # a short tail up to the profile's minimum (fixed-batch models); padded rows are

@@ -9,6 +9,7 @@ rather than holding frames.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -148,6 +149,18 @@ class SyncScorer:
             "models": models,
             "libraries": {"av": av.__version__, "opencv": cv2.__version__, "numpy": np.__version__},
         }
+
+    def sharing(self, syncnet) -> SyncScorer:
+        """This scorer with ``syncnet`` in place of its own (the pipeline's shared tower).
+
+        Settings and the detector stay shared; the detector is loaded here, before any
+        worker thread could race to load it.
+        """
+        if self.settings.mode == "detect":
+            self.detector  # noqa: B018
+        other = copy.copy(self)
+        other.syncnet = syncnet
+        return other
 
     @property
     def frame_path(self) -> str:

@@ -1,0 +1,251 @@
+"""Many videos through one SyncNet: a pipeline, not a loop (SPEC §2 numbers unchanged).
+
+    with SyncPipeline(scorer, workers=2) as pipe:
+        for job, outcome in pipe.run(jobs):      # as each video finishes
+            ...                                  # a VideoSync, or the InputError it raised
+
+``workers`` threads each take the next video and run ``SyncScorer.score`` on it: decoding,
+crops, the audio stream and its MFCC, the offset search. Their lip windows do not go to
+the model directly but to ``SharedLipTower``, one thread that owns the lip tower and runs
+it on batches made of whatever windows are waiting, from any video. So the decoding of
+the next videos overlaps the inference of the current ones, and short clips share
+batches instead of leaving the model half-idle.
+
+Every number equals scoring each video alone: a window's embedding depends on that
+window only (the tower has no batch statistics; ``tests/test_sync_volume.py`` checks the
+rows bit for bit against single-video scoring, for several batch sizes and worker
+counts). Memory is bounded by ``workers`` (each holds one video's streaming state and at
+most ``batch_size`` waiting windows) and one queued job, never by the number or length
+of the videos. The audio tower (1/50 of the lip tower's work per window) runs in the
+worker threads.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from ..export.syncnet_shapes import EMBED_DIM
+
+
+@dataclass
+class TowerStats:
+    """What the shared lip tower did: for utilisation (busy / wall) and batch fill."""
+
+    windows: int = 0
+    batches: int = 0
+    busy_s: float = 0.0  # time inside the model
+    mixed_batches: int = 0  # batches holding windows of more than one request
+
+
+class _Request:
+    __slots__ = ("x", "result", "error", "done")
+
+    def __init__(self, x: np.ndarray):
+        self.x = x
+        self.result: np.ndarray | None = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+
+class SharedLipTower:
+    """A SyncNet whose lip tower is fed by many threads and run by one.
+
+    Has SyncNet's ``embed_lips``/``embed_audio``/``describe``, so a ``SyncScorer`` uses it
+    as its model (``SyncScorer.sharing``). ``embed_lips`` blocks its caller until the
+    windows it gave are embedded; the tower thread takes waiting requests first come,
+    first served, up to ``batch_size`` windows per model call, and starts as soon as it
+    is free: waiting for a fuller batch would leave it idle.
+    """
+
+    def __init__(self, syncnet, batch_size: int):
+        self.syncnet = syncnet
+        self.batch_size = batch_size
+        self.stats = TowerStats()
+        self._waiting: list[_Request] = []
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name="lip-tower", daemon=True)
+        self._thread.start()
+
+    # -- what a scorer calls ----------------------------------------------------------
+    def embed_lips(self, x: np.ndarray) -> np.ndarray:
+        if len(x) == 0:
+            return np.zeros((0, EMBED_DIM), np.float32)
+        # the caller refills its batch buffer once this returns: hand over a copy
+        req = _Request(np.array(x, dtype=np.float32, copy=True))
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the shared lip tower is closed")
+            self._waiting.append(req)
+            self._cond.notify()
+        req.done.wait()
+        if req.error is not None:
+            raise req.error
+        return req.result
+
+    def embed_audio(self, x: np.ndarray) -> np.ndarray:
+        return self.syncnet.embed_audio(x)
+
+    def describe(self) -> dict:
+        return self.syncnet.describe()
+
+    # -- the tower thread -------------------------------------------------------------
+    def _take(self) -> list[_Request] | None:
+        with self._cond:
+            while not self._waiting and not self._closed:
+                self._cond.wait()
+            if not self._waiting:
+                return None  # closed and drained
+            taken, rows = [], 0
+            while self._waiting and (
+                not taken or rows + len(self._waiting[0].x) <= self.batch_size
+            ):
+                req = self._waiting.pop(0)
+                taken.append(req)
+                rows += len(req.x)
+            return taken
+
+    def _serve(self) -> None:
+        while (taken := self._take()) is not None:
+            x = taken[0].x if len(taken) == 1 else np.concatenate([r.x for r in taken])
+            t0 = time.perf_counter()
+            try:
+                y = self.syncnet.embed_lips(x)
+            except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
+                for r in taken:
+                    r.error = exc
+                    r.done.set()
+                continue
+            self.stats.busy_s += time.perf_counter() - t0
+            self.stats.windows += len(x)
+            self.stats.batches += 1
+            self.stats.mixed_batches += len(taken) > 1
+            i = 0
+            for r in taken:
+                r.result = y[i : i + len(r.x)]
+                i += len(r.x)
+                r.done.set()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join()
+
+
+_END = object()
+
+
+class SyncPipeline:
+    """Scores an iterable of jobs with ``workers`` threads around one ``SharedLipTower``.
+
+    A job is anything with ``video`` and ``audio`` attributes (``lipleak.sync.inputs
+    .VideoJob``). ``run`` yields ``(job, VideoSync | InputError)`` in the order videos
+    finish; an InputError is a video that cannot be scored, any other exception stops
+    the run. Jobs are taken from the iterable only as workers free up, so a caller can
+    decide per job, just before it starts, whether it is still to do.
+    """
+
+    def __init__(self, scorer, workers: int = 2):
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        self.scorer = scorer
+        self.workers = workers
+        self.tower: SharedLipTower | None = None
+
+    def __enter__(self) -> SyncPipeline:
+        self.tower = SharedLipTower(self.scorer.syncnet, self.scorer.settings.batch_size)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.tower is not None:
+            self.tower.close()
+            self.tower = None
+
+    def run(self, jobs: Iterable) -> Iterator[tuple[object, object]]:
+        if self.tower is None:
+            raise RuntimeError("SyncPipeline.run outside its with-block")
+        scorer = self.scorer.sharing(self.tower)
+
+        def score(_worker: int, job) -> Iterator[tuple[object, object]]:
+            try:
+                yield job, scorer.score(job.video, job.audio)
+            except InputError as exc:
+                yield job, exc
+
+        return feed_threads(jobs, score, self.workers)
+
+
+_ITEM_DONE = object()
+
+
+def feed_threads(
+    items: Iterable, handle: Callable[[int, object], Iterable], workers: int
+) -> Iterator:
+    """Everything ``handle(worker, item)`` yields, for every item, as it is yielded.
+
+    ``workers`` threads take one item at a time; ``worker`` (0 .. workers - 1) lets a
+    handler keep per-thread state. Items are pulled from ``items`` here, in the caller's
+    thread (a caller's generator may read a database that belongs to that thread), one
+    ahead of the free workers so that none waits for the next. At most ``workers + 1``
+    items are taken and not finished, so memory does not depend on how many there are.
+    An exception other than those a handler turns into outputs is raised here; an
+    exhausted, failed or abandoned run stops the workers after their current item.
+    """
+    source = iter(items)
+    todo: queue.Queue = queue.Queue()
+    done: queue.Queue = queue.Queue()
+
+    def work(index: int) -> None:
+        while (item := todo.get()) is not _END:
+            try:
+                for out in handle(index, item):
+                    done.put((True, out))
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                done.put((False, exc))
+                return
+            done.put((True, _ITEM_DONE))
+
+    threads = [
+        threading.Thread(target=work, args=(i,), name=f"lipleak-worker-{i}", daemon=True)
+        for i in range(workers)
+    ]
+    for t in threads:
+        t.start()
+    in_flight, more = 0, True
+    try:
+        while True:
+            while more and in_flight < workers + 1:
+                item = next(source, _END)
+                if item is _END:
+                    more = False
+                else:
+                    todo.put(item)
+                    in_flight += 1
+            if not in_flight:
+                break
+            ok, out = done.get()
+            if not ok:
+                raise out
+            if out is _ITEM_DONE:
+                in_flight -= 1
+            else:
+                yield out
+    finally:
+        while True:
+            try:
+                todo.get_nowait()
+            except queue.Empty:
+                break
+        for _ in threads:
+            todo.put(_END)
