@@ -202,9 +202,14 @@ def test_unreadable_list(tmp_path):
     assert e.value.status == "missing"
     with pytest.raises(InputError, match="cannot read the list file"):
         collect_jobs([f"@{tmp_path}"])  # a folder
-    bad = touch(tmp_path / "latin1.txt", b"ok.mp4\ncaf\xe9.mp4\n")
-    with pytest.raises(InputError, match="line 2: not UTF-8"):
-        collect_jobs([f"@{bad}"])
+
+
+def test_list_bytes_that_are_not_utf8_name_the_file_with_those_bytes(tmp_path):
+    v = tmp_path / os.fsdecode(b"caf\xe9.mp4")  # a Latin-1 name on a UTF-8 system
+    touch(v)
+    lst = touch(tmp_path / "latin1.txt", b"caf\xe9.mp4\n")
+    jobs, _ = collect_jobs([f"@{lst}"])
+    assert jobs == [VideoJob(v, None)]
 
 
 def test_list_entries_are_never_evaluated(tmp_path, monkeypatch):

@@ -16,7 +16,8 @@ no file name can become code. The rules:
   are followed, each real folder walked once (no loops).
 * A **string** starting with ``@`` names a list file (a ``Path`` never does; to name a
   file whose name starts with ``@``, write ``./@name``). In the list, one entry per line:
-  ``VIDEO`` or ``VIDEO<TAB>AUDIO``, UTF-8 (a BOM is allowed), ``\\n`` or ``\\r\\n``. The
+  ``VIDEO`` or ``VIDEO<TAB>AUDIO``, UTF-8 (a BOM is allowed; bytes that are not UTF-8
+  name the file with those bytes, as ``os.fsdecode`` does), ``\\n`` or ``\\r\\n``. The
   text between tabs is the path exactly: no spaces are trimmed, no ``~`` or variables are
   expanded, a ``@`` is just a character (lists do not nest). Relative paths are resolved
   against the list file's folder. Blank lines (only whitespace) and lines whose first
@@ -187,14 +188,13 @@ def _read_list(list_path: Path, skip: set[str], ignored: list[tuple[Path, str]])
     if not list_path.exists():
         raise InputError(list_path, "no such list file", "missing")
     try:
-        text = list_path.read_bytes().decode("utf-8-sig")
+        # Bytes that are not UTF-8 decode as the OS decodes file names (os.fsdecode), so a
+        # line names the file with exactly those bytes.
+        text = list_path.read_bytes().decode("utf-8-sig", "surrogateescape")
     except OSError as exc:
         raise InputError(
             list_path, f"cannot read the list file: {exc.strerror}", "bad_input"
         ) from None
-    except UnicodeDecodeError as exc:
-        line = _line_of(exc)
-        raise InputError(list_path, f"line {line}: not UTF-8 text", "bad_input") from None
     base = list_path.parent
     jobs: list[VideoJob] = []
     for n, line in enumerate(text.split("\n"), 1):
@@ -226,11 +226,6 @@ def _read_list(list_path: Path, skip: set[str], ignored: list[tuple[Path, str]])
         else:
             raise InputError(None, f"{where}: not a file", "bad_input")
     return jobs
-
-
-def _line_of(exc: UnicodeDecodeError) -> int:
-    """The 1-based line of the first byte that is not UTF-8."""
-    return exc.object[: exc.start].count(b"\n") + 1
 
 
 # --- audio_dir -----------------------------------------------------------------------------
