@@ -1,15 +1,20 @@
-"""Files written whole or not at all, and their sha256 (cached by the file's stamp).
+"""Files written whole or not at all, their sha256 (cached by the file's stamp), the
+identity stamp of input files and the lock that keeps one run per results store.
 
 Every file the project writes for later runs to read (models, engines, features, reports,
 caches) goes through ``atomic_path``/``atomic_write``: a reader, or a run killed midway,
 sees the old file or the whole new one, never a torn one. Hashes of multi-hundred-MB model
 files go through ``file_sha256``, which remembers each digest under the file's size, mtime,
 ctime and inode in the model dir, so a model is read once, not once per process.
+
+``inputs_hash``, ``RunLock`` and ``lock_path`` serve both results stores (``protocol`` and
+``sync``); they live on this floor because ``sync`` must not import ``protocol``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -17,6 +22,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import LipleakError
 from .paths import model_dir
 
 HASH_CACHE = ".sha256-cache.json"
@@ -115,3 +121,64 @@ def remember(path: str | Path, digest: str) -> None:
     cache = _read_cache()  # re-read: another process may have added entries meanwhile
     cache[key] = [*stamp, digest]
     _write_cache(cache)
+
+
+# --- input stamps and the run lock ---------------------------------------------------------
+
+
+def inputs_hash(*paths, missing_ok: bool = False) -> str:
+    """Identity of the input files: name, size and modification time (not their bytes, and
+    not their folder, so that a moved or copied DIR is not rescored).
+
+    ``None`` stands for "no file" (e.g. a video's own audio track). With ``missing_ok`` a
+    path that does not exist hashes as missing instead of raising, so that a result recorded
+    for a missing file is redone once the file appears.
+    """
+    h = hashlib.sha256()
+    for p in paths:
+        if p is None:
+            h.update(b"-")
+            continue
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            if not missing_ok:
+                raise
+            h.update(f"{Path(p).name}|missing;".encode())
+            continue
+        h.update(f"{Path(p).name}|{st.st_size}|{st.st_mtime_ns};".encode())
+    return h.hexdigest()[:16]
+
+
+def lock_path(db: Path) -> Path:
+    """The run lock beside a results store: one run per store, wherever it lives."""
+    db = Path(db)
+    return db.with_name(db.name + ".lock")
+
+
+class RunLock:
+    """An exclusive lock held for a whole run; a second run on the same DIR stops at once."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.fd = None
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(self.fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(self.fd)
+            raise LipleakError(
+                f"another lipleak-fast run is using {self.path.parent} "
+                f"(pid {other}); wait for it to finish or stop it"
+            ) from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)

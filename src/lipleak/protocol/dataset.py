@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError, LipleakError
+from ..files import lock_path as lock_path  # re-export: moved to files for lipleak.sync
 
 SETUPS = ("AM", "XM", "SI")
 REFERENCES = ("CR", "AR")
@@ -30,12 +31,6 @@ GT_SETUP, GT_REF = "GT", "-"
 def results_db(root: Path) -> Path:
     """The default results store of ``root`` (``--db`` puts it elsewhere)."""
     return Path(root) / "results.sqlite"
-
-
-def lock_path(db: Path) -> Path:
-    """The run lock beside a results store: one run per store, wherever it lives."""
-    db = Path(db)
-    return db.with_name(db.name + ".lock")
 
 
 def plan_path(root: Path) -> Path:

@@ -15,15 +15,18 @@ The metric group is stored in the column ``grp``, and the row dicts that ``units
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
-import os
 import sqlite3
 import time
 from pathlib import Path
 
 from ..errors import LipleakError
+
+# Moved to the bottom floor so that lipleak.sync's store shares them; re-exported here for
+# the existing imports (protocol.scoring, tests).
+from ..files import RunLock, inputs_hash
+
+__all__ = ["ResultsStore", "RunLock", "inputs_hash"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -40,47 +43,6 @@ CREATE TABLE IF NOT EXISTS results (
   reason TEXT, run_id INTEGER NOT NULL, created REAL NOT NULL,
   PRIMARY KEY (stem, setup, reference, metric, settings_hash));
 """
-
-
-def inputs_hash(*paths) -> str:
-    """Identity of the input files: name, size and modification time (not their bytes, and
-    not their folder, so that a moved or copied DIR is not rescored)."""
-    h = hashlib.sha256()
-    for p in paths:
-        if p is None:
-            h.update(b"-")
-            continue
-        st = os.stat(p)
-        h.update(f"{Path(p).name}|{st.st_size}|{st.st_mtime_ns};".encode())
-    return h.hexdigest()[:16]
-
-
-class RunLock:
-    """An exclusive lock held for a whole run; a second run on the same DIR stops at once."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.fd = None
-
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.pread(self.fd, 64, 0).decode(errors="replace").strip() or "?"
-            os.close(self.fd)
-            raise LipleakError(
-                f"another lipleak-fast run is using {self.path.parent} "
-                f"(pid {other}); wait for it to finish or stop it"
-            ) from None
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
-        return self
-
-    def __exit__(self, *exc):
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
 
 
 class ResultsStore:

@@ -7,6 +7,8 @@
 
 Modules: ``settings`` (SyncSettings), ``scorer`` (SyncScorer and its results),
 ``search`` (the streamed offset search), ``audio`` (MFCC windows of an audio stream).
+Batch runs: ``inputs`` (files, folders and @LIST files → jobs), ``results`` (the resumable
+SQLite store of per-video rows), ``rows`` (printed lines, CSV/JSONL, summary, keep lists).
 """
 
 from __future__ import annotations

@@ -1,0 +1,348 @@
+"""What a batch ``sync`` run prints and writes from its rows (``lipleak.sync.results``).
+
+* ``format_header``/``format_row``: one fixed-width line per video.
+* ``write_csv``: one line per video (``track`` = "video") followed by one per face track
+  (``track`` = 0, 1, ...); ``write_jsonl``: one JSON object per video, tracks nested.
+* ``summarize``/``format_summary``: count, means, spread and range over the scored videos.
+* ``keep``/``write_keep_list``: the videos passing thresholds, as a list ``collect_jobs``
+  reads back (``@LIST``).
+
+Every file is written atomically (``lipleak.files``): a reader or a killed run sees the old
+file or the whole new one.
+
+**Means, as Wav2Lip computes them.** Wav2Lip's ``evaluation/scores_LSE/
+calculate_scores_LRS.py`` starts ``avg_confidence = 0.`` and ``avg_min_distance = 0.``,
+adds each video's SyncNet ``conf`` and ``minval`` (0-d float32 arrays) in the order it
+scores the videos, and prints ``avg_confidence / len(all_videos)``. Under the NumPy 1.x it
+ran with, ``python float + float32`` is promoted to float64, so the sum is a sequential
+float64 sum of float32 values (NumPy 2 keeps float32 there, NEP 50; the script's numbers
+come from 1.x). ``summarize`` does the same: the rows' per-video numbers are Python floats
+(float64, made from SyncNet's float32 outputs), added one after the other in the order of
+``rows`` (the caller passes them in input order), then divided by the count. Its order is
+``glob.glob``'s (directory order), so to reproduce one of its printouts to the last bit,
+pass the videos in that order.
+
+**Failed videos.** That script has no failure handling: one video it cannot score stops
+it, so its averages exist only when every video scored, and then ours equal them. Here a
+failed video is counted in ``failed`` (by status) and left out of every mean, spread and
+range, which are over the ``ok`` rows only.
+
+**Spread.** ``std_*`` is the population standard deviation (ddof = 0, NumPy's ``np.std``
+default): sqrt(sum((x - mean)^2) / n) with the mean above, two passes in float64; 0.0 for
+one video, None for none.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import LipleakError
+from ..files import atomic_write
+
+CSV_COLUMNS = (
+    "video",
+    "audio",
+    "track",
+    "status",
+    "reason",
+    "offset",
+    "lse_c",
+    "lse_d",
+    "n_frames",
+    "n_tracks",
+    "start_frame",
+    "end_frame",
+    "settings_hash",
+)
+# detail fields (VideoSync.to_dict) that a JSONL line carries besides the row's own
+JSONL_DETAIL = ("audio_source", "src_fps", "resampled", "frame_path", "decoder", "track_rule")
+
+_W = (12, 6, 8, 8, 7, 6)  # status, offset, LSE-C, LSE-D, frames, tracks
+
+
+# --- printed lines -------------------------------------------------------------------------
+
+
+def format_header() -> str:
+    w = _W
+    return (
+        f"{'status':<{w[0]}} {'offset':>{w[1]}} {'LSE-C':>{w[2]}} {'LSE-D':>{w[3]}} "
+        f"{'frames':>{w[4]}} {'tracks':>{w[5]}}  video"
+    )
+
+
+def format_row(row: dict) -> str:
+    """One line: status, offset, LSE-C, LSE-D, frames, tracks, then the path (and audio);
+    a failed video shows dashes for the numbers and its reason after the path."""
+    w = _W
+    where = row["video"] + (f"  (audio {row['audio']})" if row.get("audio") else "")
+    if row["status"] != "ok":
+        dashes = " ".join(f"{'-':>{n}}" for n in w[1:])
+        return f"{row['status']:<{w[0]}} {dashes}  {where}: {row.get('reason') or ''}"
+    return (
+        f"{'ok':<{w[0]}} {_int(row['offset']):>{w[1]}} {_num(row['lse_c']):>{w[2]}} "
+        f"{_num(row['lse_d']):>{w[3]}} {_int(row['n_frames']):>{w[4]}} "
+        f"{_int(row['n_tracks']):>{w[5]}}  {where}"
+    )
+
+
+def _num(x) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
+def _int(x) -> str:
+    return "-" if x is None else str(int(x))
+
+
+# --- CSV and JSONL -------------------------------------------------------------------------
+
+
+def _cell(x) -> str:
+    # repr of a float is the shortest text that reads back to the same float
+    if x is None:
+        return ""
+    return repr(float(x)) if isinstance(x, float) else str(x)
+
+
+def csv_lines(row: dict) -> list[list[str]]:
+    """The CSV lines of one row: the video, then each of its tracks."""
+    ok = row["status"] == "ok"
+    video = {
+        "video": row["video"],
+        "audio": row.get("audio") or "",
+        "track": "video",
+        "status": row["status"],
+        "reason": row.get("reason") or "",
+        "offset": row.get("offset") if ok else None,
+        "lse_c": row.get("lse_c") if ok else None,
+        "lse_d": row.get("lse_d") if ok else None,
+        "n_frames": row.get("n_frames") if ok else None,
+        "n_tracks": row.get("n_tracks") if ok else None,
+        "start_frame": None,
+        "end_frame": None,
+        "settings_hash": row.get("settings_hash") or "",
+    }
+    out = [[_cell(video[c]) for c in CSV_COLUMNS]]
+    for i, t in enumerate((row.get("tracks") or []) if ok else []):
+        line = video | {
+            "track": i,
+            "reason": "",
+            "offset": t["offset"],
+            "lse_c": t["lse_c"],
+            "lse_d": t["lse_d"],
+            "n_frames": t["end_frame"] - t["start_frame"] + 1,  # frames of this track
+            "n_tracks": None,
+            "start_frame": t["start_frame"],
+            "end_frame": t["end_frame"],
+        }
+        out.append([_cell(line[c]) for c in CSV_COLUMNS])
+    return out
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """CSV_COLUMNS, one line per video then one per track; failures have empty numbers.
+
+    Floats are written as their repr (they read back exactly); a track line's ``n_frames``
+    is its own length, ``end_frame`` inclusive. File names that are not UTF-8 are written
+    as their original bytes.
+    """
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for row in rows:
+        w.writerows(csv_lines(row))
+    atomic_write(path, buf.getvalue().encode("utf-8", "surrogateescape"))
+
+
+def _finite(x):
+    """``x`` with every NaN and ±inf replaced by None (JSON has no such numbers)."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_finite(v) for v in x]
+    return x
+
+
+def json_object(row: dict) -> dict:
+    """The JSONL object of one row: its fields, its tracks, a few detail fields."""
+    obj = {
+        k: row.get(k)
+        for k in (
+            "video",
+            "audio",
+            "status",
+            "reason",
+            "offset",
+            "lse_c",
+            "lse_d",
+            "n_frames",
+            "n_tracks",
+            "settings_hash",
+            "inputs_hash",
+        )
+    }
+    obj["audio"] = obj["audio"] or ""
+    obj["reason"] = obj["reason"] or ""
+    obj["tracks"] = list(row.get("tracks") or [])
+    detail = row.get("detail") or {}
+    obj |= {k: detail.get(k) for k in JSONL_DETAIL}
+    return _finite(obj)
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """One JSON object per line and video (``audio`` "" = its own track; NaN/inf → null)."""
+    lines = []
+    for row in rows:
+        obj = json_object(row)
+        text = json.dumps(obj, allow_nan=False, ensure_ascii=False)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a name that is not UTF-8: escaped, still valid JSON
+            text = json.dumps(obj, allow_nan=False, ensure_ascii=True)
+        lines.append(text + "\n")
+    atomic_write(path, "".join(lines))
+
+
+# --- summary -------------------------------------------------------------------------------
+
+
+@dataclass
+class Summary:
+    """Counts over all rows; every other field over the ok rows only (None without one)."""
+
+    count: int = 0
+    ok: int = 0
+    failed: int = 0
+    failures: dict[str, int] = field(default_factory=dict)  # status -> videos
+    mean_lse_c: float | None = None
+    mean_lse_d: float | None = None
+    std_lse_c: float | None = None  # population std, ddof = 0
+    std_lse_d: float | None = None
+    min_lse_c: float | None = None
+    max_lse_c: float | None = None
+    min_lse_d: float | None = None
+    max_lse_d: float | None = None
+    mean_offset: float | None = None
+    mean_abs_offset: float | None = None
+    in_sync: int = 0  # ok videos with offset 0
+    frames: int = 0  # frames scored, over the ok videos
+
+    def to_dict(self) -> dict:
+        return _finite(asdict(self))
+
+
+def _mean(values: list[float]) -> float:
+    # Sequential float64 sum in the given order, then one division: Wav2Lip's loop.
+    acc = 0.0
+    for v in values:
+        acc += v
+    return acc / len(values)
+
+
+def _std(values: list[float], mean: float) -> float:
+    acc = 0.0
+    for v in values:
+        acc += (v - mean) ** 2
+    return math.sqrt(acc / len(values))
+
+
+def summarize(rows: list[dict]) -> Summary:
+    """Counts, and means/std/min/max over the ok rows in the order given (module doc)."""
+    s = Summary(count=len(rows))
+    ok = [r for r in rows if r["status"] == "ok"]
+    for r in rows:
+        if r["status"] != "ok":
+            s.failures[r["status"]] = s.failures.get(r["status"], 0) + 1
+    s.ok, s.failed = len(ok), len(rows) - len(ok)
+    s.failures = dict(sorted(s.failures.items()))
+    if not ok:
+        return s
+    c = [float(r["lse_c"]) for r in ok]
+    d = [float(r["lse_d"]) for r in ok]
+    off = [int(r["offset"]) for r in ok]
+    s.mean_lse_c, s.mean_lse_d = _mean(c), _mean(d)
+    s.std_lse_c, s.std_lse_d = _std(c, s.mean_lse_c), _std(d, s.mean_lse_d)
+    s.min_lse_c, s.max_lse_c = min(c), max(c)
+    s.min_lse_d, s.max_lse_d = min(d), max(d)
+    s.mean_offset = _mean([float(o) for o in off])
+    s.mean_abs_offset = _mean([float(abs(o)) for o in off])
+    s.in_sync = sum(o == 0 for o in off)
+    s.frames = sum(int(r["n_frames"] or 0) for r in ok)
+    return s
+
+
+def format_summary(s: Summary) -> str:
+    failed = ""
+    if s.failed:
+        failed = " (" + ", ".join(f"{k} {n}" for k, n in s.failures.items()) + ")"
+    head = f"{s.count} videos: {s.ok} scored, {s.failed} failed{failed}"
+    if not s.ok:
+        return head
+    return "\n".join(
+        [
+            head,
+            f"LSE-C  mean {s.mean_lse_c:.4f}  std {s.std_lse_c:.4f}  "
+            f"min {s.min_lse_c:.4f}  max {s.max_lse_c:.4f}",
+            f"LSE-D  mean {s.mean_lse_d:.4f}  std {s.std_lse_d:.4f}  "
+            f"min {s.min_lse_d:.4f}  max {s.max_lse_d:.4f}",
+            f"offset mean {s.mean_offset:+.3f}  mean |offset| {s.mean_abs_offset:.3f} frames; "
+            f"{s.in_sync} of {s.ok} at offset 0",
+            # full precision, as Wav2Lip's calculate_scores_LRS.py prints its two means
+            f"Average Confidence: {s.mean_lse_c!r}  Average Minimum Distance: {s.mean_lse_d!r}",
+            f"(over the {s.ok} scored videos, failed ones left out; std with ddof=0)",
+        ]
+    )
+
+
+# --- keep lists ----------------------------------------------------------------------------
+
+
+def keep(
+    rows: list[dict],
+    min_lse_c: float | None = None,
+    max_lse_d: float | None = None,
+    max_abs_offset: int | None = None,
+) -> list[dict]:
+    """The ok rows passing every given threshold, in order. Inclusive: LSE-C ≥ min_lse_c,
+    LSE-D ≤ max_lse_d, |offset| ≤ max_abs_offset; None skips that check. A missing or NaN
+    value fails any check made on it."""
+
+    def passes(r: dict) -> bool:
+        if r["status"] != "ok":
+            return False
+        checks = (
+            (min_lse_c, r.get("lse_c"), lambda v, t: v >= t),
+            (max_lse_d, r.get("lse_d"), lambda v, t: v <= t),
+            (max_abs_offset, r.get("offset"), lambda v, t: abs(v) <= t),
+        )
+        # NaN compares False, so a NaN value fails like a missing one
+        return all(t is None or (v is not None and ok(v, t)) for t, v, ok in checks)
+
+    return [r for r in rows if passes(r)]
+
+
+def _list_field(path: str) -> str:
+    if not path or any(c in path for c in "\t\n\r"):
+        raise LipleakError(f"{path!r}: cannot be written to a list file (empty, tab or newline)")
+    if not path.strip() or path.lstrip().startswith("#"):
+        return "./" + path  # would read back as a blank or comment line
+    return path
+
+
+def write_keep_list(path: Path, rows: list[dict]) -> None:
+    """One line per row: ``video``, or ``video<TAB>audio`` when an audio file was given;
+    the ``@LIST`` format ``collect_jobs`` reads (the rows' paths are absolute)."""
+    lines = []
+    for r in rows:
+        fields = [_list_field(r["video"])]
+        if r.get("audio"):
+            fields.append(_list_field(r["audio"]))
+        lines.append("\t".join(fields) + "\n")
+    atomic_write(path, "".join(lines).encode("utf-8", "surrogateescape"))
