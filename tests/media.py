@@ -68,7 +68,7 @@ def speech_like(seconds: float, sr: int = 16000, seed: int = 0) -> np.ndarray:
     return (sig / np.abs(sig).max() * 12000).astype(np.int16)
 
 
-def cut_clip(src: Path, dst: Path, start: int, n_frames: int, width: int = 256) -> Path:
+def cut_clip(src: Path, dst: Path, start: int, n_frames: int, width: int = 256, **kw) -> Path:
     """Frames ``start .. start + n_frames - 1`` (at 25 fps) of a real clip and the audio
     under them, scaled to ``width`` pixels wide, as a new mp4: many short real talking-face
     videos from the few shared ones."""
@@ -85,4 +85,4 @@ def cut_clip(src: Path, dst: Path, start: int, n_frames: int, width: int = 256) 
             h = round(f.shape[0] * width / f.shape[1]) // 2 * 2
             frames.append(cv2.resize(f, (width, h), interpolation=cv2.INTER_AREA))
     audio = load_audio(src)[start * 640 : (start + n_frames) * 640]
-    return write_video(dst, frames, audio=audio)
+    return write_video(dst, frames, audio=audio, **kw)

@@ -35,9 +35,14 @@ def _make_set(folder: Path) -> dict[str, list[Path]]:
         src = sources[i % len(sources)]
         start = (i // len(sources)) * CUT
         good.append(cut_clip(src, folder / f"{src.stem}_{start:03d}.mp4", start, CUT))
-    whole = good[0].read_bytes()
+    # the index first (faststart), so that the cut file opens and is found truncated
+    whole = cut_clip(
+        sources[0], folder.parent / "whole_faststart.mp4", 0, CUT, container_options={"movflags": "+faststart"}
+    )
+    data = whole.read_bytes()
+    whole.unlink()
     bad = [folder / "zz_truncated.mp4", folder / "zz_text.mp4", folder / "zz_silent.mp4"]
-    bad[0].write_bytes(whole[: len(whole) * 40 // 100])
+    bad[0].write_bytes(data[: len(data) * 40 // 100])
     bad[1].write_text("this is not a video\n")
     write_video(bad[2], noise_frames(CUT, 64, 64))  # no audio stream
     return {"good": good, "bad": bad}

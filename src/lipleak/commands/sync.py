@@ -310,7 +310,9 @@ def run_many(args) -> int:
         )
     if args.ray_workers is not None and args.ray is None:
         raise InputError(None, "--ray-workers needs --ray", "bad_option")
-    jobs, ignored = collect_jobs(args.inputs, args.audio_dir)
+    db = _db_path(args)
+    outputs = [p for p in (db, args.csv, args.jsonl, args.keep_list) if p is not None]
+    jobs, ignored = collect_jobs(args.inputs, args.audio_dir, exclude=outputs)
     if not args.quiet:
         for path, why in ignored:
             print(f"not scored: {path}: {why}", file=sys.stderr)
@@ -323,7 +325,6 @@ def run_many(args) -> int:
         executor = SyncRayExecutor(settings, address=args.ray, workers=args.ray_workers)
     else:
         executor = LocalExecutor(SyncScorer(settings), workers=args.workers)
-    db = _db_path(args)
     with RunLock(lock_path(db)):
         store = SyncStore(db)
         try:

@@ -179,6 +179,9 @@ class SyncPipeline:
 
         def score(_worker: int, job) -> Iterator[tuple[object, object]]:
             try:
+                check = getattr(job, "check", None)  # a VideoJob: its files still exist
+                if check is not None:
+                    check()
                 yield job, scorer.score(job.video, job.audio)
             except InputError as exc:
                 yield job, exc
