@@ -37,7 +37,11 @@ def _make_set(folder: Path) -> dict[str, list[Path]]:
         good.append(cut_clip(src, folder / f"{src.stem}_{start:03d}.mp4", start, CUT))
     # the index first (faststart), so that the cut file opens and is found truncated
     whole = cut_clip(
-        sources[0], folder.parent / "whole_faststart.mp4", 0, CUT, container_options={"movflags": "+faststart"}
+        sources[0],
+        folder.parent / "whole_faststart.mp4",
+        0,
+        CUT,
+        container_options={"movflags": "+faststart"},
     )
     data = whole.read_bytes()
     whole.unlink()

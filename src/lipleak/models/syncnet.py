@@ -7,6 +7,7 @@ needs torch (the ``export`` extra); scoring does not.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -90,12 +91,30 @@ class SyncNet:
             open_model(files["audio"], backend, precision=precision, max_batch=max_batch),
         )
 
-    def embed_lips(self, x: np.ndarray) -> np.ndarray:
-        """B×3×5×224×224 float32 (five BGR frames, 0..255) → B×1024 float32."""
+    def embed_lips(self, x: np.ndarray, runtime: Runtime | None = None) -> np.ndarray:
+        """B×3×5×224×224 float32 (five BGR frames, 0..255) → B×1024 float32.
+
+        ``runtime``: one of ``lip_replicas()`` instead of the tower itself."""
         x = _check_batch(x, LIPS_SHAPE, "lip windows")
         if len(x) == 0:
             return np.zeros((0, EMBED_DIM), np.float32)
-        return self.lips.run({LIPS_INPUT: x})[EMBEDDING_OUTPUT]
+        return (runtime or self.lips).run({LIPS_INPUT: x})[EMBEDDING_OUTPUT]
+
+    def lip_replicas(self, n: int) -> list[Runtime]:
+        """``n`` lip towers that can run at the same time, one per serving thread.
+
+        On the CPU backend: ``n`` onnxruntime sessions of the same ONNX file, each given
+        its share of the cores. Two batches of one thread each run faster than one batch
+        on two threads (``bench/bench_volume.py``), and no number changes: onnxruntime's
+        CPU kernels give the same bits for any thread count (``tests/test_sync_volume.py``
+        compares with single-video scoring). Elsewhere (one GPU) the tower itself.
+        """
+        info = self.lips.describe()
+        if n <= 1 or info.backend != "cpu":
+            return [self.lips]
+        cores = int(os.environ.get("LIPLEAK_ORT_THREADS", "0")) or (os.cpu_count() or 1)
+        threads = max(1, cores // n)
+        return [open_model(info.model_path, "cpu", threads=threads) for _ in range(n)]
 
     def embed_audio(self, x: np.ndarray) -> np.ndarray:
         """B×1×13×20 float32 MFCC windows → B×1024 float32."""

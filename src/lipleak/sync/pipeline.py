@@ -22,6 +22,7 @@ worker threads.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -55,24 +56,32 @@ class _Request:
 
 
 class SharedLipTower:
-    """A SyncNet whose lip tower is fed by many threads and run by one.
+    """A SyncNet whose lip tower is fed by many threads and run by ``replicas`` threads.
 
     Has SyncNet's ``embed_lips``/``embed_audio``/``describe``, so a ``SyncScorer`` uses it
     as its model (``SyncScorer.sharing``). ``embed_lips`` blocks its caller until the
     windows it gave are embedded; the tower thread takes waiting requests first come,
     first served, up to ``batch_size`` windows per model call, and starts as soon as it
-    is free: waiting for a fuller batch would leave it idle.
+    is free: waiting for a fuller batch would leave it idle. With ``replicas`` > 1 (CPU:
+    ``SyncNet.lip_replicas``) that many batches run at once, one per tower thread.
+    ``busy_s`` in the stats adds the replicas' times (up to ``replicas`` × wall time).
     """
 
-    def __init__(self, syncnet, batch_size: int):
+    def __init__(self, syncnet, batch_size: int, replicas: int = 1):
         self.syncnet = syncnet
         self.batch_size = batch_size
         self.stats = TowerStats()
         self._waiting: list[_Request] = []
         self._cond = threading.Condition()
+        self._stats_lock = threading.Lock()
         self._closed = False
-        self._thread = threading.Thread(target=self._serve, name="lip-tower", daemon=True)
-        self._thread.start()
+        self.replicas = syncnet.lip_replicas(replicas)
+        self._threads = [
+            threading.Thread(target=self._serve, args=(r,), name=f"lip-tower-{i}", daemon=True)
+            for i, r in enumerate(self.replicas)
+        ]
+        for t in self._threads:
+            t.start()
 
     # -- what a scorer calls ----------------------------------------------------------
     def embed_lips(self, x: np.ndarray) -> np.ndarray:
@@ -112,21 +121,22 @@ class SharedLipTower:
                 rows += len(req.x)
             return taken
 
-    def _serve(self) -> None:
+    def _serve(self, runtime) -> None:
         while (taken := self._take()) is not None:
             x = taken[0].x if len(taken) == 1 else np.concatenate([r.x for r in taken])
             t0 = time.perf_counter()
             try:
-                y = self.syncnet.embed_lips(x)
+                y = self.syncnet.embed_lips(x, runtime)
             except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
                 for r in taken:
                     r.error = exc
                     r.done.set()
                 continue
-            self.stats.busy_s += time.perf_counter() - t0
-            self.stats.windows += len(x)
-            self.stats.batches += 1
-            self.stats.mixed_batches += len(taken) > 1
+            with self._stats_lock:
+                self.stats.busy_s += time.perf_counter() - t0
+                self.stats.windows += len(x)
+                self.stats.batches += 1
+                self.stats.mixed_batches += len(taken) > 1
             i = 0
             for r in taken:
                 r.result = y[i : i + len(r.x)]
@@ -137,10 +147,19 @@ class SharedLipTower:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._thread.join()
+        for t in self._threads:
+            t.join()
 
 
 _END = object()
+
+
+def default_replicas() -> int:
+    """Lip towers run at once: two where there are two cores or more (on the CPU backend,
+    two single-threaded sessions outrun one on two threads; ``bench/bench_volume.py``),
+    else one. ``SyncNet.lip_replicas`` keeps one on a GPU whatever this says."""
+    cores = int(os.environ.get("LIPLEAK_ORT_THREADS", "0")) or (os.cpu_count() or 1)
+    return 2 if cores >= 2 else 1
 
 
 class SyncPipeline:
@@ -153,15 +172,20 @@ class SyncPipeline:
     decide per job, just before it starts, whether it is still to do.
     """
 
-    def __init__(self, scorer, workers: int = 2):
+    def __init__(self, scorer, workers: int = 2, replicas: int | None = None):
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.scorer = scorer
         self.workers = workers
+        self.replicas = default_replicas() if replicas is None else replicas
         self.tower: SharedLipTower | None = None
+        self.stats: TowerStats | None = None  # the last run's, kept after close
 
     def __enter__(self) -> SyncPipeline:
-        self.tower = SharedLipTower(self.scorer.syncnet, self.scorer.settings.batch_size)
+        self.tower = SharedLipTower(
+            self.scorer.syncnet, self.scorer.settings.batch_size, self.replicas
+        )
+        self.stats = self.tower.stats
         return self
 
     def __exit__(self, *exc) -> None:
