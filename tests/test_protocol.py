@@ -174,6 +174,23 @@ def test_changed_input_rescored_only(synth_run, tmp_path):
     proc = cli("score", copy, "--syncnet", "syncnet_v2_random", "--no-visual")
     assert "scored 1," in proc.stdout, proc.stdout
     assert result_rows(copy / "results.sqlite") == result_rows(run / "results.sqlite")
+    # the time after the last video is said, not silent
+    assert "report: writing the report and plots" in proc.stderr
+
+
+def test_worker_count_and_batch_size_change_no_number(synth_run, tmp_path):
+    """score's in-process pipeline: one stem at a time with batches of 7 gives the rows of
+    the fixture's run (2 stems at once on threads, one shared lip tower, batches of 32)."""
+    run, _ = synth_run
+    copy = tmp_path / "run"
+    shutil.copytree(
+        run, copy, ignore=shutil.ignore_patterns("results.sqlite*", "report*", "results.*", "plots")
+    )
+    cli(
+        "score", copy, "--syncnet", "syncnet_v2_random", "--no-visual", "--quiet",
+        "--workers", "1", "--batch-size", "7",
+    )  # fmt: skip
+    assert result_rows(copy / "results.sqlite") == result_rows(run / "results.sqlite")
 
 
 def test_plan_again_changes_nothing_and_rescores_nothing(synth_run, tmp_path):

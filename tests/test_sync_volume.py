@@ -186,14 +186,16 @@ def _alone(scorer, videos) -> dict:
     return out
 
 
-def _piped(scorer, videos, workers) -> dict:
+def _piped(scorer, videos, workers, replicas=None) -> dict:
     from lipleak.errors import InputError
     from lipleak.sync.pipeline import SyncPipeline
 
     jobs = [SimpleNamespace(video=v, audio=None) for v in videos]
-    with SyncPipeline(scorer, workers=workers) as pipe:
+    with SyncPipeline(scorer, workers=workers, replicas=replicas) as pipe:
         got = list(pipe.run(jobs))
         stats = pipe.tower.stats
+        if replicas and scorer.syncnet.lips.describe().backend == "cpu":
+            assert len(pipe.tower.replicas) == replicas
     assert len(got) == len(videos)
     out = {}
     for job, o in got:
@@ -204,10 +206,17 @@ def _piped(scorer, videos, workers) -> dict:
 
 
 @pytest.mark.parametrize(
-    "mode, workers, batch_size",
-    [("prealigned", 1, 64), ("prealigned", 3, 7), ("prealigned", 4, 64), ("detect", 2, 16)],
+    "mode, workers, batch_size, replicas",
+    [
+        ("prealigned", 1, 64, 1),
+        ("prealigned", 3, 7, 2),  # two single-threaded tower sessions at once
+        ("prealigned", 4, 64, None),
+        ("detect", 2, 16, 1),
+    ],
 )
-def test_pipeline_rows_equal_single_video_scoring(model_dir, few, mode, workers, batch_size):
+def test_pipeline_rows_equal_single_video_scoring(
+    model_dir, few, mode, workers, batch_size, replicas
+):
     from lipleak.sync import SyncScorer, SyncSettings
 
     kw = {"min_track": 10, "min_face_size": 20.0} if mode == "detect" else {}
@@ -216,7 +225,7 @@ def test_pipeline_rows_equal_single_video_scoring(model_dir, few, mode, workers,
     scorer = SyncScorer(
         SyncSettings(syncnet="syncnet_v2_random", mode=mode, batch_size=batch_size, **kw)
     )
-    got, stats = _piped(scorer, few, workers)
+    got, stats = _piped(scorer, few, workers, replicas)
     assert got == want  # bit for bit: every float of every track, mdist and fconf included
     assert sum(isinstance(v, dict) for v in got.values()) >= 4
     assert stats.windows > 0 and stats.batches > 0
