@@ -316,18 +316,20 @@ def trace_sqrt_product(
     not finite, not symmetric or not PSD within rounding (``PSD_TOL``): then the input is
     not a pair of covariances and the caller runs pytorch-fid's algorithm instead.
     """
+    # a non-finite frame makes its Σ non-finite too, so this covers the factors as well
     if not (np.isfinite(sigma1).all() and np.isfinite(sigma2).all()):
         return None
-    sigma1, sigma2 = _symmetric(sigma1), _symmetric(sigma2)
-    if sigma1 is None or sigma2 is None:
-        return None
-    if factor1 is not None and factor2 is not None:
+    if factor1 is not None and factor2 is not None:  # Σ1, Σ2 themselves are not needed
         return float(linalg.svdvals(factor1 @ factor2.T, check_finite=False).sum())
     if factor1 is None and factor2 is not None:  # tr √(Σ1Σ2) = tr √(Σ2Σ1): same λ
-        factor1, sigma2 = factor2, sigma1
+        factor1, sigma1, sigma2 = factor2, sigma2, sigma1
+    sigma2 = _symmetric(sigma2)
+    if sigma2 is None:
+        return None
     if factor1 is not None:
         return _trace_sqrt_psd(factor1 @ sigma2 @ factor1.T)
-    root = _psd_sqrt(sigma1)
+    sigma1 = _symmetric(sigma1)
+    root = None if sigma1 is None else _psd_sqrt(sigma1)
     return None if root is None else _trace_sqrt_psd(root @ sigma2 @ root)
 
 
