@@ -211,7 +211,7 @@ def all_paths(x1, x2):
         (10, 40),  # both n < d: singular values of F1 F2ᵀ
         (50, 200),  # one n < d: F1 Σ2 F1ᵀ
         (95, 95),  # rank d−1 each, rows kept
-        (96, 96),  # rank d−1, rows dropped: the eigh path on a singular Σ
+        (96, 96),  # rank d−1, rows dropped: the d×d path on a singular Σ
         (97, 130),  # n just above d: full rank, near-singular
         (600, 500),  # full rank
     ],
@@ -225,6 +225,13 @@ def test_all_paths_match_pytorch_fid_algorithm(n1, n2, monkeypatch):
     real = linalg.sqrtm
     monkeypatch.setattr(fidmod.linalg, "sqrtm", lambda m: calls.append(1) or real(m))
     got, stats = all_paths(x1, x2)
+
+    def not_positive_definite(*_a, **_k):
+        raise np.linalg.LinAlgError("forced")
+
+    with monkeypatch.context() as m:  # the eigh branch also where Cholesky would succeed
+        m.setattr(fidmod.linalg, "cholesky", not_positive_definite)
+        got["eigh, no Cholesky"] = frechet_distance(*stats)
     assert calls == []  # none of the new paths calls sqrtm
     ref = fidmod.frechet_distance_sqrtm(*stats)
     assert calls == [1]  # sqrtm stayed finite (no eps retry) even where Σ1Σ2 is singular

@@ -10,7 +10,8 @@ A chain of small steps:
    gives); ``FeatureStats.factor()`` — F with FᵀF = Σ (centred frames / √(n−1)), when kept.
 4. ``trace_sqrt_product(Σ1, Σ2[, F1, F2])`` — tr √(Σ1Σ2), the only costly term, as Σ√λ
    over the eigenvalues of Σ1Σ2, taken from symmetric PSD matrices with the same nonzero
-   eigenvalues: S Σ2 S with S = √Σ1 from eigh (d×d), F1 Σ2 F1ᵀ (k×k) when one set has
+   eigenvalues: Lᵀ Σ2 L with Σ1 = LLᵀ (Cholesky, d×d) when Σ1 is positive definite,
+   S Σ2 S with S = √Σ1 from eigh (d×d) when it is not, F1 Σ2 F1ᵀ (k×k) when one set has
    k < d frames, or the singular values of F1 F2ᵀ (k1×k2) when both have.
 5. ``frechet_distance(μ1, Σ1, μ2, Σ2[, factors])`` — ‖μ1 − μ2‖² + tr Σ1 + tr Σ2 − 2·(4).
 
@@ -303,7 +304,8 @@ def trace_sqrt_product(
     For PSD Σ1, Σ2 the product Σ1Σ2 is diagonalisable with real λ ≥ 0, and it has the
     nonzero eigenvalues of symmetric PSD matrices that eigh handles:
 
-    - no factor: S Σ2 S with S = √Σ1 (eigh of Σ1), all d×d;
+    - no factor: Lᵀ Σ2 L with Σ1 = LLᵀ (Cholesky) when Σ1 is positive definite, else
+      S Σ2 S with S = √Σ1 (eigh of Σ1), all d×d;
     - ``factor1`` F1 (k×d, Σ1 = F1ᵀF1, k < d frames): F1 Σ2 F1ᵀ, k×k;
     - both factors: the λ are the squared singular values of F1 F2ᵀ (k1×k2), so the trace
       is its nuclear norm (singular values, not eigenvalues of (F1F2ᵀ)(F1F2ᵀ)ᵀ, whose
@@ -329,8 +331,16 @@ def trace_sqrt_product(
     if factor1 is not None:
         return _trace_sqrt_psd(factor1 @ sigma2 @ factor1.T)
     sigma1 = _symmetric(sigma1)
-    root = None if sigma1 is None else _psd_sqrt(sigma1)
-    return None if root is None else _trace_sqrt_psd(root @ sigma2 @ root)
+    if sigma1 is None:
+        return None
+    try:
+        # Σ1 = LLᵀ (full rank: ≥ d+1 frames): Lᵀ Σ2 L is similar to Σ1Σ2 (L⁻¹·Σ1Σ2·L),
+        # and Cholesky costs a fraction of eigh with the same backward error
+        chol = linalg.cholesky(sigma1, lower=True, check_finite=False)
+        return _trace_sqrt_psd(chol.T @ sigma2 @ chol)
+    except np.linalg.LinAlgError:  # not positive definite (singular, or not a covariance)
+        root = _psd_sqrt(sigma1)
+        return None if root is None else _trace_sqrt_psd(root @ sigma2 @ root)
 
 
 def _trace(sigma: np.ndarray, factor: np.ndarray | None) -> float:
