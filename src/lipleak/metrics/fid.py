@@ -16,9 +16,10 @@ A chain of small steps:
 5. ``frechet_distance(μ1, Σ1, μ2, Σ2[, factors])`` — ‖μ1 − μ2‖² + tr Σ1 + tr Σ2 − 2·(4).
 
 Why not pytorch-fid's ``scipy.linalg.sqrtm(Σ1Σ2)``: only its trace is used, and a general
-(non-symmetric) 2048² square root costs ~10–18 s on 2 cores, against ~1.5 s for the eigh
-path and well under a second for the factor paths. The two agree to ~1e-8 relative on
-distinct sets (``tests/test_fid.py``, ``bench/bench_fid.py``). pytorch-fid's rules:
+(non-symmetric) 2048² square root costs ~9–18 s on 2 cores, against ~1 s for Cholesky,
+~1.6 s for eigh and well under a second for the factor paths; they agree within 3.2e-7
+relative, the differences being sqrtm's rounding where Σ is singular
+(``tests/test_fid.py``, ``bench/bench_fid.py``). pytorch-fid's rules:
 
 - eps retry (add 1e-6·I to both Σ when sqrtm is not finite): eigh and the SVD of finite
   input are always finite, so there is nothing to retry. The product of two PSD matrices is
@@ -33,7 +34,7 @@ distinct sets (``tests/test_fid.py``, ``bench/bench_fid.py``). pytorch-fid's rul
   pytorch-fid's algorithm unchanged, so it gets pytorch-fid's answer or error.
 
 The factor paths are also more accurate where Σ is singular (fewer than d+1 frames):
-sqrtm and the d×d eigh path leave ~1e-6·(tr Σ1 + tr Σ2) of rounding in a set's FID
+sqrtm and the d×d paths leave ~1e-6·(tr Σ1 + tr Σ2) of rounding in a set's FID
 against itself, the factors ~1e-13.
 
 The talking-face convention pools the face crops of all frames of all videos of a cell
