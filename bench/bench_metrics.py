@@ -13,7 +13,8 @@ Stages (frames/s, best of --repeat, on this machine's CPU with onnxruntime):
               w600k_r50 architecture and cost; the real weights are not downloadable here)
   pfld        square crop + PFLD landmarks
   mouth       aperture + RMS envelope + ±5-frame lagged correlation (per video, given landmarks)
-  frechet     one 2048-d Fréchet distance (the once-per-cell cost, scipy sqrtm)
+  frechet     one 2048-d Fréchet distance (the once-per-cell cost; scipy sqrtm until
+              2026-12, the eigh path since: bench_fid.py compares the two)
   detect      SCRFD-500M (context: shared by every metric, not a metric itself)
 Memory: tracemalloc peak of streaming N and 10·N synthetic 2048-d feature rows through
 FeatureStats in batches of 32 (flat), next to keeping all rows for np.cov (grows).

@@ -124,7 +124,8 @@ def test_identical_video_scores_perfectly(identical, gt):
     assert m["n_no_face_gen"] == 0 and m["n_no_face_gt"] == 0 and not identical.reasons
     np.testing.assert_allclose(identical.features, gt.features, rtol=1e-6, atol=1e-7)
     # FID of a set against itself: 25 frames give a rank-24 2048x2048 covariance, where
-    # sqrtm's rounding leaves a floor documented as 1e-6 of tr(Σ1) + tr(Σ2).
+    # sqrtm's rounding left a floor documented as 1e-6 of tr(Σ1) + tr(Σ2); the frame
+    # factors FID now uses below 2048 frames leave ~1e-13 of it.
     d = cell_fid([identical.features[:10], identical.features[10:]], [gt.features])
     _, cov = FeatureStats().update(gt.features).mean_cov()
     assert abs(d) < 1e-6 * 2 * np.trace(cov), d
@@ -160,8 +161,8 @@ def test_mouth_offset_quality_equals_direct_computation(offset, gt, frames, dete
 def test_features_and_cell_fid(offset, identical, gt, monkeypatch):
     """cell_fid streams the arrays into two FeatureStats and calls fid() on them: the stats
     it hands over must equal ones built in one pass over the stacked arrays. (fid() itself
-    is tested in test_fid; a 2048x2048 sqrtm costs 10-30 s on the 2-core box, so the
-    Fréchet step is replaced by a recorder here and run for real once, in the test above.)"""
+    is tested in test_fid, so the Fréchet step is replaced by a recorder here and run for
+    real once, in the test above.)"""
     from lipleak.metrics import fid as fid_mod
 
     assert offset.features.shape == (N, 2048) and offset.features.dtype == np.float32

@@ -76,7 +76,7 @@ def _fmt(v, digits=3) -> str:
     if not isinstance(v, float):
         return str(v)
     out = f"{v:.{digits}f}"
-    # a value that rounds to zero from below (an FID of -1e-9 from sqrtm round-off) is shown
+    # a value that rounds to zero from below (an FID of -1e-9 from round-off) is shown
     # as 0, not "-0.000"; the stored number is untouched
     return out[1:] if out.startswith("-") and float(out) == 0 else out
 
@@ -120,7 +120,7 @@ def cell_fids(
     videos (the talking-face convention of SPEC §3). A cell whose FID cannot be computed is
     NaN, with the reason in ``reasons`` (cell -> message) when given.
 
-    Each cell's FID (a 2048² matrix square root, 10-30 s on 2 cores) is cached in
+    Each cell's FID (~1 s on 2 cores at 2048-d; pytorch-fid's sqrtm took 10-20 s) is cached in
     DIR/.lipleak/fid_cache.json under a hash of the exact feature files it was computed
     from, so rewriting a report, or a rerun that changed other cells, costs nothing here.
     """
