@@ -14,7 +14,7 @@ from pathlib import Path
 import ray.cloudpickle
 
 from lipleak.protocol.dataset import state_dir
-from lipleak.protocol.distributed import StemWorker
+from lipleak.protocol.distributed import StemWorker, SyncWorker
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -32,3 +32,17 @@ class KillFileWorker(StemWorker):
         else:
             os._exit(1)
         return super().score_stem(task)
+
+
+class KillFileSyncWorker(SyncWorker):
+    """``sync --ray``'s worker that exits when a video of its batch has ``<video>.kill``
+    beside it (removed first, so it happens once)."""
+
+    def score_jobs(self, jobs):
+        for job in jobs:
+            try:
+                Path(f"{job.video}.kill").unlink()
+            except FileNotFoundError:
+                continue
+            os._exit(1)
+        return super().score_jobs(jobs)

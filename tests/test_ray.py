@@ -273,3 +273,66 @@ def test_missing_model_on_the_workers_is_a_one_line_error(synth_set, tmp_path):
     )
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "is not in the model dir" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# -- sync over many videos ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sync_videos(model_dir, tmp_path_factory):
+    """6 short real cuts and one text file named .mp4, scored locally once."""
+    from media import cut_clip
+
+    folder = tmp_path_factory.mktemp("raysync") / "videos"
+    folder.mkdir()
+    clips = [c for c in sorted(CLIPS_DIR.glob("*.mp4")) if "vfr" not in c.stem][:6]
+    for c in clips:
+        cut_clip(c, folder / c.name, 0, 20)
+    (folder / "not_a_video.mp4").write_text("text\n")
+    local = folder.parent / "local"
+    rc = main(["sync", str(folder), *SYNC, "--db", str(local / "db.sqlite"),
+               "--jsonl", str(local / "rows.jsonl"), "--quiet"])  # fmt: skip
+    assert rc == 4
+    return folder, local
+
+
+def test_sync_on_ray_equals_local(cluster, sync_videos, tmp_path):
+    folder, local = sync_videos
+    rc = main(["sync", str(folder), *SYNC, "--ray", "--db", str(tmp_path / "db.sqlite"),
+               "--jsonl", str(tmp_path / "rows.jsonl"), "--quiet"])  # fmt: skip
+    assert rc == 4
+    assert (tmp_path / "rows.jsonl").read_text() == (local / "rows.jsonl").read_text()
+
+
+def test_sync_batch_whose_worker_dies_is_failed_then_retried(cluster, sync_videos, tmp_path):
+    from lipleak.protocol.distributed import JOBS_PER_TASK, SyncRayExecutor
+    from lipleak.sync.inputs import collect_jobs
+    from lipleak.sync.results import SyncStore
+    from lipleak.sync.rows import write_jsonl
+    from lipleak.sync.volume import VolumeRun
+    from ray_faults import KillFileSyncWorker
+
+    folder, local = sync_videos
+    jobs, _ = collect_jobs([folder])
+    victim = jobs[0].video
+    Path(f"{victim}.kill").touch()
+    settings = SyncSettings(syncnet="syncnet_v2_random")
+    store = SyncStore(tmp_path / "db.sqlite")
+    try:
+        executor = SyncRayExecutor(
+            settings, address=cluster, max_task_retries=0, worker_class=KillFileSyncWorker
+        )
+        first = VolumeRun(jobs, store, executor)
+        counts = first.run([])
+        died = [r for r in first.rows() if r["status"] == "worker_died"]
+        # the batch the victim was in: every video of it, and nothing else
+        assert str(victim.resolve()) in {r["video"] for r in died}
+        assert 1 <= len(died) <= JOBS_PER_TASK and counts.failed >= len(died)
+        assert all("the Ray worker holding this video batch died (1 tries" in r["reason"]
+                   for r in died)  # fmt: skip
+        again = VolumeRun(jobs, store, SyncRayExecutor(settings, address=cluster),
+                          retry_failed=True)  # fmt: skip
+        again_counts = again.run([])
+        assert again_counts.scored == len(died)
+        write_jsonl(tmp_path / "rows.jsonl", again.rows())
+    finally:
+        store.close()
+    assert (tmp_path / "rows.jsonl").read_text() == (local / "rows.jsonl").read_text()
