@@ -278,3 +278,49 @@ def test_cli_rows_equal_single_video_sync(media, env, tmp_path):
         assert [(t["offset"], t["lse_c"], t["lse_d"]) for t in row["tracks"]] == [
             (t["offset"], t["lse_c"], t["lse_d"]) for t in want["tracks"]
         ]
+
+
+@pytest.mark.slow
+def test_audio_dir_pairs_by_stem_and_a_missing_audio_is_a_row(media, env, tmp_path):
+    from lipleak.io.audio import load_audio, write_wav
+
+    _, files = media
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    a, b = files["good"][:2]
+    for v in (a, b):
+        os.link(v, videos / v.name)
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    write_wav(audio / f"{a.stem}.wav", load_audio(b))  # a's video, b's audio
+    proc = run(env, videos, "--audio-dir", audio, "--jsonl", tmp_path / "rows.jsonl")
+    assert proc.returncode == 4, proc.stderr
+    rows = {Path(r["video"]).name: r for r in map(json.loads, (tmp_path / "rows.jsonl").open())}
+    assert rows[a.name]["status"] == "ok"
+    assert Path(rows[a.name]["audio"]) == (audio / f"{a.stem}.wav").resolve()
+    assert rows[b.name]["status"] == "missing" and "no such audio file" in rows[b.name]["reason"]
+    # the paired audio is what was scored: the same numbers as --audio on the one video
+    one = run(env, videos / a.name, "--audio", audio / f"{a.stem}.wav", "--json")
+    want = json.loads(one.stdout)["result"]
+    assert (rows[a.name]["lse_c"], rows[a.name]["lse_d"]) == (want["lse_c"], want["lse_d"])
+
+
+@pytest.mark.slow
+def test_keep_list_thresholds(media, uninterrupted, env, tmp_path):
+    folder, _ = media
+    whole, _ = uninterrupted
+    rows = [
+        r for r in csv.DictReader((whole / "rows.csv").open())
+        if r["track"] == "video" and r["status"] == "ok"
+    ]  # fmt: skip
+    cut = sorted(float(r["lse_c"]) for r in rows)[len(rows) // 2]
+    keep = tmp_path / "keep.txt"
+    proc = run(
+        env, folder, "--db", whole / "db.sqlite", "--keep-list", keep, "--min-lse-c", cut,
+        "--max-abs-offset", "15",
+    )  # fmt: skip
+    assert proc.returncode == 4 and "scored 0," in proc.stdout  # all done: nothing rescored
+    want = sorted(
+        r["video"] for r in rows if float(r["lse_c"]) >= cut and abs(int(r["offset"])) <= 15
+    )
+    assert sorted(keep.read_text().splitlines()) == want and want
