@@ -179,7 +179,7 @@ def test_report_explains_inf_not_computed_and_fixture(tmp_path, monkeypatch):
     _store_with(tmp_path)
 
     # an FID of -1e-9 (sqrtm round-off on identical sets) must not print as "-0.000"
-    def fids(root, visual_hash, videos, reasons=None):
+    def fids(root, visual_hash, videos, reasons=None, progress=None):
         reasons[("XM", "CR")] = "2 frames: too few for a covariance"
         return {("AM", "CR"): -1e-9, ("XM", "CR"): math.nan}
 
