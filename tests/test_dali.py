@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from fractions import Fraction
 
 import cv2
@@ -162,33 +163,215 @@ def test_dali_failure_before_first_frame_falls_back(monkeypatch, h264):
         list(dali.iter_frames(h264))
 
 
-def test_dali_chunk_bookkeeping(monkeypatch):
-    """The padded last chunk is trimmed to the video's frame count."""
+class FakeTensorGPU:
+    """DALI 2.x's TensorGPU as iter_gpu_chunks uses it: ``shape()`` is a method."""
 
-    class FakePipe:
-        def __init__(self):
-            self.i = 0
+    def __init__(self, frames: np.ndarray):
+        self._frames = frames
 
-        def epoch_size(self, name):
-            assert name == "reader"
-            return 3
+    def shape(self):
+        return list(self._frames.shape)
 
-        def run(self):
-            self.i += 1
+    def as_cpu(self):
+        return self._frames
 
-            class Out:
-                def as_tensor(inner):
-                    return f"chunk{self.i}"
 
-            return (Out(),)
+class FakePipe:
+    """A pipeline around fn.experimental.inputs.video: ``feed_input`` queues a file, each
+    ``run`` gives its next sequence (the last one short), running dry is an error."""
 
-    monkeypatch.setattr(dali, "_build_pipeline", lambda *a, **k: FakePipe())
-    chunks = list(dali.iter_gpu_chunks("x.mp4", n_frames=70, sequence_length=32))
-    assert [(c.frames, c.n_valid, c.start) for c in chunks] == [
-        ("chunk1", 32, 0),
-        ("chunk2", 32, 32),
-        ("chunk3", 6, 64),
-    ]
+    def __init__(self, key, frames_per_file=None):
+        self.key, self.queue, self.fed = key, deque(), []
+        self.frames_per_file = frames_per_file or {}
+
+    def feed_input(self, name, batch):
+        assert name == "video" and len(batch) == 1 and batch[0].dtype == np.uint8
+        n = self.frames_per_file.get(batch[0].nbytes, 70)
+        self.fed.append(batch[0].nbytes)
+        seq = self.key[0]
+        # frame i of this file is filled with the file's size + i, to see which file it is
+        frames = [np.full((1, 2, 2, 3), (batch[0].nbytes + i) % 256, np.uint8) for i in range(n)]
+        for s in range(0, n, seq):
+            self.queue.append(np.concatenate(frames[s : s + seq])[None])
+
+    def run(self):
+        if not self.queue:
+            raise RuntimeError("[DALI] no data for inputs.video")
+        t = FakeTensorGPU(self.queue.popleft())
+
+        class Out:
+            def as_tensor(inner):
+                return t
+
+        return (Out(),)
+
+
+@pytest.fixture
+def pool(monkeypatch):
+    """A fresh pipeline pool whose pipelines are FakePipes; ``pool.pipes`` lists them."""
+    p = dali.PipelinePool()
+    p.pipes = []
+
+    def build(*key):
+        pipe = FakePipe(key)
+        p.pipes.append(pipe)
+        return pipe
+
+    monkeypatch.setattr(dali, "PIPELINES", p)
+    monkeypatch.setattr(dali, "_build_pipeline", build)
+    return p
+
+
+def _file(tmp_path, name, nbytes):
+    path = tmp_path / name
+    path.write_bytes(b"x" * nbytes)
+    return path
+
+
+def test_dali_chunk_bookkeeping(pool, tmp_path):
+    """Chunks in order; the last, short one says where the video ends."""
+    f = _file(tmp_path, "a.mp4", 10)
+    chunks = list(dali.iter_gpu_chunks(f, n_frames=70, sequence_length=32))
+    assert [(c.n_valid, c.start) for c in chunks] == [(32, 0), (32, 32), (6, 64)]
+    assert chunks[2].frames.shape() == [1, 6, 2, 2, 3]
+
+
+def test_one_pipeline_serves_many_videos(pool, tmp_path):
+    """One DALI pipeline was built per video; now one per parameters, reused."""
+    a, b = _file(tmp_path, "a.mp4", 10), _file(tmp_path, "b.mp4", 20)
+    for path in (a, b, a):
+        frames = list(dali._iter_dali_frames(path, 70, 32, None, None, 0))
+        assert len(frames) == 70
+        size = path.stat().st_size
+        assert [int(f[0, 0, 0]) for f in frames] == [(size + i) % 256 for i in range(70)]
+    assert pool.built == 1 and pool.pipes[0].fed == [10, 20, 10]
+    # other crop/size/sequence length: another pipeline
+    list(dali.iter_gpu_chunks(a, 70, 32, crop=(0, 0, 2, 2)))
+    list(dali.iter_gpu_chunks(a, 70, 16))
+    assert pool.built == 3
+
+
+def test_pipeline_is_not_shared_by_videos_decoded_at_once(pool, tmp_path):
+    a, b = _file(tmp_path, "a.mp4", 10), _file(tmp_path, "b.mp4", 20)
+    ga, gb = dali.iter_gpu_chunks(a, 70, 32), dali.iter_gpu_chunks(b, 70, 32)
+    first_a, first_b = next(ga), next(gb)
+    assert pool.built == 2 and pool.pipes[0] is not pool.pipes[1]
+    assert int(first_a.frames.as_cpu()[0, 0, 0, 0, 0]) == 10
+    assert int(first_b.frames.as_cpu()[0, 0, 0, 0, 0]) == 20
+    list(ga), list(gb)
+    list(dali.iter_gpu_chunks(a, 70, 32))
+    assert pool.built == 2  # both went back to the pool
+
+
+def test_unfinished_video_drops_its_pipeline(pool, tmp_path):
+    """A consumer that stops early (the scorer stops with the audio) leaves frames of that
+    video queued: the pipeline must not decode the next video after them."""
+    a, b = _file(tmp_path, "a.mp4", 10), _file(tmp_path, "b.mp4", 20)
+    gen = dali.iter_gpu_chunks(a, 70, 32)
+    next(gen)
+    gen.close()
+    chunks = list(dali.iter_gpu_chunks(b, 70, 32))
+    assert pool.built == 2 and int(chunks[0].frames.as_cpu()[0, 0, 0, 0, 0]) == 20
+
+
+def test_frame_count_disagreement_is_an_error(pool, tmp_path):
+    a = _file(tmp_path, "a.mp4", 10)
+    with pytest.raises(RuntimeError, match="DALI gave 6 frames for sequence 2 of 3"):
+        list(dali.iter_gpu_chunks(a, n_frames=72, sequence_length=32))
+    list(dali.iter_gpu_chunks(a, 70, 32))
+    assert pool.built == 2  # the pipeline that disagreed was not reused
+
+
+def test_auto_falls_back_on_any_dali_error(monkeypatch, h264, caplog):
+    """Not only RuntimeError: a DALI that cannot build the pipeline (TypeError,
+    ImportError...) was an unhandled error for the video; with auto it falls back."""
+    _pretend_dali(monkeypatch)
+    for exc in (TypeError("inputs.video() got an unexpected keyword"), ImportError("libnvcuvid")):
+
+        def broken(*a, exc=exc, **k):
+            raise exc
+            yield  # pragma: no cover
+
+        monkeypatch.setattr(dali, "_iter_dali_frames", broken)
+        reasons = []
+        with caplog.at_level("WARNING", logger="lipleak.io.dali"):
+            got = list(dali.iter_frames(h264, on_fallback=reasons.append))
+        assert len(got) == 12 and reasons and type(exc).__name__ in reasons[0]
+        assert "decoding on the CPU instead" in caplog.text
+        with pytest.raises(InputError, match="GPU decode failed after 0 frames"):
+            list(dali.iter_frames(h264, decoder="dali"))
+
+
+# --------------------------------------------------------- the scorer's VideoFrames
+
+
+def test_video_frames_auto_falls_back_and_says_cpu(monkeypatch, h264):
+    """decoder="auto" in the scorer: a DALI failure was a per-video decode error (the
+    frames asked DALI with decoder="dali"); now the CPU decodes it and the row says so."""
+    from lipleak.sync import frames as sync_frames
+
+    _pretend_dali(monkeypatch)
+    monkeypatch.setattr(sync_frames, "probe_gpu", lambda: (object(), "fake GPU"))
+    calls = []
+
+    def broken(*a, **k):
+        calls.append(a)
+        raise RuntimeError("[DALI] Decoder: unsupported chroma format")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(dali, "_iter_dali_frames", broken)
+    vf = sync_frames.VideoFrames.open(h264, "auto", False)
+    assert vf.decoder == "dali"
+    want = np.stack(list(cpu_video.iter_frames(h264)))
+    np.testing.assert_array_equal(np.stack(list(vf.decode())), want)
+    assert vf.decoder == "cpu" and "unsupported chroma" in vf.fallback
+    # the second pass (detect mode) stays on the CPU: DALI is not tried again
+    np.testing.assert_array_equal(np.stack(list(vf.decode())), want)
+    assert len(calls) == 1
+
+    strict = sync_frames.VideoFrames.open(h264, "dali", False)
+    with pytest.raises(InputError, match="GPU decode failed after 0 frames"):
+        list(strict.decode())
+
+
+def test_video_frames_second_pass_does_not_switch_decoder(monkeypatch, h264):
+    """A video whose first pass came from DALI fails on the second rather than mixing
+    GPU-detected faces with CPU frames."""
+    from lipleak.sync import frames as sync_frames
+
+    _pretend_dali(monkeypatch)
+    monkeypatch.setattr(sync_frames, "probe_gpu", lambda: (object(), "fake GPU"))
+    passes = []
+
+    def flaky(*a, **k):
+        passes.append(1)
+        if len(passes) > 1:
+            raise RuntimeError("NVDEC lost")
+        yield from cpu_video.iter_frames(h264)
+
+    monkeypatch.setattr(dali, "_iter_dali_frames", flaky)
+    vf = sync_frames.VideoFrames.open(h264, "auto", False)
+    assert len(list(vf.decode())) == 12 and vf.decoder == "dali"
+    with pytest.raises(InputError, match="GPU decode failed after 0 frames: NVDEC lost"):
+        list(vf.decode())
+
+
+# ------------------------------------------------------------- decoder in the hash
+
+
+def test_decoder_defaults_to_cpu_and_is_hashed():
+    from lipleak.cli import build_parser
+    from lipleak.sync import SyncSettings
+
+    default = SyncSettings()
+    assert default.decoder == "cpu" and "decoder" not in default.hashed_dict()
+    # stored hashes of CPU-decoded runs stay valid (test_io_ffmpeg_jpeg pins this one)
+    assert default.hash() == "5120ee5e8c87c7b8"
+    hashes = {d: SyncSettings(decoder=d).hash() for d in ("cpu", "dali", "auto")}
+    assert len(set(hashes.values())) == 3
+    assert SyncSettings(decoder="dali").hashed_dict()["decoder"] == "dali"
+    args = build_parser().parse_args(["sync", "v.mp4"])
+    assert args.decoder == "cpu"
 
 
 # ------------------------------------------------------------------- prefetch

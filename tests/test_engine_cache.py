@@ -74,6 +74,10 @@ def test_key_changes_with_every_field(tmp_path):
         "profile max": key_for(a, profile={"x": ((1, 3), (32, 3), (128, 3))}),
         "profile opt": key_for(a, profile={"x": ((1, 3), (16, 3), (64, 3))}),
         "profile name": key_for(a, profile={"z": ((1, 3), (32, 3), (64, 3))}),
+        # builder options that change the engine (issue 14: they were not in the key)
+        "workspace": key_for(a, workspace_bytes=2 << 30),
+        "tf32 policy": key_for(a, tf32=True),
+        "fp16 method": key_for(a, precision="fp16", fp16_method="onnx-fp16-conversion"),
     }
     digests = {name: k.digest() for name, k in variants.items()}
     for name, d in digests.items():
@@ -81,6 +85,11 @@ def test_key_changes_with_every_field(tmp_path):
     assert len(set(digests.values())) == len(digests)
     # Same inputs, same key: the digest is a pure function of the fields.
     assert key_for(a).digest() == base.digest()
+    assert (
+        key_for(a, precision="fp16", fp16_method="builder-flag").digest()
+        != variants["fp16 method"].digest()
+    )
+    assert base.fields()["key_version"] == 2 and base.fields()["workspace_bytes"] is None
     assert (
         ec.make_key(
             tmp_path / "ignored",
@@ -161,6 +170,39 @@ def test_profile_rejects_dynamic_spatial_axes(tmp_path):
         ec.profile_shapes(path)
 
 
+def image_onnx(path: Path, dims) -> Path:
+    x = helper.make_tensor_value_info("img", TensorProto.FLOAT, list(dims))
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    graph = helper.make_graph([helper.make_node("Relu", ["img"], ["y"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_profile_dynamic_image_hw_gets_the_detector_range(tmp_path):
+    """SCRFD's input is [1, 3, ?, ?]: it got no profile, so TensorRT could not run it."""
+    scrfd = image_onnx(tmp_path / "scrfd.onnx", [1, 3, "?", "?"])
+    assert ec.profile_shapes(scrfd) == {"img": ((1, 3, 32, 32), (1, 3, 640, 640), (1, 3, 640, 640))}
+    assert ec.profile_shapes(scrfd, spatial=(64, 320, 960))["img"] == (
+        (1, 3, 64, 64),
+        (1, 3, 320, 320),
+        (1, 3, 960, 960),
+    )
+    dyn = image_onnx(tmp_path / "dyn.onnx", ["n", 3, "h", "w"])
+    assert ec.profile_shapes(dyn, 1, 4, 8)["img"] == (
+        (1, 3, 32, 32),
+        (4, 3, 640, 640),
+        (8, 3, 640, 640),
+    )
+    # only H and W: a dynamic channel axis, or one of H/W fixed, is still refused
+    for dims in (["n", "c", "h", "w"], [1, 3, 224, "w"]):
+        with pytest.raises(ModelError, match="dynamic non-batch axes"):
+            ec.profile_shapes(image_onnx(tmp_path / "x.onnx", dims))
+    with pytest.raises(LipleakError, match="spatial profile"):
+        ec.profile_shapes(scrfd, spatial=(640, 320, 960))
+
+
 def test_profile_bad_batch_range(tmp_path):
     path = matmul_onnx(tmp_path / "a.onnx", ["batch", 3])
     for mn, op, mx in [(0, 1, 2), (4, 2, 8), (1, 9, 8)]:
@@ -210,6 +252,7 @@ class FakeBuilder:
         if self.fail:
             raise ModelError("TensorRT could not build an engine: fake")
         out.write_bytes(f"ENGINE#{len(self.calls)}".encode() * 100)
+        return {"tf32_set": False}
 
 
 @pytest.fixture
@@ -233,8 +276,12 @@ def test_build_then_hit(setup):
     assert {k: meta[k] for k in key.fields()} == key.fields()
     assert meta["engine_sha256"] == hashlib.sha256(first.data).hexdigest()
 
+    # what the build reported goes into the sidecar and comes back on a hit
+    assert meta["tf32_set"] is False and first.meta["tf32_set"] is False
+
     second = ec.load_or_build(key, onnx_path, fb, root)
     assert not second.built and second.reason == "cache hit" and second.data == first.data
+    assert second.meta["tf32_set"] is False
     assert len(fb.calls) == 1
     assert sorted(p.name for p in root.iterdir() if p.suffix != ".lock") == sorted(
         [first.path.name, ec.sidecar_path(key, root).name]
@@ -249,6 +296,10 @@ def test_build_then_hit(setup):
         ("compute_capability", "8.0"),
         ("precision", "fp16"),
         ("onnx_sha256", "0" * 64),
+        ("workspace_bytes", 1 << 30),
+        ("tf32", True),
+        ("fp16_method", "builder-flag"),
+        ("key_version", 1),
     ],
 )
 def test_foreign_sidecar_is_rebuilt(setup, field, value):

@@ -130,10 +130,11 @@ def add_sync_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--decoder",
-        default="auto",
+        default="cpu",
         choices=("auto", "cpu", "dali"),
-        help="video decoder: DALI on the GPU when usable, else PyAV on the CPU. "
-        "Default: %(default)s",
+        help="video decoder: cpu (PyAV, the reference pixels), dali (NVDEC on the GPU; "
+        "frames differ by a few levels, so it is part of the settings hash) or auto (DALI "
+        "for the videos it can decode, else the CPU). Default: %(default)s",
     )
 
 

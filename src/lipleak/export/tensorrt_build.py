@@ -51,9 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot write the engine: {exc}", file=sys.stderr)
         return ModelError.exit_code
     shapes = ", ".join(f"{n}: {list(a)}..{list(c)}" for n, (a, _, c) in rep.profile.items())
+    tf32 = {True: "on", False: "off", None: "not settable here"}[rep.tf32]
     print(
         f"{rep.engine_path}: TensorRT {rep.trt_version} {rep.precision} "
-        f"({rep.fp16_method or 'ieee fp32, tf32 off'}), {shapes}, built in {rep.seconds:.1f} s"
+        f"({rep.fp16_method or 'ieee fp32'}, tf32 {tf32}), {shapes}, built in {rep.seconds:.1f} s"
     )
     return 0
 

@@ -9,10 +9,17 @@ the CPU decoder. ``choose_decoder`` says which and why; pass its answer to
 ``iter_frames(choice=...)``.
 
 Pixels: NVDEC's YUV->RGB conversion and DALI's resize are not libswscale/cv2, so GPU
-frames differ from the CPU ones by a few levels (tests on a GPU report the maximum
-difference). Scores that must match the reference are made with the CPU decoder; the GPU
-decoder is opt-in for throughput (``decoder="auto"`` or ``"dali"``; the default of the
-project's pipeline stays with whoever calls this).
+frames differ from the CPU ones by a few levels (tests on a GPU report the difference
+frame by frame). Scores that must match the reference are made with the CPU decoder,
+which is the default of the scoring settings; the GPU decoder is opt-in for throughput
+(``decoder="auto"`` or ``"dali"``) and hashed into the settings, so GPU- and CPU-decoded
+rows never share a settings hash.
+
+One DALI pipeline serves many videos: pipelines are built per (sequence length, crop,
+size, device) around ``fn.experimental.inputs.video``, which decodes an encoded file fed
+with ``Pipeline.feed_input`` (``fn.readers.video`` takes its file names when the pipeline
+is built, so it would need one pipeline per video). Idle pipelines wait in a small pool;
+a thread takes one for a whole video, so videos decoded at once never share one.
 
 ``iter_gpu_chunks`` keeps frames on the GPU: each chunk is a DALI GPU tensor exposing
 ``__cuda_array_interface__``, which the TensorRT backend accepts as an input without a
@@ -26,6 +33,9 @@ used with the CPU decoder as much as with DALI.
 from __future__ import annotations
 
 import importlib
+import logging
+import math
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -41,6 +51,8 @@ from . import video as cpu_video
 
 DALI_CODECS = ("h264", "hevc")
 DECODERS = ("auto", "dali", "cpu")
+
+log = logging.getLogger(__name__)
 
 
 # -------------------------------------------------------------------- availability
@@ -159,28 +171,27 @@ class GpuChunk:
     start: int
 
 
-def _build_pipeline(
-    path: str, sequence_length: int, crop, size, device_id: int, num_threads: int = 2
-):
+PipelineKey = tuple  # (sequence_length, crop, size, device_id, num_threads)
+
+
+def _build_pipeline(sequence_length: int, crop, size, device_id: int, num_threads: int = 2):
+    """A pipeline that decodes whatever encoded video is fed to its "video" input."""
     from nvidia.dali import fn, pipeline_def, types
 
     @pipeline_def(
-        batch_size=1, num_threads=num_threads, device_id=device_id, prefetch_queue_depth=2
+        batch_size=1, num_threads=num_threads, device_id=device_id, prefetch_queue_depth=1
     )
     def pipe():
-        # readers.video (legacy NVDEC reader) is in DALI 1.x and 2.x with these arguments;
-        # step = sequence_length gives non-overlapping chunks in order; pad_sequences
-        # keeps the last, short chunk (zero frames after the end).
-        frames = fn.readers.video(
-            device="gpu",
-            filenames=[path],
+        # inputs.video (DALI >= 1.25, also 2.x) on the "mixed" backend decodes with NVDEC;
+        # each run returns the next sequence of the fed file, "partial" makes the last one
+        # short instead of padded, so its length shows where the video ends. A prefetch
+        # depth of 1 keeps DALI from running ahead into a video not fed yet (running with
+        # no data queued is an error).
+        frames = fn.experimental.inputs.video(
+            name="video",
+            device="mixed",
             sequence_length=sequence_length,
-            step=sequence_length,
-            random_shuffle=False,
-            pad_sequences=True,
-            image_type=types.RGB,
-            dtype=types.UINT8,
-            name="reader",
+            last_sequence_policy="partial",
         )
         if crop is not None:
             y, x, h, w = crop
@@ -202,9 +213,51 @@ def _build_pipeline(
     return p
 
 
-def _epoch_size(pipe) -> int:
-    n = pipe.epoch_size("reader")
-    return int(n if not isinstance(n, dict) else next(iter(n.values())))
+class PipelinePool:
+    """Idle DALI pipelines by their parameters, at most ``keep`` of each.
+
+    ``take`` hands a pipeline to one caller for one video (building one when none is
+    idle); ``give_back`` returns it for the next video. A pipeline whose video was not read
+    to the end still holds that video's frames, so it is dropped instead (``discard``).
+    """
+
+    def __init__(self, keep: int = 2):
+        self.keep = keep
+        self._idle: dict[PipelineKey, list] = {}
+        self._lock = threading.Lock()
+        self.built = 0
+
+    def take(self, key: PipelineKey):
+        with self._lock:
+            idle = self._idle.get(key)
+            if idle:
+                return idle.pop()
+        pipe = _build_pipeline(*key)
+        with self._lock:
+            self.built += 1
+        return pipe
+
+    def give_back(self, key: PipelineKey, pipe) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if len(idle) < self.keep:
+                idle.append(pipe)
+
+    def discard(self, key: PipelineKey, pipe) -> None:
+        del pipe  # its GPU memory goes with the last reference
+
+    def clear(self) -> None:
+        with self._lock:
+            self._idle.clear()
+
+
+PIPELINES = PipelinePool()
+
+
+def _shape(t) -> tuple[int, ...]:
+    # DALI's TensorGPU.shape is a method; arrays (and test doubles) have an attribute
+    shape = t.shape
+    return tuple(shape() if callable(shape) else shape)
 
 
 def iter_gpu_chunks(
@@ -216,19 +269,42 @@ def iter_gpu_chunks(
     device_id: int = 0,
 ) -> Iterator[GpuChunk]:
     """Decode ``path`` on the GPU in chunks of ``sequence_length`` frames that stay on the
-    GPU. ``n_frames`` (from ``lipleak.io.video.probe``) bounds the padded last chunk."""
+    GPU. ``n_frames`` (from ``lipleak.io.video.probe``) says how many sequences the file
+    gives; a sequence of another length than expected (the decoder and the probe disagree
+    on the frame count) is a RuntimeError rather than frames of the wrong video."""
     _check_geometry(crop, size)
-    pipe = _build_pipeline(str(path), sequence_length, crop, size, device_id)
+    key = (
+        int(sequence_length),
+        None if crop is None else tuple(crop),
+        None if size is None else tuple(size),
+        int(device_id),
+        2,
+    )
+    runs = math.ceil(n_frames / sequence_length) if n_frames > 0 else 0
+    pipe = PIPELINES.take(key)
+    finished = False
     try:
+        pipe.feed_input("video", [np.fromfile(str(path), dtype=np.uint8)])
         start = 0
-        for _ in range(_epoch_size(pipe)):
+        for i in range(runs):
             (out,) = pipe.run()
-            n_valid = max(0, min(sequence_length, n_frames - start))
-            if n_valid:
-                yield GpuChunk(out.as_tensor(), n_valid, start)
+            t = out.as_tensor()
+            shape = _shape(t)
+            want = min(sequence_length, n_frames - start)
+            got = shape[-4] if len(shape) >= 4 else -1
+            if got != want:
+                raise RuntimeError(
+                    f"DALI gave {got} frames for sequence {i} of {runs}, the probe expects "
+                    f"{want} ({n_frames} frames in all)"
+                )
+            yield GpuChunk(t, want, start)
             start += sequence_length
+        finished = True
     finally:
-        del pipe
+        if finished:
+            PIPELINES.give_back(key, pipe)
+        else:
+            PIPELINES.discard(key, pipe)
 
 
 def _iter_dali_frames(path, n_frames, sequence_length, crop, size, device_id):
@@ -254,15 +330,17 @@ def iter_frames(
     device_id: int = 0,
     choice: DecoderChoice | None = None,
     info: cpu_video.VideoInfo | None = None,
+    on_fallback: Callable[[str], None] | None = None,
 ) -> Iterator[np.ndarray]:
     """BGR uint8 frames at 25 fps, cropped (y, x, h, w) and resized to ``size`` (w, h) if
     asked, from DALI or the CPU decoder (see ``choose_decoder``).
 
     A caller that already probed the file or chose the decoder passes ``info``/``choice``
     so that the file is not probed again. If DALI fails before its first frame (e.g. a
-    profile NVDEC does not support) the CPU decoder takes over, unless ``decoder="dali"``;
-    a failure after frames were yielded is an InputError, since the caller already
-    consumed part of the video.
+    profile NVDEC does not support, a DALI that cannot build the pipeline) the CPU decoder
+    takes over with a logged warning and ``on_fallback(reason)`` is called, unless
+    ``decoder="dali"``; a failure after frames were yielded is an InputError, since the
+    caller already consumed part of the video from the GPU decoder.
     """
     _check_geometry(crop, size)
     if info is None and (choice is None or choice.decoder == "dali"):
@@ -277,13 +355,19 @@ def iter_frames(
                 yielded += 1
                 yield frame
             return
-        except (RuntimeError, ValueError, OSError) as exc:  # DALI raises RuntimeError
+        except Exception as exc:  # noqa: BLE001 - DALI raises RuntimeError, builds raise more
+            first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
             if yielded or decoder == "dali":
+                hint = "; score it with --decoder cpu" if yielded else ""
                 raise InputError(
                     path,
-                    f"GPU decode failed after {yielded} frames: {str(exc).splitlines()[0][:200]}",
+                    f"GPU decode failed after {yielded} frames: {first}{hint}",
                     "decode_error",
                 ) from None
+            reason = f"DALI failed before the first frame ({type(exc).__name__}: {first})"
+            log.warning("%s: %s; decoding on the CPU instead", path, reason)
+            if on_fallback is not None:
+                on_fallback(reason)
     for frame in io_frames.iter_frames(path, reference_frames=reference_frames, ffmpeg=ffmpeg):
         yield cpu_transform(frame, crop, size)
 
@@ -362,10 +446,12 @@ def prefetch_frames(
 __all__ = [
     "DALI_CODECS",
     "NO_GPU_GIVEN",
+    "PIPELINES",
     "DecoderChoice",
     "Gpu",
     "GpuChunk",
     "GpuProbe",
+    "PipelinePool",
     "Prefetched",
     "choose_decoder",
     "cpu_transform",

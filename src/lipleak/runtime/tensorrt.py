@@ -8,12 +8,18 @@ by ``max_batch``, not by video length; larger batches are split into chunks.
 Inputs may be numpy arrays (copied through pinned host memory) or device arrays that
 expose ``__cuda_array_interface__`` (DALI, CuPy, PyTorch CUDA tensors), which are copied
 device-to-device without touching the host — the hook that keeps decoded frames on the GPU.
+A device array is read on this runtime's own stream, so that stream first waits for the
+stream that produced it (an event recorded there, ``cudaStreamWaitEvent``): the producer's
+stream is the ``stream=`` argument of ``run``, else the array interface's ``stream``
+(version 3: CuPy, PyTorch), else the object's ``stream`` attribute (DALI's TensorGPU, whose
+interface is version 2). When none says, the device is synchronised before the copy.
 """
 
 from __future__ import annotations
 
 import ctypes
 import threading
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -78,24 +84,92 @@ class _Cuda:
     def copy(self, dst: int, src: int, nbytes: int, kind, stream) -> None:
         self.call("cudaMemcpyAsync", self.rt.cudaMemcpyAsync(dst, src, nbytes, kind, stream))
 
+    def event(self):
+        flags = getattr(self.rt, "cudaEventDisableTiming", 2)  # no timing: cheaper to record
+        return self.call("cudaEventCreateWithFlags", self.rt.cudaEventCreateWithFlags(flags))
 
-def device_pointer(arr) -> tuple[int, tuple[int, ...], np.dtype] | None:
-    """(pointer, shape, dtype) of a C-contiguous device array, or None for host arrays."""
+    def wait_for(self, stream, producer: int, event) -> None:
+        """Make ``stream`` wait (on the GPU, not the host) for the work queued so far on
+        ``producer``. 1 and 2 are the CUDA array interface's legacy and per-thread default
+        streams, which are also the runtime's own handles for them."""
+        self.call("cudaEventRecord", self.rt.cudaEventRecord(event, producer))
+        self.call("cudaStreamWaitEvent", self.rt.cudaStreamWaitEvent(stream, event, 0))
+
+    def device_sync(self) -> None:
+        self.call("cudaDeviceSynchronize", self.rt.cudaDeviceSynchronize())
+
+
+def stream_handle(stream) -> int | None:
+    """A CUDA stream as an int handle: an int, a PyTorch stream (``cuda_stream``), a CuPy
+    stream (``ptr``), or None."""
+    if stream is None:
+        return None
+    for attr in ("cuda_stream", "ptr"):
+        if hasattr(stream, attr):
+            return int(getattr(stream, attr))
+    return int(stream)
+
+
+_UNKNOWN = object()  # a device array that does not say which stream produced it
+
+
+@dataclass(frozen=True)
+class DeviceView:
+    """A C-contiguous device array seen through ``__cuda_array_interface__``: pointer,
+    shape, dtype and the producing stream (None: ready, no wait needed; ``_UNKNOWN``: not
+    said). Slicing rows keeps the producer, so split batches wait too. ``owner`` keeps the
+    producer's object (and its memory) alive while the view is used."""
+
+    ptr: int
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    stream: object
+    owner: object = None
+
+    def __getitem__(self, rows: slice) -> DeviceView:
+        start, stop, step = rows.indices(self.shape[0])
+        if step != 1:
+            raise LipleakError("device inputs can only be cut into runs of rows")
+        row = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        n = max(0, stop - start)
+        return replace(self, ptr=self.ptr + start * row, shape=(n, *self.shape[1:]))
+
+
+def device_view(arr, stream=None) -> DeviceView | None:
+    """The device array ``arr`` as a DeviceView, or None for host arrays.
+
+    ``stream`` (the caller's word on the producing stream) wins over what the array says.
+    Shapes are taken from the array interface only: DALI's ``TensorGPU.shape`` is a method
+    and CuPy's/PyTorch's are attributes, so ``arr.shape`` means different things.
+    """
+    if isinstance(arr, DeviceView):
+        return arr if stream is None else replace(arr, stream=stream_handle(stream))
     cai = getattr(arr, "__cuda_array_interface__", None)
     if cai is None:
         return None
-    strides = cai.get("strides")
-    shape = tuple(cai["shape"])
+    shape = tuple(int(d) for d in cai["shape"])
     dtype = np.dtype(cai["typestr"])
+    strides = cai.get("strides")
     if strides is not None:
         expect = tuple(int(np.prod(shape[i + 1 :])) * dtype.itemsize for i in range(len(shape)))
         if tuple(strides) != expect:
             raise LipleakError("device inputs must be C-contiguous")
-    return int(cai["data"][0]), shape, dtype
+    if stream is not None:
+        producer = stream_handle(stream)
+    elif int(cai.get("version", 0)) >= 3:
+        # v3: the key names the stream to wait for; absent or None means the data is ready
+        producer = cai.get("stream")
+        if producer == 0:
+            raise LipleakError("device input: stream 0 is ambiguous in the array interface")
+    elif getattr(arr, "stream", None) is not None and not callable(arr.stream):
+        producer = stream_handle(arr.stream)  # DALI TensorGPU: a property, the int handle
+    else:
+        producer = _UNKNOWN
+    return DeviceView(int(cai["data"][0]), shape, dtype, producer, arr)
 
 
 def _pad_rows(v, rows: int) -> np.ndarray:
-    if device_pointer(v) is not None:
+    if isinstance(v, DeviceView):
         raise LipleakError(
             f"a device batch of {v.shape[0]} is below the engine's minimum "
             f"batch {rows}; pad it before the call"
@@ -123,12 +197,13 @@ class TensorRTRuntime:
         device: int = 0,
         cache_root: str | Path | None = None,
         workspace_gb: float | None = None,
+        spatial: tuple[int, int, int] | None = None,
     ):
         try:
             import tensorrt as trt
         except ImportError as exc:
             raise LipleakError("TensorRT is not installed; install the 'gpu' extra") from exc
-        from .trt_build import build_engine, trt_logger
+        from .trt_build import build_engine, fp16_method, trt_logger, workspace_bytes
 
         self.path = Path(onnx_path)
         if not self.path.is_file():
@@ -142,7 +217,9 @@ class TensorRTRuntime:
         self._cuda = _Cuda()
         self._cuda.set_device(device)
 
-        profile = engine_cache.profile_shapes(self.path, min_batch, opt_batch, max_batch)
+        profile = engine_cache.profile_shapes(
+            self.path, min_batch, opt_batch, max_batch, spatial=spatial
+        )
         self._sha256 = file_sha256(self.path)
         key = engine_cache.make_key(
             self.path,
@@ -152,12 +229,15 @@ class TensorRTRuntime:
             precision,
             profile,
             self._sha256,
+            workspace_bytes=workspace_bytes(workspace_gb),
+            tf32=False,
+            fp16_method=fp16_method(trt, precision),
         )
         logger = trt_logger()
         self._runtime = trt.Runtime(logger)
 
-        def build(onnx: Path, out: Path, timing: Path) -> None:
-            build_engine(
+        def build(onnx: Path, out: Path, timing: Path) -> dict:
+            report = build_engine(
                 onnx,
                 out,
                 precision,
@@ -165,6 +245,9 @@ class TensorRTRuntime:
                 timing_cache_path=timing,
                 workspace_gb=workspace_gb,
             )
+            # what the builder config said after the build was set up, kept in the
+            # sidecar so that a cache hit reports it too
+            return {"tf32_set": report.tf32, "fp16_method_used": report.fp16_method}
 
         loaded = {}
 
@@ -177,6 +260,7 @@ class TensorRTRuntime:
         self.engine_path = cached.path
         self.build_seconds = cached.build_seconds
         self.cache_status = cached.reason
+        self.tf32 = cached.meta.get("tf32_set")  # None: an engine whose sidecar does not say
         self.engine = (
             loaded.get("engine")
             if not cached.built
@@ -209,6 +293,7 @@ class TensorRTRuntime:
         self.max_batch = min(p[2][0] for p in profile.values())
         self._alloc()
         self._pending: list | None = None
+        self._event = None  # created on the first device input that needs a wait
         # one execution context and one set of buffers: callers from several threads (the
         # sync pipeline's workers share the detector) take turns
         self._lock = threading.Lock()
@@ -244,6 +329,8 @@ class TensorRTRuntime:
             self._cuda.free(ptr)
         for ptr, _ in self._host.values():
             self._cuda.free_host(ptr)
+        if self._event is not None:
+            self._cuda.rt.cudaEventDestroy(self._event)
         self._cuda.rt.cudaStreamDestroy(self.stream)
         self._dev = None
 
@@ -264,34 +351,66 @@ class TensorRTRuntime:
         if len(batches) != 1:
             raise LipleakError(f"inputs disagree on the batch size: {sorted(batches)}")
         for name, v in feeds.items():
-            want = tuple(self.profile[name][2][1:])
-            if tuple(v.shape[1:]) != want:
+            lo, _, hi = self.profile[name]
+            got = tuple(int(d) for d in v.shape)
+            if len(got) != len(lo) or not all(
+                a <= d <= b for a, d, b in zip(lo[1:], got[1:], hi[1:], strict=True)
+            ):
+                want = ", ".join(
+                    str(a) if a == b else f"{a}..{b}" for a, b in zip(lo[1:], hi[1:], strict=True)
+                )
                 raise LipleakError(
-                    f"input {name!r} has shape {tuple(v.shape)}, "
-                    f"expected (batch, {', '.join(map(str, want))})"
+                    f"input {name!r} has shape {got}, expected (batch, {want}) "
+                    "(the engine's optimisation profile)"
                 )
         return batches.pop()
 
-    def run_async(self, feeds: dict) -> None:
-        """Queue one batch (≤ the profile's max batch) on the stream; ``wait()`` returns it."""
+    def _device_feeds(self, feeds: dict, stream) -> dict:
+        """Device arrays as DeviceViews (which know their producer's stream)."""
+        out = {}
+        for name, v in feeds.items():
+            view = device_view(v, stream)
+            out[name] = view if view is not None else v
+        return out
+
+    def _wait_for_producers(self, feeds: dict) -> None:
+        """This runtime's stream waits for the streams that made the device inputs."""
+        producers = {v.stream for v in feeds.values() if isinstance(v, DeviceView)}
+        producers.discard(None)
+        if _UNKNOWN in producers:
+            self._cuda.device_sync()  # nothing says which stream wrote it: wait for all
+            producers.discard(_UNKNOWN)
+        for producer in sorted(producers):
+            if self._event is None:
+                self._event = self._cuda.event()
+            self._cuda.wait_for(self.stream, int(producer), self._event)
+
+    def run_async(self, feeds: dict, stream=None) -> None:
+        """Queue one batch (≤ the profile's max batch) on the stream; ``wait()`` returns it.
+
+        ``stream``: the CUDA stream (int handle, PyTorch or CuPy stream) that produced the
+        device inputs, when their array interface does not say.
+        """
         if self._pending is not None:
             raise LipleakError("run_async called twice without wait()")
+        feeds = self._device_feeds(feeds, stream)
         n = self._check(feeds)
         if not self.min_batch <= n <= self.max_batch:
             raise LipleakError(
                 f"batch {n} is outside the engine's profile {self.min_batch}..{self.max_batch}"
             )
         cuda = self._cuda
+        self._wait_for_producers(feeds)
         for name, v in feeds.items():
             dtype = self._dtype[name]
-            dev = device_pointer(v)
-            shape = (n, *self.profile[name][2][1:])
-            if dev is not None:
-                ptr, _, dt = dev
-                if dt != dtype:
-                    raise LipleakError(f"device input {name!r} is {dt}, the engine wants {dtype}")
+            shape = tuple(int(d) for d in v.shape)
+            if isinstance(v, DeviceView):
+                if v.dtype != dtype:
+                    raise LipleakError(
+                        f"device input {name!r} is {v.dtype}, the engine wants {dtype}"
+                    )
                 nbytes = int(np.prod(shape)) * dtype.itemsize
-                cuda.copy(self._dev[name], ptr, nbytes, cuda.D2D, self.stream)
+                cuda.copy(self._dev[name], v.ptr, nbytes, cuda.D2D, self.stream)
             else:
                 arr = np.ascontiguousarray(v, dtype=dtype)
                 hptr, hbuf = self._host[name]
@@ -322,9 +441,11 @@ class TensorRTRuntime:
         self._pending = None
         return out
 
-    def run(self, feeds: dict) -> dict[str, np.ndarray]:
+    def run(self, feeds: dict, stream=None) -> dict[str, np.ndarray]:
+        """One batch of any size (split / padded to the profile); ``stream`` as in
+        ``run_async``."""
         with self._lock:
-            return self._run(feeds)
+            return self._run(self._device_feeds(feeds, stream))
 
     def _run(self, feeds: dict) -> dict[str, np.ndarray]:
         n = self._check(feeds)
@@ -354,7 +475,7 @@ class TensorRTRuntime:
                 "compute_capability": self.gpu.compute_capability,
                 "driver": self.gpu.driver,
                 "precision": self.precision,
-                "tf32": False,
+                "tf32": self.tf32,
                 "engine_path": str(self.engine_path),
                 "engine_cache": self.cache_status,
                 "build_seconds": self.build_seconds,

@@ -71,9 +71,24 @@ class BuildReport:
     trt_version: str
     precision: str
     profile: Profile
-    tf32: bool
+    tf32: bool | None  # the TF32 builder flag as read back from the config; None: no flag
     fp16_method: str | None  # "builder-flag", "onnx-fp16-conversion" or None
     warnings: list[str] = field(default_factory=list)
+    workspace_bytes: int | None = None
+
+
+def fp16_method(trt, precision: str) -> str | None:
+    """How this TensorRT makes an fp16 engine: the FP16 builder flag (TensorRT 10), or an
+    ONNX graph converted to fp16 and built strongly typed (TensorRT 11 has no such flag).
+    Known before building, so the engine cache can key on it."""
+    if precision != "fp16":
+        return None
+    return "builder-flag" if hasattr(trt.BuilderFlag, "FP16") else "onnx-fp16-conversion"
+
+
+def workspace_bytes(workspace_gb: float | None) -> int | None:
+    """The workspace limit in bytes, None (TensorRT's default) when not given."""
+    return int(workspace_gb * (1 << 30)) if workspace_gb else None
 
 
 def _fp16_onnx_bytes(onnx_path: Path) -> bytes:
@@ -149,19 +164,14 @@ def build_engine(
     logger.errors, logger.warnings = [], []
     t0 = time.perf_counter()
 
-    has_fp16_flag = hasattr(trt.BuilderFlag, "FP16")
-    fp16_method = None
+    method = fp16_method(trt, precision)
     flags = 0
     data = None
-    if precision == "fp16":
-        if has_fp16_flag:
-            fp16_method = "builder-flag"
-        else:
-            data = _fp16_onnx_bytes(onnx_path)
-            fp16_method = "onnx-fp16-conversion"
-            strong = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
-            if strong is not None:
-                flags |= 1 << int(strong)
+    if method == "onnx-fp16-conversion":
+        data = _fp16_onnx_bytes(onnx_path)
+        strong = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+        if strong is not None:
+            flags |= 1 << int(strong)
 
     builder = trt.Builder(logger)
     # TensorRT 10+: explicit batch is the only mode, so 0 flags means explicit batch.
@@ -176,12 +186,21 @@ def build_engine(
         )
 
     config = builder.create_builder_config()
-    if workspace_gb:
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
-    tf32 = False
+    ws = workspace_bytes(workspace_gb)
+    if ws is not None:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, ws)
+    # What is reported is read back from the config, not assumed: TensorRT turns TF32 on
+    # by default, and a flag that did not clear must not be reported as off.
+    tf32 = None
     if hasattr(trt.BuilderFlag, "TF32"):
         config.clear_flag(trt.BuilderFlag.TF32)
-    if fp16_method == "builder-flag":
+        tf32 = bool(config.get_flag(trt.BuilderFlag.TF32))
+        if tf32:
+            raise ModelError(
+                f"{onnx_path}: TensorRT kept the TF32 builder flag set after clearing it; "
+                "an fp32 engine would not hold the CPU numbers"
+            )
+    if method == "builder-flag":
         config.set_flag(trt.BuilderFlag.FP16)
     opt_profile = builder.create_optimization_profile()
     for name, (mn, op, mx) in profile.items():
@@ -207,6 +226,7 @@ def build_engine(
         precision,
         profile,
         tf32,
-        fp16_method,
+        method,
         list(logger.warnings),
+        ws,
     )

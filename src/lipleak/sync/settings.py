@@ -16,8 +16,9 @@ MODES = ("prealigned", "detect")
 TRACK_RULES = ("weighted-mean", "best", "longest")
 MAX_VSHIFT = 100_000  # the most the core's shift_distances accepts
 # Settings that do not change any number (batch size, backend) are kept out of the hash so
-# that reruns with another batch size reuse finished results.
-_NOT_HASHED = ("batch_size", "backend", "decoder", "ffmpeg_path")
+# that reruns with another batch size reuse finished results. The decoder is hashed (see
+# hashed_dict): NVDEC's frames differ from the CPU decoder's by a few levels.
+_NOT_HASHED = ("batch_size", "backend", "ffmpeg_path")
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,11 @@ class SyncSettings(HashedSettings):
     precision: str = "fp32"  # "fp16" only on TensorRT; it moves numbers, so it is hashed
     batch_size: int = 32
     backend: str = "auto"
-    decoder: str = "auto"  # "auto" (DALI when usable, else CPU), "cpu", "dali"
+    # "cpu" (the reference decoder: PyAV / libswscale), "dali" (NVDEC on the GPU, an error
+    # where it cannot run) or "auto" (DALI for each video it can decode, else the CPU; each
+    # row's ``decoder`` says which). Hashed when not "cpu": GPU frames differ by a few
+    # levels, so a resumed run never mixes them into CPU-decoded rows.
+    decoder: str = "cpu"
     # reference_frames only. ``ffmpeg``: what makes the JPEGs, ``ffmpeg -version``'s first
     # line or "bundled libavcodec ..." when no binary was found; hashed, since encoders of
     # different FFmpeg releases move LSE-D. ``ffmpeg_path``: the binary to run ("": look on
@@ -77,6 +82,9 @@ class SyncSettings(HashedSettings):
         if self.tracks == "weighted-mean":
             # the default rule keeps the hashes stored before the field existed
             del d["tracks"]
+        if self.decoder == "cpu":
+            # the reference decoder keeps the hashes stored while the decoder was unhashed
+            del d["decoder"]
         return d
 
     def with_ffmpeg(self) -> SyncSettings:
