@@ -15,6 +15,30 @@ CLIPS = sorted(CLIPS_DIR.glob("*.mp4"))
 WAVS = sorted(CLIPS_DIR.glob("*.wav"))
 
 
+# CUDA_VISIBLE_DEVICES as the session found it, for the tests that are allowed a GPU.
+_VISIBLE = os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Tests not marked ``gpu`` run as on a machine without a GPU.
+
+    Their expected numbers come from the CPU path, and ``auto`` backends and decoders would
+    take a GPU where there is one (TensorRT, DALI, torch-CUDA: other kernels, other pixels).
+    An empty CUDA_VISIBLE_DEVICES hides every GPU from lipleak's probe, from subprocesses
+    (the CLI tests) and from CUDA libraries not yet initialised in this process. It is set
+    before fixtures, so session fixtures first made for a CPU test see no GPU either. Run
+    ``-m gpu`` in a process of its own: a library that initialised CUDA while the GPUs were
+    hidden (torch caches its device count) keeps seeing none.
+    """
+    if item.get_closest_marker("gpu") is None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    elif _VISIBLE is None:
+        os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+    else:
+        os.environ["CUDA_VISIBLE_DEVICES"] = _VISIBLE
+
+
 @pytest.fixture(scope="session")
 def shared_models() -> Path:
     if not SHARED_MODELS.is_dir():

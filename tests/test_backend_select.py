@@ -4,6 +4,8 @@ a CPU-only machine; the CPU backend is opened for real on a tiny ONNX model."""
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,6 +83,7 @@ def fake_env(monkeypatch, gpu=True, trt=True, cuda_py=True, providers=("CPUExecu
             else (None, "onnxruntime not importable", None)
         ),
     )
+    monkeypatch.setattr(probe, "probe_ort_conflict", lambda: "", raising=False)
 
 
 @pytest.mark.parametrize(
@@ -246,6 +249,8 @@ def test_probe_gpus_without_any_probe(monkeypatch):
     monkeypatch.setattr(probe, "_gpus_from_nvidia_smi", no_smi)
     gpus, why = probe.probe_gpus()
     assert gpus == [] and "cuda-python not installed" in why and "nvidia-smi not found" in why
+    # nvidia-smi seeing a GPU does not make it usable without a CUDA runtime that answers
+    # (issue 14: it used to, and TensorRT/DALI were then reported usable).
     monkeypatch.setattr(
         probe,
         "_gpus_from_nvidia_smi",
@@ -253,5 +258,250 @@ def test_probe_gpus_without_any_probe(monkeypatch):
     )
     probe.clear_cache()
     gpus, why = probe.probe_gpus()
-    assert why == "" and gpus[0].name == "NVIDIA L4"
-    assert probe.probe_gpu(1) == (None, "no CUDA device 1 (found 1)")
+    assert gpus == [] and "cuda-python not installed" in why
+    assert "NVIDIA L4" in why and "560.1" in why
+    assert probe.probe_gpu(0) == (None, why)
+
+
+# ------------------------------------------------------------ real probes, fake CUDA
+
+
+class FakeCudart:
+    """What ``cuda.bindings.runtime`` answers: (error, value) tuples and an error enum."""
+
+    class cudaError_t:  # noqa: N801 - cuda-python's names
+        cudaSuccess = 0
+        cudaErrorInsufficientDriver = 35
+        cudaErrorNoDevice = 100
+
+    def __init__(self, count_error=0, count=1):
+        self.count_error, self.count = count_error, count
+
+    def cudaGetDeviceCount(self):  # noqa: N802
+        return self.count_error, self.count
+
+    def cudaDriverGetVersion(self):  # noqa: N802
+        return 0, 13000
+
+    def cudaRuntimeGetVersion(self):  # noqa: N802
+        return 0, 13000
+
+    def cudaGetDeviceProperties(self, i):  # noqa: N802
+        prop = type("Prop", (), {})()
+        prop.name, prop.major, prop.minor = b"NVIDIA H200", 9, 0
+        prop.totalGlobalMem = 143771 << 20
+        return 0, prop
+
+
+def fake_cuda_python(monkeypatch, cudart):
+    import sys
+    import types
+
+    cuda = types.ModuleType("cuda")
+    bindings = types.ModuleType("cuda.bindings")
+    bindings.runtime = cudart
+    cuda.bindings = bindings
+    monkeypatch.setitem(sys.modules, "cuda", cuda)
+    monkeypatch.setitem(sys.modules, "cuda.bindings", bindings)
+    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", cudart)
+
+
+def fake_nvidia_smi(monkeypatch, tmp_path, line="0, NVIDIA H200, 9.0, 143771, 550.54.15"):
+    """A fake nvidia-smi first on PATH (as in test_probe_once)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text(f'#!/bin/sh\necho "{line}"\n')
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ.get('PATH', '')}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+
+
+def test_nvidia_smi_alone_makes_no_gpu_usable(monkeypatch, tmp_path):
+    """The CUDA runtime fails (a driver too old for cuda-python 13) while nvidia-smi lists
+    the GPU: no GPU, so neither TensorRT, the CUDA provider nor DALI is usable; the reason
+    carries what nvidia-smi saw. Issue 14: the nvidia-smi fallback reported them usable."""
+    from lipleak.io import dali
+
+    fake_nvidia_smi(monkeypatch, tmp_path)
+    fake_cuda_python(monkeypatch, FakeCudart(count_error=35))
+    monkeypatch.setattr(probe, "probe_tensorrt", lambda: ("10.16.1", ""))
+    monkeypatch.setattr(
+        probe, "probe_ort", lambda: (["CUDAExecutionProvider", "CPUExecutionProvider"], "", "1.31")
+    )
+    gpu, why = probe.probe_gpu()
+    assert gpu is None
+    assert "CUDA runtime fails" in why and "cudaGetDeviceCount" in why
+    assert "NVIDIA H200" in why and "550.54.15" in why
+    av = select.available_backends()
+    assert not av["tensorrt"][0] and not av["ort-cuda"][0] and not av["ort-tensorrt"][0]
+    assert select.resolve_backend("auto", av)[0] == "cpu"
+    ok, dali_why = dali.dali_available(*probe.probe_gpu())
+    assert not ok
+
+
+def test_working_cuda_runtime_makes_the_gpu_usable(monkeypatch, tmp_path):
+    fake_nvidia_smi(monkeypatch, tmp_path)
+    fake_cuda_python(monkeypatch, FakeCudart())
+    gpu, why = probe.probe_gpu()
+    assert why == "" and gpu.name == "NVIDIA H200" and gpu.compute_capability == "9.0"
+    assert gpu.source == "cuda-python" and gpu.driver == "550.54.15"
+    assert gpu.cuda_runtime == "13.0"
+
+
+def test_cuda_runtime_without_devices(monkeypatch, tmp_path):
+    fake_nvidia_smi(monkeypatch, tmp_path)
+    fake_cuda_python(monkeypatch, FakeCudart(count=0))
+    gpu, why = probe.probe_gpu()
+    assert gpu is None and "sees no device" in why
+
+
+def test_two_onnxruntime_builds_are_reported(monkeypatch, caplog):
+    """onnxruntime and onnxruntime-gpu installed together overwrite each other: a warning,
+    and the reason of every onnxruntime backend says so."""
+    from importlib import metadata
+
+    real = metadata.version
+    versions = {"onnxruntime": "1.31.1", "onnxruntime-gpu": "1.31.1"}
+
+    def version(name):
+        if name in versions:
+            return versions[name]
+        if name in probe.ORT_DISTRIBUTIONS:
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(metadata, "version", version)
+    with caplog.at_level(logging.WARNING, logger="lipleak.runtime.probe"):
+        msg = probe.probe_ort_conflict()
+    assert "onnxruntime 1.31.1 and onnxruntime-gpu 1.31.1" in msg
+    assert "pip uninstall -y onnxruntime onnxruntime-gpu" in msg
+    assert "installed together" in caplog.text
+    monkeypatch.setattr(probe, "probe_gpu", lambda index=0: (None, "no CUDA GPU: fake"))
+    monkeypatch.setattr(probe, "probe_ort", lambda: (["CPUExecutionProvider"], "", "1.31.1"))
+    ok, why = select.available_backends()["ort-cuda"]
+    assert not ok and "installed together" in why
+
+    versions.pop("onnxruntime-gpu")
+    probe.clear_cache()
+    assert probe.probe_ort_conflict() == ""
+
+
+# ------------------------------------------------- onnxruntime sessions, faked providers
+
+
+class FakeSession:
+    """Stands in for onnxruntime.InferenceSession: records what it was given and comes up
+    on ``FakeSession.gets`` (what onnxruntime does when a provider fails to load)."""
+
+    gets: list = ["CPUExecutionProvider"]
+    made: list = []
+
+    def __init__(self, path, opts=None, providers=None, **kw):
+        self.path, self.opts, self.asked = path, opts, providers
+        FakeSession.made.append(self)
+
+    def get_providers(self):
+        return list(FakeSession.gets)
+
+    def get_inputs(self):
+        return [type("I", (), {"name": "x", "shape": ["batch", 3], "type": "tensor(float)"})()]
+
+    def get_outputs(self):
+        return [type("O", (), {"name": "y", "shape": ["batch", 2], "type": "tensor(float)"})()]
+
+
+@pytest.fixture
+def fake_ort(monkeypatch):
+    import onnxruntime as ort
+
+    from lipleak.runtime import onnxrt
+
+    FakeSession.made = []
+    preloads = []
+    monkeypatch.setattr(ort, "InferenceSession", FakeSession)
+    monkeypatch.setattr(
+        ort,
+        "get_available_providers",
+        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+    )
+    monkeypatch.setattr(ort, "preload_dlls", lambda *a, **k: preloads.append((a, k)), raising=False)
+    monkeypatch.setattr(onnxrt, "_PRELOADED", [], raising=False)
+    fake_env(
+        monkeypatch,
+        gpu=True,
+        trt=False,
+        providers=("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+    )
+    return preloads
+
+
+def _asked(session):
+    return {name: dict(opts) for name, opts in session.asked}
+
+
+@pytest.mark.parametrize("backend", ["ort-cuda", "ort-tensorrt"])
+def test_explicit_gpu_session_on_the_cpu_is_an_error(fake_ort, tmp_path, backend):
+    """onnxruntime quietly runs on the CPU when the CUDA provider fails to load; an explicit
+    GPU backend must then fail. Issue 14: the providers were never checked."""
+    FakeSession.gets = ["CPUExecutionProvider"]
+    with pytest.raises(ModelError, match="asked for .*ExecutionProvider but the session runs on"):
+        select.open_model(tiny_onnx(tmp_path / "m.onnx"), backend)
+
+
+def test_auto_logs_the_provider_fallback(fake_ort, tmp_path, caplog):
+    """With auto the same session is not an error but never silent: a warning names the
+    failed provider and the CPU backend is opened instead."""
+    FakeSession.gets = ["CPUExecutionProvider"]
+    with caplog.at_level(logging.WARNING, logger="lipleak.runtime.select"):
+        rt = select.open_model(tiny_onnx(tmp_path / "m.onnx"), "auto")
+    assert rt.describe().backend == "cpu"
+    assert "backend ort-cuda failed" in caplog.text and "CUDAExecutionProvider" in caplog.text
+    assert "trying cpu" in caplog.text
+
+
+def test_cuda_provider_runs_without_tf32(fake_ort, tmp_path):
+    """fp32 means fp32: the CUDA provider's TF32 default is switched off; CUDA libraries
+    are preloaded once before the first GPU session. Issue 14: neither was done."""
+    FakeSession.gets = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    model = tiny_onnx(tmp_path / "m.onnx")
+    rt = select.open_model(model, "ort-cuda")
+    select.open_model(model, "ort-cuda")
+    asked = _asked(FakeSession.made[0])
+    assert list(asked) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert asked["CUDAExecutionProvider"]["use_tf32"] == "0"
+    assert asked["CUDAExecutionProvider"]["device_id"] == "0"
+    assert FakeSession.made[0].opts.use_deterministic_compute is True
+    assert len(fake_ort) == 1  # preload_dlls, once per process
+    info = rt.describe()
+    assert info.backend == "ort-cuda" and info.details["tf32"] is False
+
+
+def test_cpu_session_does_not_preload_cuda(fake_ort, tmp_path):
+    FakeSession.gets = ["CPUExecutionProvider"]
+    select.open_model(tiny_onnx(tmp_path / "m.onnx"), "cpu")
+    assert fake_ort == [] and _asked(FakeSession.made[0]) == {"CPUExecutionProvider": {}}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_tensorrt_provider_caches_engines(fake_ort, tmp_path, monkeypatch, precision):
+    """The TensorRT provider keeps engines and its timing cache under the model dir's
+    engines/ (one dir per onnxruntime/TensorRT/GPU/precision); fp16 only when asked.
+    Issue 14: no cache options, so every session rebuilt every engine."""
+    FakeSession.gets = ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
+    rt = select.open_model(tiny_onnx(tmp_path / "m.onnx"), "ort-tensorrt", precision=precision)
+    asked = _asked(FakeSession.made[0])
+    assert list(asked) == [
+        "TensorrtExecutionProvider",
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
+    ]
+    trt = asked["TensorrtExecutionProvider"]
+    engines = tmp_path / "models" / "engines" / "ort-tensorrt"
+    cache = Path(trt["trt_engine_cache_path"])
+    assert trt["trt_engine_cache_enable"] == "True" and cache.parent == engines
+    assert cache.is_dir() and "H100" in cache.name and precision in cache.name
+    assert trt["trt_timing_cache_enable"] == "True" and trt["trt_timing_cache_path"] == str(cache)
+    assert trt["trt_fp16_enable"] == ("True" if precision == "fp16" else "False")
+    assert asked["CUDAExecutionProvider"]["use_tf32"] == "0"
+    assert rt.describe().details["engine_cache"] == str(cache)

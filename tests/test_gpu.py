@@ -1,5 +1,12 @@
 """GPU path (issue 7): run with ``pytest -m gpu tests/test_gpu.py -s`` on an NVIDIA machine
-with the ``gpu`` and ``export`` extras. Skipped (with the reason) anywhere else.
+with a ``gpu-cu12``/``gpu-cu13`` extra (and ``export`` for the SyncNet towers).
+
+Each test is skipped on its own, with the reason, when what it needs is missing (issue
+14: the module used to skip as a whole without TensorRT, so the onnxruntime and DALI
+cases never ran on a machine that had them but not TensorRT):
+``needs_trt`` (a usable GPU + TensorRT + cuda-python), ``needs_ort_cuda`` (onnxruntime's
+CUDA provider on a usable GPU), ``needs_dali`` (DALI on a usable GPU), ``needs_torch``
+(torch, to export the towers), ``needs_torch_cuda`` (torch with CUDA).
 
 What is checked:
 - FP32 TensorRT embeddings of both SyncNet towers against onnxruntime CPU, including a
@@ -17,6 +24,7 @@ bench/results/gpu_tests_<date>.json (GPU name, driver, TensorRT/DALI/onnxruntime
 from __future__ import annotations
 
 import datetime as _dt
+import importlib.util
 import json
 import os
 import subprocess
@@ -31,14 +39,44 @@ from lipleak.runtime import available_backends, open_model
 
 pytestmark = pytest.mark.gpu
 
+# Asked once at collection; the probes are cached per process anyway.
 _backends = available_backends()
-if not _backends["tensorrt"][0]:
-    pytest.skip(
-        f"GPU tests need a CUDA GPU and TensorRT: {_backends['tensorrt'][1]}",
-        allow_module_level=True,
-    )
 
-pytest.importorskip("torch", reason="the GPU tests export the SyncNet towers (export extra)")
+
+def _dali_usable() -> tuple[bool, str]:
+    from lipleak.io import dali
+    from lipleak.runtime.probe import probe_gpu
+
+    return dali.dali_available(*probe_gpu())
+
+
+def _torch_cuda() -> tuple[bool, str]:
+    if importlib.util.find_spec("torch") is None:
+        return False, "torch not installed"
+    import torch
+
+    if not torch.cuda.is_available():
+        return False, f"torch {torch.__version__} sees no CUDA device"
+    return True, ""
+
+
+needs_trt = pytest.mark.skipif(
+    not _backends["tensorrt"][0], reason=f"needs TensorRT on a GPU: {_backends['tensorrt'][1]}"
+)
+needs_ort_cuda = pytest.mark.skipif(
+    not _backends["ort-cuda"][0],
+    reason=f"needs onnxruntime's CUDA provider on a GPU: {_backends['ort-cuda'][1]}",
+)
+needs_dali = pytest.mark.skipif(
+    not _dali_usable()[0], reason=f"needs DALI on a GPU: {_dali_usable()[1]}"
+)
+needs_torch = pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None,
+    reason="the SyncNet towers are exported with torch (export extra)",
+)
+needs_torch_cuda = pytest.mark.skipif(
+    not _torch_cuda()[0], reason=f"needs torch with CUDA: {_torch_cuda()[1]}"
+)
 
 CHECKPOINT = SHARED_MODELS / "syncnet_v2_random.model"
 RECORD: dict = {"embeddings": {}, "lse": [], "dali": []}
@@ -87,6 +125,8 @@ def _rel(a, b):
     return float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(b)))))
 
 
+@needs_trt
+@needs_torch
 @pytest.mark.parametrize("tower,name", [("lips", "lips"), ("audio", "mfcc")])
 def test_fp32_embeddings_match_cpu(towers, tower, name):
     x = _inputs()[name]
@@ -111,6 +151,8 @@ def test_fp32_embeddings_match_cpu(towers, tower, name):
     )
 
 
+@needs_trt
+@needs_torch
 @pytest.mark.parametrize("tower,name", [("lips", "lips"), ("audio", "mfcc")])
 def test_fp16_embedding_drift_is_measured(towers, tower, name):
     x = _inputs(1)[name]
@@ -123,6 +165,8 @@ def test_fp16_embedding_drift_is_measured(towers, tower, name):
     assert np.isfinite(got).all() and rel < 0.05
 
 
+@needs_trt
+@needs_torch
 def test_engine_cache_reused_on_second_open(towers):
     a = _rt(towers["audio"], max_batch=16)
     b = _rt(towers["audio"], max_batch=16)
@@ -134,10 +178,11 @@ def test_engine_cache_reused_on_second_open(towers):
     assert c.engine_path != b.engine_path
 
 
+@needs_trt
+@needs_torch_cuda
 def test_device_inputs_skip_the_host(towers):
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("torch without CUDA: no device array to feed")
+    import torch
+
     x = _inputs(2)["mfcc"]
     rt = _rt(towers["audio"])
     dev = torch.from_numpy(x).cuda().contiguous()
@@ -147,6 +192,8 @@ def test_device_inputs_skip_the_host(towers):
     )
 
 
+@needs_trt
+@needs_torch
 def test_build_cli(towers, tmp_path):
     out = tmp_path / "audio.engine"
     res = subprocess.run(
@@ -173,9 +220,9 @@ def test_build_cli(towers, tmp_path):
     assert engine is not None and engine.num_io_tensors == 2
 
 
+@needs_ort_cuda
+@needs_torch
 def test_ort_cuda_matches_cpu(towers):
-    if not _backends["ort-cuda"][0]:
-        pytest.skip(_backends["ort-cuda"][1])
     x = _inputs(3)["mfcc"]
     ref = towers["cpu"].audio.run({"mfcc": x})["embedding"]
     got = _rt(towers["audio"], backend="ort-cuda").run({"mfcc": x})["embedding"]
@@ -203,6 +250,8 @@ def scorers(model_dir, towers):
     return out
 
 
+@needs_trt
+@needs_torch
 @pytest.mark.parametrize("clip", CLIPS, ids=[c.stem for c in CLIPS])
 def test_lse_fp32_tensorrt_equals_cpu(scorers, clip):
     # The reference is the CPU pipeline end to end: PyAV/libswscale frames and onnxruntime
@@ -239,6 +288,7 @@ def test_lse_fp32_tensorrt_equals_cpu(scorers, clip):
     assert np.isfinite([half.lse_c, half.lse_d]).all()
 
 
+@needs_dali
 @pytest.mark.parametrize("clip", CLIPS[:3], ids=[c.stem for c in CLIPS[:3]])
 @pytest.mark.parametrize("size", [None, (224, 224)])
 def test_dali_frames_vs_cpu(clip, size):

@@ -2,6 +2,10 @@
 
 Each probe is an import or a device query, so that ``available_backends()`` and
 ``lipleak-fast doctor`` can say why something is missing without building anything.
+A GPU counts as usable only when the CUDA runtime itself answers (cuda-python's
+``cudaGetDeviceCount``): nvidia-smi talks to the kernel driver through NVML and lists GPUs
+that CUDA cannot use (a driver too old for the runtime, a container without libcuda), so
+its answer only goes into the reason that doctor prints.
 The answers do not change while a process runs, and some are slow (nvidia-smi takes
 tens to hundreds of ms), so every real probe runs at most once per process and the
 answer is kept; ``clear_cache()`` forgets them (tests that fake hardware, or a caller
@@ -14,12 +18,15 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 import os
 import shutil
 import subprocess
 import threading
 from collections import Counter
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 # Real probes run in this process since it started; clear_cache() does not reset it, so
 # that a test can see every probe that ever ran.
@@ -178,36 +185,47 @@ def _gpus_from_nvidia_smi_or_empty() -> list[GpuInfo]:
         return []
 
 
+def _nvidia_smi_note() -> str:
+    """What nvidia-smi sees, for a reason that says why no GPU is usable."""
+    try:
+        gpus = _gpus_from_nvidia_smi()
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        return str(exc)
+    if not gpus:
+        return "nvidia-smi lists no GPU"
+    names = ", ".join(sorted({g.name for g in gpus}))
+    driver = gpus[0].driver or "unknown"
+    return (
+        f"nvidia-smi lists {len(gpus)} GPU(s) ({names}, driver {driver}) that CUDA cannot use "
+        "here (CUDA 12 wheels need driver >= 525, CUDA 13 wheels >= 580)"
+    )
+
+
 @_once
 def _probe_gpus(visible: str | None) -> tuple[tuple[GpuInfo, ...], str]:
     # Keyed by CUDA_VISIBLE_DEVICES so that hiding the GPUs later in the process is seen.
     if visible in ("", "-1"):
-        return (), "CUDA_VISIBLE_DEVICES hides every GPU"
-    reasons = []
+        return (), "no CUDA GPU: CUDA_VISIBLE_DEVICES hides every GPU"
     try:
         gpus = _gpus_from_cudart()
         if gpus:
             return tuple(gpus), ""
-        reasons.append("cuda-python sees no CUDA device")
+        why = "the CUDA runtime sees no device"
     except ImportError:
-        reasons.append("cuda-python not installed")
+        why = "cuda-python not installed, so the CUDA runtime cannot be checked (gpu-cu1x extra)"
     except RuntimeError as exc:
-        reasons.append(f"cuda-python: {exc}")
-    try:
-        gpus = _gpus_from_nvidia_smi()
-        if gpus:
-            return tuple(gpus), ""
-        reasons.append("nvidia-smi lists no GPU")
-    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-        reasons.append(str(exc))
-    return (), "no CUDA GPU: " + "; ".join(reasons)
+        why = f"the CUDA runtime fails: {exc}"
+    # No fallback to nvidia-smi's list: TensorRT, DALI and onnxruntime's CUDA provider all
+    # need the runtime that just failed. nvidia-smi only explains the failure.
+    return (), f"no CUDA GPU: {why}; {_nvidia_smi_note()}"
 
 
 def probe_gpus() -> tuple[list[GpuInfo], str]:
-    """All visible CUDA devices and, when there are none, why.
+    """All CUDA devices the CUDA runtime can use and, when there are none, why.
 
-    cuda-python is asked first (it sees CUDA_VISIBLE_DEVICES the way TensorRT will);
-    nvidia-smi is the fallback for machines without it.
+    Only cuda-python's runtime query makes a device usable (it sees CUDA_VISIBLE_DEVICES
+    and the driver the way TensorRT, DALI and onnxruntime will); nvidia-smi adds the driver
+    version, and when the runtime fails, what the driver sees.
     """
     gpus, why = _probe_gpus(os.environ.get("CUDA_VISIBLE_DEVICES", None))
     return list(gpus), why
@@ -233,7 +251,7 @@ def probe_tensorrt() -> tuple[str | None, str]:
     try:
         trt = importlib.import_module("tensorrt")
     except ImportError as exc:
-        return None, f"tensorrt not importable ({exc}); install the 'gpu' extra"
+        return None, f"tensorrt not importable ({exc}); install the 'gpu-cu12' or 'gpu-cu13' extra"
     except Exception as exc:  # noqa: BLE001 - a broken CUDA install fails inside the import
         return None, f"tensorrt import failed: {type(exc).__name__}: {exc}"
     return str(getattr(trt, "__version__", "unknown")), ""
@@ -266,7 +284,10 @@ def _probe_ort() -> tuple[tuple[str, ...] | None, str, str | None]:
     try:
         ort = importlib.import_module("onnxruntime")
     except ImportError as exc:
-        return None, f"onnxruntime not importable ({exc}); install the 'cpu' or 'gpu' extra", None
+        why = (
+            f"onnxruntime not importable ({exc}); install the 'cpu', 'gpu-cu12' or 'gpu-cu13' extra"
+        )
+        return None, why, None
     return tuple(ort.get_available_providers()), "", str(ort.__version__)
 
 
@@ -276,9 +297,56 @@ def probe_ort() -> tuple[list[str] | None, str, str | None]:
     return (list(providers) if providers is not None else None), why, version
 
 
+# Distributions that all install the same ``onnxruntime`` package directory.
+ORT_DISTRIBUTIONS = (
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "onnxruntime-directml",
+    "onnxruntime-openvino",
+    "onnxruntime-rocm",
+    "onnxruntime-migraphx",
+    "onnxruntime-training",
+)
+
+
+@_once
+def probe_ort_conflict() -> str:
+    """ "" or why the installed onnxruntime is unreliable: two builds installed at once.
+
+    pip treats onnxruntime and onnxruntime-gpu as unrelated projects, so installing both
+    (e.g. the ``cpu`` and a ``gpu-cu1x`` extra) unpacks one over the other: which providers
+    the module has depends on install order, and uninstalling either deletes files the
+    other needs."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for dist in ORT_DISTRIBUTIONS:
+        try:
+            found.append(f"{dist} {version(dist)}")
+        except PackageNotFoundError:
+            continue
+    if len(found) < 2:
+        return ""
+    msg = (
+        f"{' and '.join(found)} are installed together; they overwrite each other's "
+        "'onnxruntime' files, so the providers depend on install order. Keep one: "
+        f"pip uninstall -y {' '.join(f.split()[0] for f in found)}, then install one "
+        "extra (cpu, gpu-cu12 or gpu-cu13)"
+    )
+    log.warning("%s", msg)
+    return msg
+
+
 # ------------------------------------------------------------------------ cache
 
-_CACHED = (_nvidia_smi, _probe_gpus, probe_tensorrt, probe_cuda_python, _probe_ort)
+_CACHED = (
+    _nvidia_smi,
+    _probe_gpus,
+    probe_tensorrt,
+    probe_cuda_python,
+    _probe_ort,
+    probe_ort_conflict,
+)
 
 
 def clear_cache() -> None:

@@ -36,6 +36,10 @@ def available_backends() -> dict[str, tuple[bool, str]]:
     trt_ver, trt_why = probe.probe_tensorrt()
     cuda_ver, cuda_why = probe.probe_cuda_python()
     providers, ort_why, ort_ver = probe.probe_ort()
+    # Two onnxruntime builds installed over each other: said in every onnxruntime reason.
+    conflict = probe.probe_ort_conflict()
+    if conflict:
+        ort_why = f"{ort_why}; {conflict}" if ort_why else conflict
     out: dict[str, tuple[bool, str]] = {}
 
     missing = [
@@ -63,12 +67,17 @@ def available_backends() -> dict[str, tuple[bool, str]]:
             out[name] = (
                 False,
                 f"onnxruntime {ort_ver} has no {provider} "
-                f"(has {', '.join(providers)}); install onnxruntime-gpu",
+                f"(has {', '.join(providers)}); install onnxruntime-gpu"
+                + (f"; {conflict}" if conflict else ""),
             )
         elif gpu is None:
             out[name] = (False, gpu_why)
         else:
-            out[name] = (True, f"onnxruntime {ort_ver} {provider} on {gpu.name}")
+            out[name] = (
+                True,
+                f"onnxruntime {ort_ver} {provider} on {gpu.name}"
+                + (f" (warning: {conflict})" if conflict else ""),
+            )
 
     if providers is None:
         out["cpu"] = (False, ort_why)
@@ -107,7 +116,8 @@ _TRT_OPTIONS = ("min_batch", "opt_batch", "device", "cache_root", "workspace_gb"
 
 def _open_one(name: str, onnx_path: Path, precision: str, max_batch: int, opts: dict):
     if name in ("cpu", "ort-cuda", "ort-tensorrt"):
-        if precision != "fp32":
+        # fp16 on ort-tensorrt is TensorRT's builder flag, asked for by name only.
+        if precision != "fp32" and name != "ort-tensorrt":
             raise LipleakError(
                 f"precision {precision!r} needs the tensorrt backend; "
                 f"{name} runs the ONNX graph as it is (fp32)"
@@ -122,7 +132,9 @@ def _open_one(name: str, onnx_path: Path, precision: str, max_batch: int, opts: 
             "ort-cuda": ("cuda", "cpu"),
             "ort-tensorrt": ("tensorrt", "cuda", "cpu"),
         }[name]
-        return OrtRuntime(onnx_path, providers=providers, threads=opts.get("threads"))
+        return OrtRuntime(
+            onnx_path, providers=providers, threads=opts.get("threads"), precision=precision
+        )
     unknown = set(opts) - set(_TRT_OPTIONS)
     if unknown:
         raise LipleakError(f"options {sorted(unknown)} do not apply to backend 'tensorrt'")
