@@ -78,7 +78,10 @@ def dali_available(gpu: Gpu | None, why: str) -> tuple[bool, str]:
     try:
         dali = importlib.import_module("nvidia.dali")
     except ImportError as exc:
-        return False, f"nvidia-dali not installed ({exc}); install the 'gpu' extra"
+        return (
+            False,
+            f"nvidia-dali not installed ({exc}); install the 'gpu-cu12' or 'gpu-cu13' extra",
+        )
     except Exception as exc:  # noqa: BLE001 - a DALI built for another CUDA fails on import
         return False, f"nvidia-dali import failed: {type(exc).__name__}: {exc}"
     if gpu is None:

@@ -202,7 +202,10 @@ class TensorRTRuntime:
         try:
             import tensorrt as trt
         except ImportError as exc:
-            raise LipleakError("TensorRT is not installed; install the 'gpu' extra") from exc
+            raise LipleakError(
+                "TensorRT is not installed; install the 'gpu-cu12' or 'gpu-cu13' extra "
+                "(docs/gpu.md)"
+            ) from exc
         from .trt_build import build_engine, fp16_method, trt_logger, workspace_bytes
 
         self.path = Path(onnx_path)

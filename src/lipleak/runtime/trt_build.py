@@ -33,7 +33,8 @@ def _trt():
         import tensorrt as trt
     except ImportError as exc:
         raise LipleakError(
-            "TensorRT is not installed; install the 'gpu' extra (pip install 'lipleak-fast[gpu]')"
+            "TensorRT is not installed; install the 'gpu-cu12' or 'gpu-cu13' extra "
+            "(pip install 'lipleak-fast[gpu-cu13]', docs/gpu.md)"
         ) from exc
     return trt
 
