@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -487,10 +488,11 @@ def test_score_rows_torch_equal_cpu(model_dir, tmp_path):
     for name in ("real03_aoc", "real07_reagan"):
         _trimmed(CLIPS_DIR / f"{name}.mp4", gt / f"{name}.mp4", 32)
     arc = export_random(tmp_path / "arc.onnx", seed=1, layers=(1, 1, 1, 1))
-    cli("plan", gt, tmp_path / "cpu", "--seed", "1")
-    cli("generate", tmp_path / "cpu", "--cmd", gen_cmd("remux"), "--quiet")
-    cli("plan", gt, tmp_path / "torch", "--seed", "1")
-    cli("generate", tmp_path / "torch", "--cmd", gen_cmd("remux"), "--quiet")
+    # freeze: CR re-encodes the GT frames, AR repeats one frame, so no visual metric is
+    # trivially equal (a remux would give the GT frames: SSIM 1, PSNR inf, CSIM 1)
+    cli("plan", gt, tmp_path / "cpu", "--seed", "1", "--ar", "random")
+    cli("generate", tmp_path / "cpu", "--cmd", gen_cmd("freeze"), "--quiet")
+    shutil.copytree(tmp_path / "cpu", tmp_path / "torch")
     data = {}
     for backend in ("cpu", "torch"):
         run = tmp_path / backend
@@ -511,15 +513,18 @@ def test_score_rows_torch_equal_cpu(model_dir, tmp_path):
         d = json.loads((run / "results.json").read_text())
         data[backend] = {(v["stem"], v["setup"], v["reference"]): v for v in d["videos"]}
     assert data["cpu"].keys() == data["torch"].keys() and len(data["cpu"]) >= 10
+    psnr = [v["psnr"] for v in data["cpu"].values() if v.get("psnr") is not None]
+    assert psnr and all(np.isfinite(psnr)), psnr  # the frames differ from the GT
     # stated tolerances of the visual metrics: crops follow SCRFD's boxes (<= 1e-2 px apart)
     tol = {"ssim": 1e-3, "psnr": 1e-2, "lmd": 1e-2, "csim": 1e-3}
+    tol |= {"lse_c": 1e-3, "lse_d": 1e-3, "mouth_open_fraction": 1e-3, "mouth_aperture_std": 1e-3}
+    worst = dict.fromkeys(tol, 0.0)
     for key, c in data["cpu"].items():
         t = data["torch"][key]
         assert t["offset"] == c["offset"], key
-        assert abs(t["lse_c"] - c["lse_c"]) <= 1e-3 and abs(t["lse_d"] - c["lse_d"]) <= 1e-3
-        for m, tl in tol.items():
-            if c.get(m) is not None:
-                assert abs(t[m] - c[m]) <= tl, (key, m, t[m], c[m])
-        for m in ("mouth_open_fraction", "mouth_aperture_std"):
-            if c.get(m) is not None:
-                assert abs(t[m] - c[m]) <= 1e-3, (key, m)
+        for m in tol:
+            assert (m in t) == (m in c), (key, m)
+            if c.get(m) is not None and t[m] != c[m]:  # equal covers PSNR's inf
+                worst[m] = max(worst[m], abs(t[m] - c[m]))
+    print("largest |torch - cpu| per metric:", worst)
+    assert all(worst[m] <= tol[m] for m in tol), worst
