@@ -305,9 +305,8 @@ def test_low_precision_on_cpu_drifts_a_little(precision):
     outputs are float32 and near fp32. docs/gpu.md has the measured drift of every model."""
     x = np.random.default_rng(0).uniform(-1, 1, (4, 3, 112, 112)).astype(np.float32)
     ref = open_model(SHARED_MODELS / "pfld_68.onnx", "cpu").run({"input": x})["output"]
-    got = open_model(SHARED_MODELS / "pfld_68.onnx", "torch", precision=precision).run(
-        {"input": x}
-    )["output"]
+    rt = open_model(SHARED_MODELS / "pfld_68.onnx", "torch", precision=precision, device="cpu")
+    got = rt.run({"input": x})["output"]
     assert got.dtype == np.float32
     err = rel_err(got, ref)
     assert 0 < err < {"bf16": 0.1, "fp16": 0.01}[precision], err
