@@ -60,7 +60,24 @@ def fresh_probes():
 GPU = probe.GpuInfo(0, "NVIDIA H100 80GB HBM3", "9.0", 81559, "550.54", "12.4", "fake")
 
 
-def fake_env(monkeypatch, gpu=True, trt=True, cuda_py=True, providers=("CPUExecutionProvider",)):
+TORCH_CUDA = probe.TorchInfo("2.13.0", "1.5.15", "NVIDIA H100 80GB HBM3")
+TORCH_CPU = probe.TorchInfo("2.13.0+cpu", "1.5.15", None, "torch 2.13.0+cpu is a CPU build")
+
+
+def fake_env(
+    monkeypatch,
+    gpu=True,
+    trt=True,
+    cuda_py=True,
+    providers=("CPUExecutionProvider",),
+    torch=None,
+):
+    """``torch``: a TorchInfo, or None for no torch backend."""
+    monkeypatch.setattr(
+        probe,
+        "probe_torch",
+        lambda: (torch, "") if torch is not None else (None, "torch not installed (fake)"),
+    )
     monkeypatch.setattr(
         probe, "probe_gpu", lambda index=0: (GPU, "") if gpu else (None, "no CUDA GPU: fake probe")
     )
@@ -108,7 +125,7 @@ def test_auto_order(monkeypatch, gpu, trt, cuda_py, providers, expect):
 def test_available_backends_reasons(monkeypatch):
     fake_env(monkeypatch, gpu=False, trt=False, providers=("CPUExecutionProvider",))
     av = select.available_backends()
-    assert set(av) == {"tensorrt", "ort-cuda", "ort-tensorrt", "cpu"}
+    assert set(av) == {"tensorrt", "ort-cuda", "ort-tensorrt", "torch", "cpu"}
     ok, why = av["tensorrt"]
     assert not ok and "no CUDA GPU" in why and "tensorrt not importable" in why
     ok, why = av["ort-cuda"]
@@ -148,9 +165,9 @@ def test_unknown_backend_and_precision(monkeypatch, tmp_path):
 def test_fp16_needs_tensorrt(monkeypatch, tmp_path):
     fake_env(monkeypatch, gpu=False)
     model = tiny_onnx(tmp_path / "m.onnx")
-    with pytest.raises(LipleakError, match="fp16.*needs the tensorrt backend"):
+    with pytest.raises(LipleakError, match="fp16.*needs the tensorrt or torch backend"):
         select.open_model(model, "cpu", precision="fp16")
-    with pytest.raises(LipleakError, match="fp16.*needs the tensorrt backend"):
+    with pytest.raises(LipleakError, match="fp16.*needs the tensorrt or torch backend"):
         select.open_model(model, "auto", precision="fp16")
 
 

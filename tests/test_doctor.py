@@ -19,8 +19,9 @@ COMPONENTS = [
     "opencv",
     "av (PyAV)",
     "onnxruntime",
-    "torch (export only)",
-    "onnx (export only)",
+    "torch (export, torch backend)",
+    "onnx (export, torch backend)",
+    "onnx2torch (torch backend)",
     "nvidia driver",
     "cuda runtime",
     "cuda-python",
@@ -48,7 +49,7 @@ def test_json_on_this_machine(capsys):
     assert by["tensorrt"]["ok"] is (probe.probe_tensorrt()[0] is not None)
     assert "no CUDA GPU" in by["gpu"]["detail"]
     assert by["onnxruntime"]["ok"] and "CPUExecutionProvider" in by["onnxruntime"]["detail"]
-    assert set(rep["backends"]) == {"tensorrt", "ort-cuda", "ort-tensorrt", "cpu"}
+    assert set(rep["backends"]) == {"tensorrt", "ort-cuda", "ort-tensorrt", "torch", "cpu"}
     assert rep["backends"]["cpu"]["ok"] is True
     for b in ("tensorrt", "ort-cuda", "ort-tensorrt"):
         assert rep["backends"][b]["ok"] is False and rep["backends"][b]["detail"], b
@@ -84,6 +85,11 @@ def test_faked_gpu_machine(monkeypatch, capsys):
     monkeypatch.setattr(probe, "probe_gpu", lambda index=0: (GPU, ""))
     monkeypatch.setattr(probe, "probe_tensorrt", lambda: ("10.9.0.34", ""))
     monkeypatch.setattr(probe, "probe_cuda_python", lambda: ("12.8.0", ""))
+    monkeypatch.setattr(
+        probe,
+        "probe_torch",
+        lambda: (probe.TorchInfo("2.13.0", "1.5.15", "NVIDIA H100 80GB HBM3"), ""),
+    )
     monkeypatch.setattr(
         probe,
         "probe_ort",

@@ -71,8 +71,9 @@ def collect() -> dict:
             True,
         )
     )
-    comps.append(_dist("torch (export only)", "torch"))
-    comps.append(_dist("onnx (export only)", "onnx"))
+    comps.append(_dist("torch (export, torch backend)", "torch"))
+    comps.append(_dist("onnx (export, torch backend)", "onnx"))
+    comps.append(_dist("onnx2torch (torch backend)", "onnx2torch"))
 
     gpus, gpu_why = probe.probe_gpus()
     if gpus:

@@ -117,16 +117,18 @@ def add_sync_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--backend",
         default="auto",
-        choices=("auto", "tensorrt", "ort-cuda", "ort-tensorrt", "cpu"),
-        help="inference backend; auto picks the best available (see `doctor`). "
-        "Default: %(default)s",
+        choices=("auto", "tensorrt", "ort-cuda", "ort-tensorrt", "torch", "cpu"),
+        help="inference backend; auto picks the best available (see `doctor`); torch "
+        "runs the ONNX models in PyTorch, on a GPU when torch sees one (auto takes it "
+        "only there), else on the CPU. Default: %(default)s",
     )
     g.add_argument(
         "--precision",
         default="fp32",
-        choices=("fp32", "fp16"),
-        help="fp16 runs on TensorRT only and moves LSE slightly (recorded in the "
-        "settings). Default: %(default)s",
+        choices=("fp32", "fp16", "bf16"),
+        help="SyncNet's precision: fp16 on tensorrt or torch, bf16 on torch; both move "
+        "LSE slightly and are recorded in the settings hash (visual metrics stay fp32). "
+        "Default: %(default)s",
     )
     g.add_argument(
         "--decoder",

@@ -1,9 +1,9 @@
 """The one interface every model runs behind: an ONNX file in, batches of arrays out.
 
-Backends (onnxruntime CPU/CUDA/TensorRT-EP, native TensorRT) implement ``Runtime``;
-``lipleak.runtime.open_model`` (``select.py``) picks one. Callers never see which backend
-ran, except through ``Runtime.describe()`` which goes into the results so every number
-says what made it.
+Backends (onnxruntime CPU/CUDA/TensorRT-EP, native TensorRT, PyTorch via onnx2torch)
+implement ``Runtime``; ``lipleak.runtime.open_model`` (``select.py``) picks one. Callers
+never see which backend ran, except through ``Runtime.describe()`` which goes into the
+results so every number says what made it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ class TensorSpec:
 
 @dataclass
 class RuntimeInfo:
-    backend: str  # "cpu", "ort-cuda", "ort-tensorrt", "tensorrt"
+    backend: str  # "cpu", "ort-cuda", "ort-tensorrt", "tensorrt", "torch"
     model_path: str
     model_sha256: str
     details: dict = field(default_factory=dict)
@@ -37,7 +37,8 @@ class Runtime(Protocol):
         """Run one batch. Arrays are C-contiguous numpy arrays with the batch axis first.
 
         Safe to call from several threads at once (the sync pipeline's workers share
-        models): onnxruntime sessions are; the TensorRT runtime serialises its callers."""
+        models): onnxruntime sessions are; the TensorRT and torch runtimes serialise
+        their callers."""
         ...
 
     def describe(self) -> RuntimeInfo: ...

@@ -1,4 +1,4 @@
-"""What this machine has: CUDA devices, TensorRT, cuda-python, onnxruntime.
+"""What this machine has: CUDA devices, TensorRT, cuda-python, onnxruntime, torch.
 
 Each probe is an import or a device query, so that ``available_backends()`` and
 ``lipleak-fast doctor`` can say why something is missing without building anything.
@@ -10,7 +10,7 @@ The answers do not change while a process runs, and some are slow (nvidia-smi ta
 tens to hundreds of ms), so every real probe runs at most once per process and the
 answer is kept; ``clear_cache()`` forgets them (tests that fake hardware, or a caller
 that wants a fresh look). ``PROBES`` counts the real probes that ran, by name
-("nvidia-smi", "cudart", "tensorrt", "cuda-python", "onnxruntime"). The probes are
+("nvidia-smi", "cudart", "tensorrt", "cuda-python", "onnxruntime", "torch"). The probes are
 plain module functions so that tests can replace them.
 """
 
@@ -309,6 +309,22 @@ ORT_DISTRIBUTIONS = (
 )
 
 
+@dataclass(frozen=True)
+class TorchInfo:
+    """PyTorch and onnx2torch for the torch backend, and the CUDA device torch sees."""
+
+    torch: str
+    onnx2torch: str
+    cuda_device: str | None  # torch's CUDA device 0, None when torch cannot use CUDA
+    cuda_why: str = ""  # why not, when cuda_device is None
+
+
+TORCH_INSTALL_HINT = (
+    "install the 'torch' extra (pip install 'lipleak-fast[torch]'), or beside an installed "
+    "torch: pip install --no-deps onnx2torch==1.5.15"
+)
+
+
 @_once
 def probe_ort_conflict() -> str:
     """ "" or why the installed onnxruntime is unreliable: two builds installed at once.
@@ -337,6 +353,38 @@ def probe_ort_conflict() -> str:
     return msg
 
 
+@_once
+def probe_torch() -> tuple[TorchInfo | None, str]:
+    """torch and onnx2torch for the torch backend, or None and why not.
+
+    A CPU build of torch (version ``+cpu``) is known to have no CUDA without importing it,
+    which takes seconds; other builds are imported only when onnx2torch is there too.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+    from importlib.util import find_spec
+
+    PROBES["torch"] += 1
+    missing = [m for m in ("torch", "onnx2torch") if find_spec(m) is None]
+    if missing:
+        return None, f"{' and '.join(missing)} not installed; {TORCH_INSTALL_HINT}"
+    try:
+        torch_ver, o2t_ver = version("torch"), version("onnx2torch")
+    except PackageNotFoundError as exc:
+        return None, f"{exc.name} has no package metadata; {TORCH_INSTALL_HINT}"
+    if torch_ver.endswith("+cpu"):
+        return TorchInfo(torch_ver, o2t_ver, None, f"torch {torch_ver} is a CPU build"), ""
+    try:
+        torch = importlib.import_module("torch")
+    except Exception as exc:  # noqa: BLE001 - a broken CUDA install fails inside the import
+        return None, f"torch import failed: {type(exc).__name__}: {exc}"
+    try:
+        if not torch.cuda.is_available():
+            return TorchInfo(torch_ver, o2t_ver, None, "torch sees no CUDA device"), ""
+        return TorchInfo(torch_ver, o2t_ver, torch.cuda.get_device_name(0)), ""
+    except Exception as exc:  # noqa: BLE001 - driver/runtime mismatch surfaces here
+        return TorchInfo(torch_ver, o2t_ver, None, f"torch CUDA: {type(exc).__name__}: {exc}"), ""
+
+
 # ------------------------------------------------------------------------ cache
 
 _CACHED = (
@@ -346,6 +394,7 @@ _CACHED = (
     probe_cuda_python,
     _probe_ort,
     probe_ort_conflict,
+    probe_torch,
 )
 
 

@@ -1,9 +1,11 @@
 """Backend selection: which runtime can run a model here, and opening it there.
 
-``auto`` prefers native TensorRT, then onnxruntime's CUDA provider, then onnxruntime on
-the CPU. Each candidate is judged by the probes in ``probe.py`` (an import, a device
-query, each run once per process), so that ``available_backends()`` and ``lipleak-fast
-doctor`` can say why something is missing without building anything.
+``auto`` prefers native TensorRT, then onnxruntime's CUDA provider, then PyTorch on a
+CUDA device (``torch``: the ONNX graph converted by onnx2torch), then onnxruntime on the
+CPU. ``torch`` also runs on the CPU, but only when asked for by name. Each candidate is
+judged by the probes in ``probe.py`` (an import, a device query, each run once per
+process), so that ``available_backends()`` and ``lipleak-fast doctor`` can say why
+something is missing without building anything.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ from . import probe
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "tensorrt", "ort-cuda", "ort-tensorrt", "cpu")
+BACKENDS = ("auto", "tensorrt", "ort-cuda", "ort-tensorrt", "torch", "cpu")
 # "ort-tensorrt" (onnxruntime's TensorRT execution provider) can be asked for by name;
 # auto never picks it because native TensorRT does the same job with a cache we control.
 SELECTABLE = BACKENDS
-AUTO_ORDER = ("tensorrt", "ort-cuda", "cpu")
-PRECISIONS = ("fp32", "fp16")
+AUTO_ORDER = ("tensorrt", "ort-cuda", "torch", "cpu")
+PRECISIONS = ("fp32", "fp16", "bf16")
+# Which backends run which precision; fp32 runs everywhere. Never chosen silently: a
+# precision a backend lacks is an error, also under auto.
+PRECISION_BACKENDS = {"fp16": ("tensorrt", "torch"), "bf16": ("torch",)}
 
 
 # ----------------------------------------------------------------------- selection
@@ -40,6 +45,7 @@ def available_backends() -> dict[str, tuple[bool, str]]:
     conflict = probe.probe_ort_conflict()
     if conflict:
         ort_why = f"{ort_why}; {conflict}" if ort_why else conflict
+    torch_info, torch_why = probe.probe_torch()
     out: dict[str, tuple[bool, str]] = {}
 
     missing = [
@@ -79,6 +85,19 @@ def available_backends() -> dict[str, tuple[bool, str]]:
                 + (f" (warning: {conflict})" if conflict else ""),
             )
 
+    if torch_info is None:
+        out["torch"] = (False, torch_why)
+    else:
+        where = (
+            f"CUDA on {torch_info.cuda_device}"
+            if torch_info.cuda_device
+            else f"CPU only ({torch_info.cuda_why})"
+        )
+        out["torch"] = (
+            True,
+            f"torch {torch_info.torch} + onnx2torch {torch_info.onnx2torch}, {where}",
+        )
+
     if providers is None:
         out["cpu"] = (False, ort_why)
     elif "CPUExecutionProvider" not in providers:
@@ -103,28 +122,61 @@ def resolve_backend(backend: str = "auto", available: dict | None = None) -> tup
         return backend, why
     skipped = []
     for name in AUTO_ORDER:
-        ok, why = available[name]
+        ok, why = auto_usable(name, available)
         if ok:
             return name, why if not skipped else f"{why} ({'; '.join(skipped)})"
         skipped.append(f"{name}: {why}")
     raise LipleakError("no backend can run models here: " + "; ".join(skipped))
 
 
+def auto_usable(name: str, available: dict) -> tuple[bool, str]:
+    """Whether auto may take ``name``: usable, and for torch, on a CUDA device (on the CPU
+    onnxruntime is the reference and faster)."""
+    ok, why = available[name]
+    if ok and name == "torch":
+        info, _ = probe.probe_torch()
+        if info is None or info.cuda_device is None:
+            return False, f"{why}; auto takes torch only on a GPU (--backend torch runs it here)"
+    return ok, why
+
+
+def check_precision(name: str, precision: str) -> None:
+    """LipleakError unless backend ``name`` runs ``precision``."""
+    if precision == "fp32" or name in PRECISION_BACKENDS.get(precision, ()):
+        return
+    if precision == "fp16" and name == "ort-tensorrt":
+        return  # TensorRT's builder flag through onnxruntime; asked for by name only
+    if precision not in PRECISIONS:
+        raise LipleakError(
+            f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}"
+        )
+    raise LipleakError(
+        f"precision {precision!r} needs the {' or '.join(PRECISION_BACKENDS[precision])} "
+        f"backend; {name} runs the ONNX graph as it is (fp32)"
+    )
+
+
 _ORT_OPTIONS = ("threads",)
 _TRT_OPTIONS = ("min_batch", "opt_batch", "device", "cache_root", "workspace_gb")
+_TORCH_OPTIONS = ("threads", "device")
+
+
+def _allowed_options(name: str) -> tuple[str, ...]:
+    if name == "tensorrt":
+        return _TRT_OPTIONS
+    return _TORCH_OPTIONS if name == "torch" else _ORT_OPTIONS
 
 
 def _open_one(name: str, onnx_path: Path, precision: str, max_batch: int, opts: dict):
+    check_precision(name, precision)
+    unknown = set(opts) - set(_allowed_options(name))
+    if unknown:
+        raise LipleakError(f"options {sorted(unknown)} do not apply to backend {name!r}")
+    if name == "torch":
+        from .torch_backend import TorchRuntime
+
+        return TorchRuntime(onnx_path, precision=precision, max_batch=max_batch, **opts)
     if name in ("cpu", "ort-cuda", "ort-tensorrt"):
-        # fp16 on ort-tensorrt is TensorRT's builder flag, asked for by name only.
-        if precision != "fp32" and name != "ort-tensorrt":
-            raise LipleakError(
-                f"precision {precision!r} needs the tensorrt backend; "
-                f"{name} runs the ONNX graph as it is (fp32)"
-            )
-        unknown = set(opts) - set(_ORT_OPTIONS)
-        if unknown:
-            raise LipleakError(f"options {sorted(unknown)} do not apply to backend {name!r}")
         from .onnxrt import OrtRuntime
 
         providers = {
@@ -135,9 +187,6 @@ def _open_one(name: str, onnx_path: Path, precision: str, max_batch: int, opts: 
         return OrtRuntime(
             onnx_path, providers=providers, threads=opts.get("threads"), precision=precision
         )
-    unknown = set(opts) - set(_TRT_OPTIONS)
-    if unknown:
-        raise LipleakError(f"options {sorted(unknown)} do not apply to backend 'tensorrt'")
     from .tensorrt import TensorRTRuntime
 
     return TensorRTRuntime(onnx_path, precision=precision, max_batch=max_batch, **opts)
@@ -150,12 +199,13 @@ def open_model(
     max_batch: int = 64,
     **opts,
 ):
-    """Open ``onnx_path`` on ``backend`` ("auto", "tensorrt", "ort-cuda", "ort-tensorrt", "cpu").
+    """Open ``onnx_path`` on ``backend`` (one of ``BACKENDS``).
 
-    ``precision`` is "fp32" or "fp16" (fp16: tensorrt only). ``max_batch`` bounds the
-    TensorRT optimisation profile (larger batches are split). Backend options:
-    ``threads`` (onnxruntime), ``min_batch``, ``opt_batch``, ``device``, ``cache_root``,
-    ``workspace_gb`` (tensorrt). With "auto", a backend that fails to open (e.g. an engine
+    ``precision`` is "fp32", "fp16" (tensorrt, torch) or "bf16" (torch). ``max_batch``
+    bounds the TensorRT optimisation profile and torch's batches (larger batches are
+    split). Backend options: ``threads`` (onnxruntime, torch on the CPU), ``min_batch``,
+    ``opt_batch``, ``device``, ``cache_root``, ``workspace_gb`` (tensorrt; ``device`` also
+    torch). With "auto", a backend that fails to open (e.g. an engine
     build error) is logged and the next one in the order is tried; an explicit backend
     fails with its own error.
     """
@@ -172,14 +222,17 @@ def open_model(
     chosen, _why = resolve_backend(backend, available)
     if backend != "auto":
         return _open_one(chosen, onnx_path, precision, int(max_batch), opts)
-    candidates = [n for n in AUTO_ORDER if available[n][0]]
+    candidates = [n for n in AUTO_ORDER if auto_usable(n, available)[0]]
     candidates = candidates[candidates.index(chosen) :]
     if precision != "fp32":
-        candidates = candidates[:1]  # only tensorrt does fp16; resolve put it first if usable
+        low = [n for n in candidates if n in PRECISION_BACKENDS[precision]]
+        if not low:
+            check_precision(chosen, precision)  # raises, naming the backends that could
+        candidates = low
     for i, name in enumerate(candidates):
-        # Options that belong to the other family of backends are dropped here, so that a
+        # Options that belong to another family of backends are dropped here, so that a
         # caller can pass TensorRT settings and still run on the CPU fallback.
-        allowed = _TRT_OPTIONS if name == "tensorrt" else _ORT_OPTIONS
+        allowed = _allowed_options(name)
         try:
             return _open_one(
                 name,

@@ -34,7 +34,7 @@ class SyncSettings(HashedSettings):
     num_failed_det: int = 25
     detector: str = "scrfd_500m"
     syncnet: str = "syncnet_v2"
-    precision: str = "fp32"  # "fp16" only on TensorRT; it moves numbers, so it is hashed
+    precision: str = "fp32"  # "fp16" (tensorrt, torch), "bf16" (torch) move numbers: hashed
     batch_size: int = 32
     backend: str = "auto"
     # "cpu" (the reference decoder: PyAV / libswscale), "dali" (NVDEC on the GPU, an error

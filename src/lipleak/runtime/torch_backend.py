@@ -1,0 +1,264 @@
+"""PyTorch backend: an ONNX model converted by onnx2torch and run as a torch module.
+
+The one accelerated path that runs wherever PyTorch does: on CUDA when torch sees a GPU,
+else on the CPU (so CI checks it against onnxruntime). The ONNX file stays the source of
+truth, so every backend runs the same graph.
+
+Exact by default: fp32 with TF32 off for cuBLAS and cuDNN, matmul precision "highest",
+cuDNN deterministic with autotuning off. These are process-wide torch flags; opening a
+model here sets them, and ``describe()`` reads them back from torch. ``precision="fp16"``
+or ``"bf16"`` converts the module's weights and the float inputs to that type (outputs
+come back as float32); those numbers move, so the precision is in the settings hash.
+
+onnx2torch imports torchvision for its NMS and RoiAlign converters only. None of this
+project's models has those nodes, and torchvision wheels are built for one torch build
+(PyPI's Linux wheels need CUDA torch), so when torchvision is missing or does not import,
+onnx2torch is imported against a placeholder that fails if such a node is ever converted.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import threading
+import types
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError
+from ..files import file_sha256
+from .base import RuntimeInfo, TensorSpec
+from .probe import TORCH_INSTALL_HINT
+
+TORCH_PRECISIONS = ("fp32", "fp16", "bf16")
+_IMPORT_LOCK = threading.Lock()
+_ONNX2TORCH = None
+
+
+def _torchvision_placeholder() -> dict[str, types.ModuleType]:
+    def missing(*_a, **_k):
+        raise ModelError(
+            "this ONNX graph has an NMS or RoiAlign node, which onnx2torch runs with "
+            "torchvision; install the torchvision built for your torch"
+        )
+
+    tv = types.ModuleType("torchvision")
+    ops = types.ModuleType("torchvision.ops")
+    ops.nms = ops.roi_align = ops.box_convert = missing
+    tv.ops = ops
+    return {"torchvision": tv, "torchvision.ops": ops}
+
+
+def import_onnx2torch():
+    """The onnx2torch module (imported once), with torchvision or without it."""
+    global _ONNX2TORCH
+    with _IMPORT_LOCK:
+        if _ONNX2TORCH is not None:
+            return _ONNX2TORCH
+        try:
+            importlib.import_module("torch")
+        except ImportError as exc:
+            raise ModelError(
+                f"backend 'torch' needs PyTorch ({exc}); {TORCH_INSTALL_HINT}"
+            ) from exc
+        before = set(sys.modules)
+        try:
+            importlib.import_module("torchvision")
+            stub = {}
+        except Exception:  # noqa: BLE001 - absent, or a wheel built for another torch
+            # a half-imported torchvision must not be found by the next import
+            for name in set(sys.modules) - before:
+                if name == "torchvision" or name.startswith("torchvision."):
+                    del sys.modules[name]
+            stub = _torchvision_placeholder()
+        sys.modules.update(stub)
+        try:
+            _ONNX2TORCH = importlib.import_module("onnx2torch")
+        except ImportError as exc:
+            raise ModelError(
+                f"backend 'torch' needs onnx2torch ({exc}); {TORCH_INSTALL_HINT}"
+            ) from exc
+        finally:
+            # onnx2torch keeps its reference; nobody else may mistake it for torchvision
+            for name in stub:
+                sys.modules.pop(name, None)
+        return _ONNX2TORCH
+
+
+def exact_mode(torch) -> None:
+    """Make fp32 mean fp32 on every device: no TF32, no autotuned (non-deterministic) cuDNN
+    algorithms. Process-wide flags; the torch backend sets them whenever it opens a model."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def _dims(value_info) -> tuple:
+    dims = value_info.type.tensor_type.shape.dim
+    return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in dims)
+
+
+def _spec(value_info) -> TensorSpec:
+    from onnx import helper
+
+    dtype = helper.tensor_dtype_to_np_dtype(value_info.type.tensor_type.elem_type)
+    return TensorSpec(value_info.name, _dims(value_info), np.dtype(dtype).name)
+
+
+class TorchRuntime:
+    """An ONNX model as a torch module on CUDA (when torch sees a GPU) or the CPU.
+
+    ``device``: "cpu", "cuda", "cuda:N" or a CUDA index; default CUDA when available.
+    ``threads`` (CPU only): torch's intra-op threads, default LIPLEAK_ORT_THREADS or the
+    cores, as for onnxruntime; torch's thread count is process-wide, so it is set only
+    when it differs. ``max_batch``: larger dynamic batches run in chunks of this size.
+    A graph with a fixed batch runs in chunks of exactly that size, the last one
+    zero-padded and its padding rows dropped.
+    """
+
+    def __init__(
+        self,
+        onnx_path: str | Path,
+        precision: str = "fp32",
+        device: str | int | None = None,
+        threads: int | None = None,
+        max_batch: int = 64,
+    ):
+        if precision not in TORCH_PRECISIONS:
+            raise ModelError(
+                f"precision {precision!r} is not one of the torch backend's "
+                f"{', '.join(TORCH_PRECISIONS)}"
+            )
+        onnx2torch = import_onnx2torch()
+        import onnx
+        import torch
+
+        self._torch = torch
+        self.path = Path(onnx_path)
+        if not self.path.is_file():
+            raise ModelError(f"{self.path}: ONNX model file not found")
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        elif isinstance(device, int):
+            device = f"cuda:{device}"
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ModelError(f"device {device!r} asked for, but torch sees no CUDA device")
+        self.precision = precision
+        self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[
+            precision
+        ]
+        exact_mode(torch)
+        self.threads = None
+        if self.device.type == "cpu":
+            n = threads or int(os.environ.get("LIPLEAK_ORT_THREADS", "0")) or (os.cpu_count() or 1)
+            if torch.get_num_threads() != n:
+                torch.set_num_threads(n)
+            self.threads = n
+        try:
+            model = onnx.load(str(self.path))
+            module = onnx2torch.convert(model)
+        except ModelError:
+            raise
+        except Exception as exc:  # onnx and onnx2torch raise their own untyped errors
+            raise ModelError(f"{self.path}: onnx2torch cannot convert it: {exc}") from exc
+        # eval(): a converted module starts in training mode, where BatchNormalization
+        # would normalise with the batch's statistics instead of the stored ones
+        self.module = module.eval().to(device=self.device, dtype=self.dtype)
+        init = {t.name for t in model.graph.initializer}
+        self.inputs = [_spec(v) for v in model.graph.input if v.name not in init]
+        self.outputs = [_spec(v) for v in model.graph.output]
+        first = self.inputs[0].shape[0] if self.inputs and self.inputs[0].shape else None
+        self.fixed_batch = first if isinstance(first, int) and first > 0 else None
+        self.max_batch = self.fixed_batch or max(1, int(max_batch))
+        self._lock = threading.Lock()
+        self._sha256: str | None = None
+
+    # -------------------------------------------------------------------- running
+
+    def _tensor(self, value: np.ndarray):
+        t = self._torch.from_numpy(np.ascontiguousarray(value))
+        if t.is_floating_point():
+            return t.to(device=self.device, dtype=self.dtype)
+        return t.to(device=self.device)
+
+    def _forward(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        args = [self._tensor(feeds[s.name]) for s in self.inputs]
+        out = self.module(*args)
+        out = list(out) if isinstance(out, (tuple, list)) else [out]
+        if len(out) != len(self.outputs):
+            raise ModelError(
+                f"{self.path}: the converted module gave {len(out)} outputs, "
+                f"the graph declares {len(self.outputs)}"
+            )
+        return [
+            np.ascontiguousarray((o.float() if o.is_floating_point() else o).detach().cpu().numpy())
+            for o in out
+        ]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = [s.name for s in self.inputs if s.name not in feeds]
+        if missing:
+            raise ModelError(f"{self.path}: missing inputs {missing}")
+        names = [o.name for o in self.outputs]
+        n = int(next(iter(feeds[s.name] for s in self.inputs)).shape[0])
+        with self._lock, self._torch.inference_mode():
+            if n and (n == self.fixed_batch or (self.fixed_batch is None and n <= self.max_batch)):
+                return dict(zip(names, self._forward(feeds), strict=True))
+            parts = []
+            # max(n, 1): an empty batch runs one zero row, for the outputs' shapes
+            for s in range(0, max(n, 1), self.max_batch):
+                chunk = {k: v[s : s + self.max_batch] for k, v in feeds.items()}
+                m = min(self.max_batch, n - s) if n else 0
+                rows = self.fixed_batch or max(m, 1)
+                if m < rows:
+                    chunk = {k: _pad_rows(v, rows) for k, v in chunk.items()}
+                res = self._forward(chunk)
+                if any(r.shape[:1] != (rows,) for r in res):
+                    raise ModelError(
+                        f"{self.path}: cannot split or pad a batch of {n}: an output has no "
+                        f"batch axis; feed {rows} rows at a time"
+                    )
+                parts.append([r[:m] for r in res])
+        return {k: np.concatenate([p[i] for p in parts]) for i, k in enumerate(names)}
+
+    # ------------------------------------------------------------------- describe
+
+    def describe(self) -> RuntimeInfo:
+        torch = self._torch
+        if self._sha256 is None:
+            self._sha256 = file_sha256(self.path)
+        details = {
+            "torch": str(torch.__version__),
+            "onnx2torch": _version("onnx2torch"),
+            "device": str(self.device),
+            "precision": self.precision,
+            # read back, not assumed: another library in the process may have changed them
+            "tf32": bool(torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32),
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+        }
+        if self.device.type == "cuda":
+            details["gpu"] = torch.cuda.get_device_name(self.device)
+            details["cuda"] = torch.version.cuda
+        else:
+            details["threads"] = torch.get_num_threads()
+        return RuntimeInfo("torch", str(self.path), self._sha256, details)
+
+
+def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
+    return np.concatenate([x, np.zeros((rows - len(x),) + x.shape[1:], x.dtype)])
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "unknown"
