@@ -71,9 +71,14 @@ class Budget:
         return self.end - time.monotonic()
 
     def box(self, share: float, cap: float, floor: float) -> float | None:
-        """A time box: ``share`` of what is left, at most ``cap``; None below ``floor``."""
-        b = min(cap, self.left() * share)
-        return b if b >= floor else None
+        """A time box: ``share`` of what is left, at most ``cap``, at least ``floor`` while
+        what is left holds it; None when it does not. Stages ask in order of importance,
+        so with little time the first (fp32 before fp16/bf16) still runs."""
+        left = self.left()
+        b = min(cap, left * share)
+        if b >= floor:
+            return b
+        return floor if left >= floor else None
 
 
 def log(*a) -> None:
