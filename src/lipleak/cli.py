@@ -7,6 +7,7 @@ import importlib
 import logging
 import os
 import sys
+import threading
 
 from . import __version__
 from .errors import LipleakError
@@ -56,6 +57,24 @@ def _show_library_warnings() -> None:
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
 
 
+def _stop_if_workers_alive(code: int) -> int:
+    """``code``, or end the process at once with it when a run stopped on an error while
+    its worker threads (``lipleak.sync.pipeline``) are still inside native code (a decoder,
+    onnxruntime): finalising the interpreter under them aborts it ("terminate called
+    without an active exception", SIGABRT) instead of exiting with ``code``. Every finished
+    result is committed by then; SQLite's WAL is safe against an exit at any point."""
+    alive = [
+        t
+        for t in threading.enumerate()
+        if t.is_alive() and t.name.startswith(("lipleak-worker", "lip-tower"))
+    ]
+    if code and alive:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     _show_library_warnings()
     parser = build_parser()
@@ -69,13 +88,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"lipleak-fast: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _stop_if_workers_alive(exc.exit_code)
     except BrokenPipeError:  # output piped into `head` and friends
         sys.stderr.close()
         return 0
     except KeyboardInterrupt:
         print("lipleak-fast: interrupted; finished results are kept", file=sys.stderr)
-        return 130
+        return _stop_if_workers_alive(130)
     except Exception as exc:  # noqa: BLE001 - last resort: one line, details with --debug
         if args.debug or os.environ.get("LIPLEAK_DEBUG"):
             raise
@@ -83,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             f"lipleak-fast: internal error: {type(exc).__name__}: {exc} (rerun with --debug)",
             file=sys.stderr,
         )
-        return 70
+        return _stop_if_workers_alive(70)
 
 
 if __name__ == "__main__":
