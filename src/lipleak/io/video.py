@@ -24,6 +24,7 @@ the same picture as the CLI. Other angles and flips are ignored.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -219,9 +220,27 @@ class _BgrRotated:
         return np.rot90(self.frame.to_ndarray(format=format), self.k)
 
 
+_SWS = threading.local()  # one libswscale converter per thread (not thread-safe)
+
+
 def to_bgr(frame) -> np.ndarray:
-    """BGR uint8 H×W×3, C-contiguous, as the ffmpeg CLI's png output read by cv2."""
-    return np.ascontiguousarray(frame.to_ndarray(format="bgr24"))
+    """BGR uint8 H×W×3, C-contiguous, as the ffmpeg CLI's png output read by cv2.
+
+    ``VideoFrame.to_ndarray(format=...)`` builds a new libswscale context for every frame,
+    which costs as much as the conversion itself; one ``VideoReformatter`` per thread keeps
+    its context while frames keep their size and format. Same conversion, same pixels
+    (``tests/test_io_video.py`` compares with ffmpeg's png frames).
+    """
+    import av
+
+    if not isinstance(frame, av.VideoFrame):  # a _BgrRotated
+        return np.ascontiguousarray(frame.to_ndarray(format="bgr24"))
+    reformatter = getattr(_SWS, "reformatter", None)
+    if reformatter is None:
+        from av.video.reformatter import VideoReformatter
+
+        reformatter = _SWS.reformatter = VideoReformatter()
+    return np.ascontiguousarray(reformatter.reformat(frame, format="bgr24").to_ndarray())
 
 
 def iter_frames(

@@ -8,7 +8,6 @@ import numpy as np
 
 from .. import _core
 from ..export.syncnet_shapes import EMBED_DIM, LIPS_SHAPE, WINDOW_FRAMES
-from ..metrics.sync import lip_window
 from .audio import AudioWindows
 
 
@@ -93,10 +92,14 @@ class WindowStream:
         return not self.audio.has_frames(self.windows + WINDOW_FRAMES + 1)
 
     def push(self, crop: np.ndarray) -> None:
-        self.ring.append(crop)
+        # each frame enters five windows: convert it to float32 C×H×W once, not five times
+        # (exact: uint8 values are float32 integers; ``lip_window`` is the reference)
+        self.ring.append(crop.transpose(2, 0, 1).astype(np.float32))
         if len(self.ring) <= WINDOW_FRAMES or self.done:
             return
-        lip_window(list(self.ring)[:WINDOW_FRAMES], self.batch[self.filled])
+        window = self.batch[self.filled]
+        for t, frame in enumerate(list(self.ring)[:WINDOW_FRAMES]):
+            window[:, t] = frame
         self.filled += 1
         self.windows += 1
         if self.filled == len(self.batch):
