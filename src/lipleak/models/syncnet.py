@@ -7,7 +7,6 @@ needs torch (the ``export`` extra); scoring does not.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from ..export.syncnet_shapes import (
     MFCC_SHAPE,
 )
 from ..runtime import Runtime, open_model
+from ..runtime.probe import cpu_threads
 from . import onnx_files, registry, store
 
 
@@ -112,7 +112,7 @@ class SyncNet:
         info = self.lips.describe()
         if n <= 1 or info.backend != "cpu":
             return [self.lips]
-        cores = int(os.environ.get("LIPLEAK_ORT_THREADS", "0")) or (os.cpu_count() or 1)
+        cores = cpu_threads()
         threads = max(1, cores // n)
         return [open_model(info.model_path, "cpu", threads=threads) for _ in range(n)]
 

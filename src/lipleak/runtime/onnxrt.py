@@ -12,7 +12,6 @@ the model dir instead of rebuilding them in every session.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 from pathlib import Path
@@ -24,6 +23,7 @@ from ..files import file_sha256
 from ..paths import model_dir
 from . import probe
 from .base import RuntimeInfo, TensorSpec
+from .probe import cpu_threads
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class OrtRuntime:
         self.precision = precision
         opts = ort.SessionOptions()
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        n = threads or int(os.environ.get("LIPLEAK_ORT_THREADS", "0")) or (os.cpu_count() or 1)
+        n = threads or cpu_threads()
         opts.intra_op_num_threads = n
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3

@@ -37,6 +37,12 @@ PROBES: Counter[str] = Counter()
 _LOCK = threading.RLock()
 
 
+def cpu_threads() -> int:
+    """The cores CPU inference may use: LIPLEAK_ORT_THREADS (Ray workers set their share),
+    else the machine's. Read at each call: a worker sets it after import."""
+    return int(os.environ.get("LIPLEAK_ORT_THREADS", "0")) or (os.cpu_count() or 1)
+
+
 def _once(fn):
     """``fn`` cached (per argument tuple) and run by one thread at a time."""
     cached = functools.cache(fn)

@@ -19,7 +19,6 @@ onnx2torch is imported against a placeholder that fails if such a node is ever c
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 import threading
 import types
@@ -30,7 +29,7 @@ import numpy as np
 from ..errors import ModelError
 from ..files import file_sha256
 from .base import RuntimeInfo, TensorSpec
-from .probe import TORCH_INSTALL_HINT
+from .probe import TORCH_INSTALL_HINT, cpu_threads
 
 TORCH_PRECISIONS = ("fp32", "fp16", "bf16")
 _IMPORT_LOCK = threading.Lock()
@@ -155,7 +154,7 @@ class TorchRuntime:
         exact_mode(torch)
         self.threads = None
         if self.device.type == "cpu":
-            n = threads or int(os.environ.get("LIPLEAK_ORT_THREADS", "0")) or (os.cpu_count() or 1)
+            n = threads or cpu_threads()
             if torch.get_num_threads() != n:
                 torch.set_num_threads(n)
             self.threads = n

@@ -22,7 +22,6 @@ worker threads.
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -33,6 +32,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..export.syncnet_shapes import EMBED_DIM
+from ..runtime.probe import cpu_threads
 
 
 @dataclass
@@ -158,7 +158,7 @@ def default_replicas() -> int:
     """Lip towers run at once: two where there are two cores or more (on the CPU backend,
     two single-threaded sessions outrun one on two threads; ``bench/bench_volume.py``),
     else one. ``SyncNet.lip_replicas`` keeps one on a GPU whatever this says."""
-    cores = int(os.environ.get("LIPLEAK_ORT_THREADS", "0")) or (os.cpu_count() or 1)
+    cores = cpu_threads()
     return 2 if cores >= 2 else 1
 
 
