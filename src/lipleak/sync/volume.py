@@ -90,6 +90,7 @@ class VolumeRun:
         self.retry_failed = retry_failed
         self.hash: str | None = None
         self.provenance: dict | None = None
+        self._in_hash: dict[tuple[str, str], str] = {}  # jobs handed out, not yet committed
 
     def start(self) -> None:
         if self.hash is None:
@@ -105,6 +106,9 @@ class VolumeRun:
                 counts.skipped += 1
                 on_skip(job)
                 continue
+            # the row records the files as they were when their scoring was decided: one
+            # changed while it was scored is scored again by the next run
+            self._in_hash[job.key()] = in_hash
             yield job
 
     def _failed(self, job) -> bool:
@@ -117,7 +121,7 @@ class VolumeRun:
         else:
             row = row_from_result(job.key(), outcome)
         row["settings_hash"] = self.hash
-        row["inputs_hash"] = sync_inputs_hash(job.video, job.audio)
+        row["inputs_hash"] = self._in_hash.pop(job.key())
         return row
 
     def run(
