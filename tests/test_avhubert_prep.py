@@ -159,3 +159,229 @@ def test_stacking_and_alignment_oracle():
     assert fbank.align_to_video(s, 1).shape == (1, 104)
     padded = fbank.align_to_video(s, 5)
     assert padded.shape == (5, 104) and not padded[2:].any()
+
+
+# ---------------------------------------------------------------------------------------
+# Mouth ROIs
+# ---------------------------------------------------------------------------------------
+
+from collections import deque  # noqa: E402
+
+from lipleak.faces import mouth_roi  # noqa: E402
+from lipleak.faces.mean_face import MEAN_FACE  # noqa: E402
+
+
+def _sk_warp_crop(frame, src, dst, lm):
+    """align_mouth.py's warp_img + cut_patch with skimage (the oracle)."""
+    from skimage import transform as tf
+
+    tform = tf.estimate_transform("similarity", src, dst)
+    warped = (tf.warp(frame, inverse_map=tform.inverse, output_shape=(256, 256)) * 255).astype(
+        "uint8"
+    )
+    return _cut_patch(warped, tform(lm)[48:68]), tform
+
+
+def _cut_patch(img, landmarks, height=48, width=48, threshold=5):
+    center_x, center_y = np.mean(landmarks, axis=0)
+    if center_y - height < 0:
+        center_y = height
+    if center_x - width < 0:
+        center_x = width
+    if center_y + height > img.shape[0]:
+        center_y = img.shape[0] - height
+    if center_x + width > img.shape[1]:
+        center_x = img.shape[1] - width
+    return np.copy(
+        img[
+            int(round(center_y) - round(height)) : int(round(center_y) + round(height)),
+            int(round(center_x) - round(width)) : int(round(center_x) + round(width)),
+        ]
+    )
+
+
+def _oracle_rois(frames, landmarks, mean_face=MEAN_FACE, margin=12):
+    """align_mouth.py's landmarks_interpolate + crop_patch, frames in memory."""
+    from skimage import transform as tf
+
+    lms = list(landmarks)
+    valid = [i for i, x in enumerate(lms) if x is not None]
+    for a, b in zip(valid, valid[1:], strict=False):
+        if b - a > 1:
+            delta = lms[b] - lms[a]
+            for idx in range(1, b - a):
+                lms[a + idx] = lms[a] + idx / float(b - a) * delta
+    lms[: valid[0]] = [lms[valid[0]]] * valid[0]
+    lms[valid[-1] :] = [lms[valid[-1]]] * (len(lms) - valid[-1])
+    stable = [33, 36, 39, 42, 45]
+    margin = min(len(frames), margin)
+    q_frame, q_lm, seq = deque(), deque(), []
+    for i, frame in enumerate(frames):
+        q_lm.append(lms[i])
+        q_frame.append(frame)
+        if len(q_frame) == margin:
+            smoothed = np.mean(q_lm, axis=0)
+            cur_lm, cur_frame = q_lm.popleft(), q_frame.popleft()
+            patch, trans = _sk_warp_crop(cur_frame, smoothed[stable], mean_face[stable], cur_lm)
+            seq.append(patch)
+        if i == len(lms) - 1:
+            while q_frame:
+                cur_frame = q_frame.popleft()
+                warped = tf.warp(cur_frame, inverse_map=trans.inverse, output_shape=(256, 256))
+                warped = (warped * 255).astype("uint8")
+                seq.append(_cut_patch(warped, trans(q_lm.popleft())[48:68]))
+    return np.array(seq)
+
+
+def _similarity(scale, angle_deg, tx, ty):
+    a = np.deg2rad(angle_deg)
+    return np.array(
+        [
+            [scale * np.cos(a), -scale * np.sin(a), tx],
+            [scale * np.sin(a), scale * np.cos(a), ty],
+            [0, 0, 1.0],
+        ]
+    )
+
+
+def _synthetic_clip(n, seed=0, shape=(240, 320), noise=1.5, drift=(2.0, 0.5)):
+    """Textured frames and a face: the mean face moved by a similarity, jittered."""
+    rng = np.random.default_rng(seed)
+    frames, lms = [], []
+    base = rng.integers(20, 236, (shape[0] // 8, shape[1] // 8, 3)).astype(np.uint8)
+    for k in range(n):
+        big = np.kron(base, np.ones((8, 8, 1), np.uint8))
+        frame = np.clip(big.astype(int) + rng.integers(-15, 16, big.shape), 0, 255)
+        frames.append(frame.astype(np.uint8))
+        t = _similarity(0.9 + 0.01 * k, 8 - k, 30 + drift[0] * k, 10 + drift[1] * k)
+        lm = mouth_roi.apply_matrix(t, MEAN_FACE) + rng.normal(0, noise, (68, 2))
+        lms.append(lm)
+    return frames, lms
+
+
+def test_mean_face_geometry():
+    assert MEAN_FACE.shape == (68, 2) and np.isfinite(MEAN_FACE).all()
+    assert (MEAN_FACE > 0).all() and (MEAN_FACE < 256).all()
+    eyes_y = MEAN_FACE[[36, 39, 42, 45], 1]
+    assert np.ptp(eyes_y) < 6  # eye corners level
+    nose, mouth = MEAN_FACE[33], MEAN_FACE[48:68].mean(axis=0)
+    assert mouth[1] - nose[1] > 10 and abs(mouth[0] - nose[0]) < 3
+    assert MEAN_FACE[36, 0] < MEAN_FACE[39, 0] < MEAN_FACE[42, 0] < MEAN_FACE[45, 0]
+
+
+def test_similarity_equals_skimage():
+    from skimage import transform as tf
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        src = rng.uniform(0, 300, (5, 2))
+        dst = rng.uniform(0, 256, (5, 2))
+        ref = tf.estimate_transform("similarity", src, dst).params
+        np.testing.assert_array_equal(mouth_roi.estimate_similarity(src, dst), ref)
+        np.testing.assert_array_equal(
+            mouth_roi.apply_matrix(ref, src), tf.SimilarityTransform(matrix=ref)(src)
+        )
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "inside",
+        "near_border",
+        "partly_outside",
+        "no_black_pixel",
+        "no_black_outside",
+        "canvas_inside",
+        "gray",
+    ],
+)
+def test_warp_patch_equals_skimage(case):
+    frames, lms = _synthetic_clip(3, seed=5)
+    frame, lm = frames[1], lms[1]
+    if case == "near_border":
+        lm = lm + np.array([170.0, 60.0])  # the mouth patch reaches past the frame edge
+    if case == "partly_outside":
+        lm = lm + np.array([-120.0, 90.0])
+    if case in ("no_black_pixel", "no_black_outside"):
+        frame = np.maximum(frame, 20)
+    if case == "no_black_outside":
+        lm = lm + np.array([-120.0, 90.0])  # skimage's clip range then depends on cval use
+    if case == "canvas_inside":
+        # the whole 256×256 canvas samples inside the frame: skimage clips to the input range
+        frame = np.maximum(frame, 20)
+        lm = mouth_roi.apply_matrix(_similarity(0.6, 5, 60, 40), MEAN_FACE)
+    if case == "gray":
+        frame = frame[:, :, 1].copy()
+    ids = list(mouth_roi.STABLE_POINTS)
+    t_inv = np.linalg.inv(mouth_roi.estimate_similarity(lm[ids], MEAN_FACE[ids]))
+    assert mouth_roi._any_outside(t_inv, *frame.shape[:2]) == (case != "canvas_inside")
+    ref, tform = _sk_warp_crop(frame, lm[ids], MEAN_FACE[ids], lm)
+    t = mouth_roi.estimate_similarity(lm[ids], MEAN_FACE[ids])
+    origin = mouth_roi.patch_origin(mouth_roi.apply_matrix(t, lm)[48:68])
+    got = mouth_roi.warp_patch(frame, t, origin, (96, 96))
+    assert got.shape == ref.shape and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("n, gaps", [(20, ()), (5, ()), (30, (0, 1, 7, 8, 9, 29)), (12, (11,))])
+def test_mouth_roi_stream_equals_align_mouth(n, gaps):
+    frames, lms = _synthetic_clip(n, seed=n)
+    lms = [None if i in gaps else lm for i, lm in enumerate(lms)]
+    ref = _oracle_rois(frames, lms)
+    m = mouth_roi.MouthROI(raw=True)
+    got = []
+    for f, lm in zip(frames, lms, strict=True):
+        got += m.push(f, lm)
+    got += m.flush()
+    assert len(got) == n
+    np.testing.assert_array_equal(np.stack(got), ref)
+    # the model input: gray, centre 88, normalised, as av_hubert reads the ROI video
+    import cv2
+
+    gray = np.stack([cv2.cvtColor(p, cv2.COLOR_BGR2GRAY) for p in ref])[:, 4:92, 4:92]
+    want = ((gray / 255.0 - 0.421) / 0.165).astype(np.float32)
+    rois = mouth_roi.mouth_rois(zip(frames, lms, strict=True))
+    assert rois.shape == (n, 88, 88) and rois.dtype == np.float32
+    np.testing.assert_array_equal(rois, want)
+
+
+def test_stable_points_land_on_the_template():
+    """Residual: a face that is an exact similarity image of the mean face is mapped back
+    onto it; its mouth centre lands at the centre of the 96×96 patch."""
+    for t in (_similarity(0.7, 12, 40, 5), _similarity(1.3, -20, -10, 30)):
+        lm = mouth_roi.apply_matrix(t, MEAN_FACE)
+        ids = list(mouth_roi.STABLE_POINTS)
+        est = mouth_roi.estimate_similarity(lm[ids], MEAN_FACE[ids])
+        back = mouth_roi.apply_matrix(est, lm)
+        assert np.abs(back - MEAN_FACE).max() < 1e-9  # every point, not only the stable ones
+        centre = back[48:68].mean(axis=0)
+        r0, c0 = mouth_roi.patch_origin(back[48:68])
+        assert abs(r0 + 48 - centre[1]) <= 0.5 and abs(c0 + 48 - centre[0]) <= 0.5
+
+
+def test_mouth_centre_is_the_crop_centre_in_pixels():
+    """A bright dot drawn at the mouth centre of the frame ends up at the ROI's centre."""
+    t = _similarity(1.1, 15, 60, 20)
+    lm = mouth_roi.apply_matrix(t, MEAN_FACE)
+    frame = np.full((300, 360, 3), 40, np.uint8)
+    cx, cy = lm[48:68].mean(axis=0)
+    yy, xx = np.mgrid[:300, :360]
+    frame[(yy - cy) ** 2 + (xx - cx) ** 2 <= 4] = 250
+    rois = mouth_roi.mouth_rois([(frame, lm)] * 3, raw=True)
+    gray = rois[0].max(axis=2).astype(float)
+    ys, xs = np.nonzero(gray > 150)
+    # pixel centres sit at integer coordinates (skimage's warp), and the patch starts at
+    # round(centre) - 48: the centre is at index 48 ± 0.5, the dot's pixels within ±0.5 more
+    assert abs(ys.mean() - 48) <= 1.0 and abs(xs.mean() - 48) <= 1.0
+
+
+def test_no_landmarks_at_all_is_no_face():
+    from lipleak.errors import InputError
+
+    frames, _ = _synthetic_clip(3)
+    m = mouth_roi.MouthROI()
+    for f in frames:
+        assert m.push(f, None) == []
+    with pytest.raises(InputError) as e:
+        m.flush()
+    assert e.value.status == "no_face"
