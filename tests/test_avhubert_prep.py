@@ -385,3 +385,35 @@ def test_no_landmarks_at_all_is_no_face():
     with pytest.raises(InputError) as e:
         m.flush()
     assert e.value.status == "no_face"
+
+
+@pytest.mark.slow
+def test_real_clip_end_to_end(shared_models):
+    """Frames -> SCRFD + PFLD landmarks -> ROIs on a real clip: one finite 88×88 ROI per
+    frame, and the first 30 frames equal align_mouth.py's skimage path bit for bit."""
+
+    from conftest import CLIPS
+    from lipleak.faces.landmarks import PFLD
+    from lipleak.faces.scrfd import SCRFD
+    from lipleak.io.video import iter_frames
+
+    det = SCRFD(shared_models / "scrfd_500m.onnx", backend="cpu")
+    pfld = PFLD(shared_models / "pfld_68.onnx", backend="cpu")
+    clip = CLIPS[0]
+    n_frames = sum(1 for _ in iter_frames(clip))
+    m = mouth_roi.MouthROI()
+    first: list[tuple[np.ndarray, np.ndarray | None]] = []
+    rois = []
+    for frame, lm in mouth_roi.face_landmarks(iter_frames(clip), det, pfld, batch_size=16):
+        if len(first) < 30:
+            first.append((frame, lm))
+        rois += m.push(frame, lm)
+    rois += m.flush()
+    rois = np.stack(rois)
+    assert rois.shape == (n_frames, 88, 88) and rois.dtype == np.float32
+    assert np.isfinite(rois).all()
+    assert rois.std() > 0.1  # a picture, not a constant
+    assert sum(lm is not None for _, lm in first) > 20
+    ref = _oracle_rois([f for f, _ in first], [lm for _, lm in first])
+    got = mouth_roi.mouth_rois(first, raw=True)
+    np.testing.assert_array_equal(got, ref)
