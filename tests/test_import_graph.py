@@ -38,6 +38,7 @@ FLOORS = {
     "lipleak.metrics": 5,
     "lipleak.visual": 6,
     "lipleak.sync": 6,  # one video -> its numbers
+    "lipleak.avs": 6,  # one video (+ its GT) -> AVS_u/m/v
     "lipleak.protocol": 7,  # a run dir -> results store -> report
     "lipleak.commands": 8,
     "lipleak.cli": 8,

@@ -1,0 +1,40 @@
+"""One clip → AV-HuBERT's two inputs, prepared as av_hubert prepares them (SPEC §9).
+
+- video: 25-fps BGR frames → face (SCRFD, best box) → 68 landmarks (PFLD) → mouth ROI
+  (``lipleak.faces.mouth_roi``: aligned to av_hubert's mean face, 96×96, gray, centre
+  88×88, normalised) → float32 [T, 88, 88];
+- audio: 16 kHz int16 → log mel filterbank, 4 rows stacked per video frame, aligned to
+  the video's frame count, each row layer-normalised (``lipleak.metrics.fbank``) →
+  float32 [T, 104].
+
+Decoding, detection and ROIs stream (held: one detector batch and the 12-frame smoothing
+window); what is kept is the model's input itself, 31 KB per frame.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..faces.mouth_roi import MouthROI, face_landmarks
+from ..io.audio import array_chunks
+from ..io.video import iter_frames
+from ..metrics.fbank import avhubert_audio
+
+
+def video_input(path: str | Path, detector, pfld, batch_size: int = 32) -> np.ndarray:
+    """Mouth ROIs of every frame of ``path``: float32 [T, 88, 88]. InputError "no_face"
+    when no frame has a face."""
+    rois = MouthROI()
+    out: list[np.ndarray] = []
+    for frame, lm in face_landmarks(iter_frames(path), detector, pfld, batch_size):
+        out += rois.push(frame, lm)
+    out += rois.flush()
+    return np.stack(out) if out else np.zeros((0, 88, 88), np.float32)
+
+
+def audio_input(samples: np.ndarray, n_video: int) -> np.ndarray:
+    """av_hubert's audio rows for ``n_video`` frames from 16 kHz int16 samples:
+    float32 [n_video, 104] (padded as av_hubert pads when the audio is shorter)."""
+    return avhubert_audio(array_chunks(np.asarray(samples, np.int16)), n_video)
