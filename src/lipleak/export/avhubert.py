@@ -36,11 +36,15 @@ from torch import nn
 from lipleak.errors import ModelError
 from lipleak.files import sha256_of
 
-MODES = ("audio", "video", "av")
-VIDEO_INPUT = "video"
-AUDIO_INPUT = "audio"
-FEATURES_OUTPUT = "features"
-ROI_SIZE = 88  # av_hubert's centre crop of the 96×96 mouth ROI
+from .avhubert_shapes import (  # noqa: F401  (re-exported: the exporter's names)
+    AUDIO_INPUT,
+    FEATURES_OUTPUT,
+    MODES,
+    ROI_SIZE,
+    VIDEO_INPUT,
+    mode_inputs,
+)
+
 RESNET_OUT = 512  # ResEncoder.backend_out
 
 _ACTIVATIONS = {
@@ -387,13 +391,6 @@ class ModeFeatures(nn.Module):
         if self.mode == "video":
             return self.model.features(video=inputs[0])
         return self.model.features(video=inputs[0], audio=inputs[1])
-
-
-def mode_inputs(mode: str) -> tuple[str, ...]:
-    """The ONNX input names of ``mode``, in order."""
-    return {"audio": (AUDIO_INPUT,), "video": (VIDEO_INPUT,), "av": (VIDEO_INPUT, AUDIO_INPUT)}[
-        mode
-    ]
 
 
 # --- checkpoints ---------------------------------------------------------------------------

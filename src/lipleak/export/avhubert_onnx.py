@@ -31,13 +31,9 @@ from .avhubert import (
     load_checkpoint,
     mode_inputs,
 )
+from .avhubert_shapes import mode_file
 
 OPSET = 17
-
-
-def mode_file(mode: str) -> str:
-    """The file name of ``mode``'s ONNX graph."""
-    return f"avhubert_{mode}.onnx"
 
 
 def example_inputs(model: AVHubert, mode: str, batch: int = 2, frames: int = 7):
