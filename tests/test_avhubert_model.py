@@ -382,3 +382,97 @@ def test_checkpoint_dict_layout():
     ckpt = make_checkpoint("tiny", seed=2)
     assert ckpt["cfg"]["task"] == task_config()
     assert ckpt["args"] is None and isinstance(ckpt["model"], dict)
+
+
+# --- (d) the wrapper behind the runtime interface (models/avhubert.py) ---------------------
+
+
+@pytest.fixture(scope="module")
+def wrapper_dir(tmp_path_factory, tiny_path):
+    """A private model dir holding the tiny fixture under the registry's base name."""
+    from lipleak.models import store
+
+    d = tmp_path_factory.mktemp("avh_models")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LIPLEAK_MODEL_DIR", str(d))
+        store.fetch("avhubert_base", tiny_path)
+        yield d
+
+
+@pytest.fixture(scope="module")
+def wrapper(wrapper_dir):
+    from lipleak.models.avhubert import AVHubert as Wrapper
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LIPLEAK_MODEL_DIR", str(wrapper_dir))
+        yield Wrapper.load("avhubert_base", backend="cpu")
+
+
+def _clip_inputs(mode: str, batch: int, frames: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    shapes = {"video": (batch, frames, 88, 88), "audio": (batch, frames, 104)}
+    return {n: rng.standard_normal(shapes[n]).astype(np.float32) for n in mode_inputs(mode)}
+
+
+def test_registry_name_loads_the_fixture_and_records_it_unpinned(wrapper, wrapper_dir, tiny_path):
+    from lipleak.files import file_sha256
+    from lipleak.models.onnx_files import avhubert_folder
+    from lipleak.models.registry import unpinned_warnings
+
+    d = wrapper.describe()
+    assert d["checkpoint"]["name"] == "avhubert_base" and d["checkpoint"]["pinned"] is False
+    assert d["checkpoint"]["sha256"] == file_sha256(tiny_path)
+    assert set(d["onnx"]) == set(MODES) and d["backend"] == "cpu"
+    folder = avhubert_folder(d["checkpoint"]["sha256"], wrapper_dir / "onnx")
+    assert sorted(p.name for p in folder.glob("*.onnx")) == [
+        "avhubert_audio.onnx",
+        "avhubert_av.onnx",
+        "avhubert_video.onnx",
+    ]
+    assert len(unpinned_warnings(d)) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_wrapper_equals_pytorch_and_is_batch_invariant(wrapper, tiny, mode):
+    x = _clip_inputs(mode, 3, 9, seed=5)
+    batched = wrapper.features_batch(mode, **x)
+    assert batched.shape == (3, 9, 32) and batched.dtype == np.float32
+    # the same clips one at a time: equal to the batch (independent of batch size)
+    for i in range(3):
+        one = wrapper.features(mode, **{k: v[i] for k, v in x.items()})
+        np.testing.assert_allclose(one, batched[i], rtol=0, atol=1e-5 * np.abs(one).max())
+        again = wrapper.features(mode, **{k: v[i] for k, v in x.items()})
+        np.testing.assert_array_equal(one, again)  # deterministic
+    # ... and equal to PyTorch fed in av_hubert's layout (video B×1×T×H×W, audio B×104×T)
+    layout = {}
+    if "video" in x:
+        layout["video"] = x["video"][:, None]
+    if "audio" in x:
+        layout["audio"] = np.ascontiguousarray(x["audio"].transpose(0, 2, 1))
+    assert _rel(batched, _torch_features(tiny, layout)) < 1e-4
+
+
+def test_wrapper_checks_inputs(wrapper):
+    v = np.zeros((4, 88, 88), np.float32)
+    a = np.zeros((4, 104), np.float32)
+    with pytest.raises(ValueError, match="takes audio"):
+        wrapper.features("audio", video=v)
+    with pytest.raises(ValueError, match="takes video and audio"):
+        wrapper.features("av", video=v)
+    with pytest.raises(ValueError, match="audio must be"):
+        wrapper.features("audio", audio=np.zeros((4, 26), np.float32))
+    with pytest.raises(ValueError, match=r"video is \(1, 4\)"):
+        wrapper.features("av", video=v, audio=np.zeros((5, 104), np.float32))
+    assert wrapper.features("av", video=v, audio=a).shape == (4, 32)
+
+
+def test_wrong_kind_or_missing_checkpoint(wrapper_dir, tmp_path, monkeypatch):
+    from lipleak.models.avhubert import AVHubert as Wrapper
+
+    monkeypatch.setenv("LIPLEAK_MODEL_DIR", str(wrapper_dir))
+    with pytest.raises(ModelError, match="not an AV-HuBERT checkpoint"):
+        Wrapper.load("syncnet_v2")
+    with pytest.raises(ModelError, match="no such AV-HuBERT checkpoint"):
+        Wrapper.load(tmp_path / "nope.pt")
+    with pytest.raises(ModelError, match="avhubert_large .*not in the model dir"):
+        Wrapper.load("avhubert_large")
