@@ -476,3 +476,14 @@ def test_wrong_kind_or_missing_checkpoint(wrapper_dir, tmp_path, monkeypatch):
         Wrapper.load(tmp_path / "nope.pt")
     with pytest.raises(ModelError, match="avhubert_large .*not in the model dir"):
         Wrapper.load("avhubert_large")
+
+
+def test_models_export_command_exports_present_checkpoints(wrapper_dir, monkeypatch):
+    from lipleak.models import onnx_files
+
+    monkeypatch.setenv("LIPLEAK_MODEL_DIR", str(wrapper_dir))
+    folder, sha = onnx_files.avhubert_onnx("avhubert_base")
+    assert folder == onnx_files.avhubert_folder(sha)
+    assert all((folder / f"avhubert_{m}.onnx").is_file() for m in MODES)
+    with pytest.raises(ModelError, match="not in the model dir"):
+        onnx_files.avhubert_onnx("avhubert_large")

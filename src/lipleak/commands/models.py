@@ -181,6 +181,8 @@ def _export(args: argparse.Namespace) -> int:
 
     _export_optional("fid_inception", onnx_files.inception_onnx)
     _export_optional("s3fd", onnx_files.s3fd_onnx)
+    _export_optional("avhubert_large", onnx_files.avhubert_onnx)
+    _export_optional("avhubert_base", onnx_files.avhubert_onnx)
     return 0
 
 

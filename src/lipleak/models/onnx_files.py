@@ -180,3 +180,12 @@ def avhubert_modes(
             missing,
         )
     return files
+
+
+def avhubert_onnx(name: str = "avhubert_large") -> tuple[Path, str]:
+    """(folder of the per-mode graphs, checkpoint sha256) of registry checkpoint ``name``,
+    every mode exported if absent (``lipleak-fast models export``)."""
+    src = store.locate(name)
+    sha = store.verify(name, src)
+    avhubert_modes(src, sha)
+    return avhubert_folder(sha), sha
