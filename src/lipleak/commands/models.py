@@ -118,7 +118,8 @@ def _list(args: argparse.Namespace) -> int:
         # the details a user needs to fetch or check the file by hand, one per line, so the
         # table stays narrow enough to read
         spec = registry.get(row[0])
-        print(f"    sha256  {spec.sha256}")
+        unpinned = "- (not pinned: no published sha256; recorded where it is used)"
+        print(f"    sha256  {spec.sha256 or unpinned}")
         if spec.url is None:
             print("    url     - (not published: `models fetch --from PATH` only)")
         else:
@@ -180,6 +181,8 @@ def _export(args: argparse.Namespace) -> int:
 
     _export_optional("fid_inception", onnx_files.inception_onnx)
     _export_optional("s3fd", onnx_files.s3fd_onnx)
+    _export_optional("avhubert_large", onnx_files.avhubert_onnx)
+    _export_optional("avhubert_base", onnx_files.avhubert_onnx)
     return 0
 
 

@@ -2,7 +2,8 @@
 
 - SyncNet: ``model_dir()/onnx/syncnet-<checkpoint sha256[:16]>/syncnet_{lips,audio}.onnx``;
 - FID Inception: ``model_dir()/onnx/<registry name>-<TorchScript sha256[:16]>.onnx``;
-- S3FD: ``model_dir()/onnx/s3fd-<checkpoint sha256[:16]>.onnx``.
+- S3FD: ``model_dir()/onnx/s3fd-<checkpoint sha256[:16]>.onnx``;
+- AV-HuBERT: ``model_dir()/onnx/avhubert-<checkpoint sha256[:16]>/avhubert_{audio,video,av}.onnx``.
 
 Names carry the source's sha256 so that another checkpoint never picks up a stale export.
 Exporting needs torch and onnx (the ``export`` extra); opening files that exist does not.
@@ -16,6 +17,8 @@ import importlib
 from pathlib import Path
 
 from ..errors import ModelError
+from ..export.avhubert_shapes import MODES as AVHUBERT_MODES
+from ..export.avhubert_shapes import mode_file
 from ..export.syncnet_shapes import TOWER_FILES
 from ..paths import model_dir
 from . import registry, store
@@ -52,7 +55,8 @@ def _export(module: str, func: str, what: str, where: Path, *args):
 
 def _published() -> set[str]:
     # Only these may need torch's full unpickler (see lipleak.export.syncnet.read_state_dict).
-    return {s.sha256 for s in registry.MODELS.values() if s.url is not None}
+    # Unpinned entries are not among them: a file of unknown digest is never trusted so.
+    return {s.sha256 for s in registry.MODELS.values() if s.url is not None and s.pinned}
 
 
 # --- SyncNet -------------------------------------------------------------------------------
@@ -146,3 +150,42 @@ def s3fd_onnx(name_or_path: str | Path = "s3fd") -> tuple[Path, str]:
             _published(),
         )
     return out, sha
+
+
+# --- AV-HuBERT -----------------------------------------------------------------------------
+
+
+def avhubert_folder(checkpoint_sha256: str, root: Path | None = None) -> Path:
+    """Where the ONNX graphs (one per modality mode) of this checkpoint live."""
+    return (onnx_root() if root is None else Path(root)) / f"avhubert-{checkpoint_sha256[:16]}"
+
+
+def avhubert_modes(
+    checkpoint: Path, sha256: str, modes=AVHUBERT_MODES, root: Path | None = None
+) -> dict[str, Path]:
+    """{mode: path} of the checkpoint's ONNX graphs for ``modes``; the missing ones are
+    exported (needs torch), the checkpoint read once for all of them."""
+    folder = avhubert_folder(sha256, root)
+    files = {mode: folder / mode_file(mode) for mode in modes}
+    missing = tuple(m for m, p in files.items() if not p.is_file())
+    if missing:
+        _export(
+            "lipleak.export.avhubert_onnx",
+            "export_modes",
+            f"the AV-HuBERT checkpoint {checkpoint}",
+            folder,
+            checkpoint,
+            folder,
+            _published(),
+            missing,
+        )
+    return files
+
+
+def avhubert_onnx(name: str = "avhubert_large") -> tuple[Path, str]:
+    """(folder of the per-mode graphs, checkpoint sha256) of registry checkpoint ``name``,
+    every mode exported if absent (``lipleak-fast models export``)."""
+    src = store.locate(name)
+    sha = store.verify(name, src)
+    avhubert_modes(src, sha)
+    return avhubert_folder(sha), sha

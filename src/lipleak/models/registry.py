@@ -1,6 +1,10 @@
 """Every model file the project uses: where it is published, its sha256, size and licence.
 
 A file is trusted only if its sha256 matches the entry here (lipleak.models.store checks).
+An entry with ``sha256=""`` is *unpinned*: its publisher gives no digest and none could be
+taken here, so any file under its name is accepted, its sha256 is recorded in every output
+that used it, and a warning says that it is not pinned (``unpinned_warnings``). An unpinned
+file never earns the trust a pinned one has (e.g. torch's full unpickler).
 URLs are the publishers' own locations; where a file is published only inside an archive
 (a zip release or a PyPI wheel), ``member`` names it inside that archive.
 """
@@ -17,8 +21,8 @@ class ModelSpec:
     name: str  # registry key, used on the command line
     filename: str  # file name in the model dir
     url: str | None  # canonical download location; None: not published (fetch --from only)
-    sha256: str
-    size: int  # bytes
+    sha256: str  # "": unpinned (see the module docstring)
+    size: int  # bytes; 0: unknown (unpinned entries)
     license: str
     kind: str  # what the project uses it for
     note: str = ""
@@ -29,7 +33,16 @@ class ModelSpec:
     # instead of knowing fixture hashes themselves.
     fixture: bool = False
 
+    @property
+    def pinned(self) -> bool:
+        return bool(self.sha256)
 
+
+_AVHUBERT = "https://dl.fbaipublicfiles.com/avhubert/model/lrs3_vox/clean-pretrain"
+_AVHUBERT_LICENSE = (
+    "AV-HuBERT license agreement (Meta; facebookresearch/av_hubert LICENSE): "
+    "non-commercial research use"
+)
 _INSIGHTFACE = "https://github.com/deepinsight/insightface/releases/download/v0.7"
 _INSIGHTFACE_LICENSE = "insightface pretrained models: non-commercial research use only"
 
@@ -143,6 +156,31 @@ MODELS: dict[str, ModelSpec] = {
             note="ArcFace ResNet-50 (WebFace600K), insightface buffalo_l; CSIM embeddings",
             member="w600k_r50.onnx",
         ),
+        # Published without a digest and not downloadable here: unpinned (sha256 "").
+        ModelSpec(
+            name="avhubert_large",
+            filename="large_vox_iter5.pt",
+            url=f"{_AVHUBERT}/large_vox_iter5.pt",
+            sha256="",
+            size=0,
+            license=_AVHUBERT_LICENSE,
+            kind="avhubert",
+            note="AV-HuBERT Large, self-supervised on LRS3 + VoxCeleb2 (iteration 5), "
+            "fairseq checkpoint; the AVS_u/AVS_m/AVS_v features (SPEC §9)",
+            aliases=("avhubert_large_vox_iter5.pt",),
+        ),
+        ModelSpec(
+            name="avhubert_base",
+            filename="base_vox_iter5.pt",
+            url=f"{_AVHUBERT}/base_vox_iter5.pt",
+            sha256="",
+            size=0,
+            license=_AVHUBERT_LICENSE,
+            kind="avhubert",
+            note="AV-HuBERT Base, self-supervised on LRS3 + VoxCeleb2 (iteration 5), "
+            "fairseq checkpoint",
+            aliases=("avhubert_base_vox_iter5.pt",),
+        ),
     ]
 }
 
@@ -158,7 +196,7 @@ def get(name: str) -> ModelSpec:
 def by_sha256(sha256: str) -> ModelSpec | None:
     """The entry whose file has this sha256, if any (to name a checkpoint given by path)."""
     for spec in MODELS.values():
-        if spec.sha256 == sha256:
+        if spec.pinned and spec.sha256 == sha256:
             return spec
     return None
 
@@ -190,6 +228,29 @@ def fixture_warnings(describe: dict) -> list[str]:
         f"{spec.name} (sha256 {spec.sha256[:12]}…) is a test fixture ({spec.note}): "
         + _FIXTURE_MEANING.get(spec.kind, "the numbers computed with it mean nothing")
         for spec in found.values()
+    ]
+
+
+def unpinned_warnings(describe: dict) -> list[str]:
+    """One warning per unpinned model found in a ``describe()``/provenance tree: any dict
+    with ``"pinned": False`` (the model wrappers record it beside the file's sha256)."""
+    found: dict[str, str] = {}
+
+    def walk(d):
+        if isinstance(d, dict):
+            if d.get("pinned") is False:
+                found[str(d.get("name") or d.get("path"))] = str(d.get("sha256") or "?")
+            for v in d.values():
+                walk(v)
+        elif isinstance(d, list):
+            for v in d:
+                walk(v)
+
+    walk(describe)
+    return [
+        f"{name} (sha256 {sha}) is not pinned: the registry has no published sha256 for it, "
+        "so this file was not verified; its sha256 is recorded with the results"
+        for name, sha in found.items()
     ]
 
 

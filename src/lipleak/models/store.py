@@ -14,6 +14,7 @@ never holds a partial or unverified file under a registry name.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import urllib.error
@@ -28,6 +29,7 @@ from . import registry
 from .registry import ModelSpec
 
 _CHUNK = 1 << 20
+log = logging.getLogger(__name__)
 
 
 # --- locate / verify -----------------------------------------------------------------------
@@ -63,6 +65,15 @@ def locate(name: str) -> Path:
 
 
 def _check(spec: ModelSpec, path: Path, digest: str) -> None:
+    if not spec.pinned:
+        # accepted as it is; callers record ``digest`` wherever the file is used
+        log.warning(
+            "%s: model %s is not pinned (no published sha256); using it with sha256 %s",
+            path,
+            spec.name,
+            digest,
+        )
+        return
     if digest != spec.sha256:
         raise ModelError(
             f"{path}: wrong sha256 {digest} for model {spec.name} (expected {spec.sha256}); "
@@ -226,7 +237,8 @@ def fetch(
 def list_models() -> list[dict]:
     """One row per registry entry: name, kind, filename, path, present, verified, license…
 
-    ``verified`` is None for an absent file, else whether its sha256 matches.
+    ``verified`` is None for an absent file or an unpinned entry (nothing to check
+    against), else whether its sha256 matches.
     """
     rows = []
     for spec in registry.MODELS.values():
@@ -240,7 +252,8 @@ def list_models() -> list[dict]:
                 "filename": spec.filename,
                 "path": str(path),
                 "present": present,
-                "verified": None if digest is None else digest == spec.sha256,
+                "verified": None if digest is None or not spec.pinned else digest == spec.sha256,
+                "pinned": spec.pinned,
                 "sha256": digest,
                 "expected_sha256": spec.sha256,
                 "size": spec.size,
