@@ -29,6 +29,8 @@ class AVSSettings(HashedSettings):
 
     def __post_init__(self):
         if int(self.window) < 0:
-            raise LipleakError(f"AVS window must be 0 (whole clip) or > 0 frames, got {self.window}")
+            raise LipleakError(
+                f"AVS window must be 0 (whole clip) or > 0 frames, got {self.window}"
+            )
         if int(self.batch_size) < 1:
             raise LipleakError(f"batch_size must be at least 1, got {self.batch_size}")

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..errors import LipleakError
-from .sync import add_sync_options, settings_from_args
+from .sync import add_avs_options, add_sync_options, avs_from_args, settings_from_args
 
 LOCAL_RAY = "local"  # --ray without ADDRESS (== lipleak.protocol.distributed.LOCAL)
 
@@ -90,6 +90,7 @@ def add_parser(sub) -> None:
         help="Ray workers (default: one per GPU of the cluster, or one per CPU when it has no GPU)",
     )
     add_sync_options(p)
+    add_avs_options(p)
     p.set_defaults(func=run)
 
 
@@ -112,6 +113,7 @@ def run(args) -> int:
     opts = ScoreOptions(
         sync=settings_from_args(args),
         visual=visual,
+        avs=avs_from_args(args),
         db=args.db,
         plan=args.plan,
         gt=args.gt,
@@ -125,7 +127,9 @@ def run(args) -> int:
     if args.ray is not None:
         from ..protocol.distributed import RayExecutor
 
-        executor = RayExecutor(opts.sync, visual, address=args.ray, workers=args.ray_workers)
+        executor = RayExecutor(
+            opts.sync, visual, address=args.ray, workers=args.ray_workers, avs=opts.avs
+        )
     elif args.ray_workers is not None:
         raise LipleakError("--ray-workers needs --ray")
     scorer = DirectoryScorer(args.dir, opts, executor=executor)

@@ -166,6 +166,47 @@ def settings_from_args(args):
     )
 
 
+def add_avs_options(p: argparse.ArgumentParser) -> None:
+    """The AV-HuBERT sync metrics' options (SPEC §9), off unless ``--avs`` is given."""
+    g = p.add_argument_group("AV-HuBERT sync metrics (AVS_u, AVS_m, AVS_v)")
+    g.add_argument(
+        "--avs",
+        metavar="NAME|PATH",
+        help="also compute AVS_u (every video, no GT needed) and AVS_m/AVS_v (against the "
+        "GT) with this AV-HuBERT checkpoint: avhubert_large (large_vox_iter5.pt, the "
+        "default of SPEC §9) or avhubert_base from the model dir (lipleak-fast models fetch "
+        "NAME), or a checkpoint file in av_hubert's fairseq format. Exported to ONNX on "
+        "first use (needs the export extra). Off by default",
+    )
+    g.add_argument(
+        "--avs-window",
+        type=int,
+        default=0,
+        metavar="K",
+        help="run AV-HuBERT's encoder over windows of K frames instead of the whole clip "
+        "(bounds memory on long videos; changes the features, so it is in the settings "
+        "hash). Default: 0, the whole clip",
+    )
+
+
+def avs_from_args(args):
+    """``AVSSettings`` from ``--avs``/``--avs-window`` (None without ``--avs``)."""
+    if getattr(args, "avs", None) is None:
+        if getattr(args, "avs_window", 0):
+            raise InputError(None, "--avs-window needs --avs", "bad_option")
+        return None
+    from ..avs import AVSSettings
+
+    if args.avs_window < 0:
+        raise InputError(None, "--avs-window must be 0 (whole clip) or more", "bad_option")
+    return AVSSettings(
+        model=args.avs,
+        window=args.avs_window,
+        batch_size=args.batch_size,
+        backend=args.backend,
+    )
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "sync",

@@ -45,7 +45,7 @@ def _ray():
 class StemWorker:
     """The body of one Ray actor (wrapped by ``ray.remote`` in ``RayExecutor.start``)."""
 
-    def __init__(self, sync: SyncSettings, visual, threads: int | None):
+    def __init__(self, sync: SyncSettings, visual, threads: int | None, avs=None):
         if threads:
             # several CPU actors share a machine: each gets its share of the cores rather than
             # every onnxruntime/torch pool spinning up one thread per core
@@ -53,7 +53,7 @@ class StemWorker:
             os.environ["OMP_NUM_THREADS"] = os.environ["LIPLEAK_ORT_THREADS"]
         self.error: LipleakError | None = None
         try:
-            self.scorer = StemScorer(sync, visual)
+            self.scorer = StemScorer(sync, visual, avs)
         except LipleakError as exc:
             # kept for describe() to raise as a task error: Ray passes that exception to the
             # driver as itself, whereas a failed constructor reaches it only as text
@@ -125,8 +125,9 @@ class RayExecutor:
         workers: int | None = None,
         max_task_retries: int = MAX_TASK_RETRIES,
         worker_class: type[StemWorker] = StemWorker,
+        avs=None,
     ):
-        self.sync, self.visual = sync, visual
+        self.sync, self.visual, self.avs = sync, visual, avs
         self.address, self.workers = address, workers
         self.max_task_retries = max_task_retries
         self.worker_class = worker_class
@@ -134,6 +135,10 @@ class RayExecutor:
         self.describes: list[dict] = []
         self.load: list[int] = []  # unfinished tasks per actor, while run() runs
         self._owns_ray = False
+
+    def _worker_kwargs(self) -> dict:
+        # only when asked for: worker classes of other commands (sync) take no AVS settings
+        return {} if self.avs is None else {"avs": self.avs}
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> tuple[dict, dict]:
@@ -161,7 +166,9 @@ class RayExecutor:
         actor = ray.remote(self.worker_class).options(
             max_restarts=-1, max_task_retries=self.max_task_retries, **options
         )
-        self.actors = [actor.remote(self.sync, self.visual, threads) for _ in range(n)]
+        self.actors = [
+            actor.remote(self.sync, self.visual, threads, **self._worker_kwargs()) for _ in range(n)
+        ]
         try:
             self.describes = ray.get([a.describe.remote() for a in self.actors])
         except ray.exceptions.RayTaskError as exc:

@@ -46,6 +46,9 @@ METRICS = [
     "mouth_audio_lag",
     "mouth_open_fraction",
     "mouth_aperture_std",
+    "avs_u",
+    "avs_m",
+    "avs_v",
 ]
 LABELS = {
     "lse_c": "LSE-C ↑",
@@ -60,6 +63,9 @@ LABELS = {
     "mouth_audio_lag": "mouth–audio lag",
     "mouth_open_fraction": "mouth open fraction",
     "mouth_aperture_std": "mouth aperture std",
+    "avs_u": "AVS_u ↑",
+    "avs_m": "AVS_m ↑",
+    "avs_v": "AVS_v ↑",
 }
 SETUP_NAMES = {"AM": "AM — audio-matched", "XM": "XM — audio-mismatched", "SI": "SI — silent input"}
 

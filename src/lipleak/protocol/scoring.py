@@ -8,6 +8,9 @@ prescribes, one committed unit (video × cell × metric group) at a time.
 | XM | the plan's driving audio (no plan: the generated video's own track) | the same |
 | SI | the GT's audio | silence (SI measures mouth movement under silence) |
 
+The AV-HuBERT metrics (group ``avs``, opt-in) use the mouth-motion column's audio as each
+video's driving audio: AVS_u of every video, AVS_m/AVS_v of each generation against its GT.
+
 Work is ordered by stem so that a GT video's analysis (faces, landmarks, features) is made
 once and reused by its six generations; it is also cached on disk next to the database.
 
@@ -92,6 +95,7 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
 class ScoreOptions:
     sync: SyncSettings = field(default_factory=SyncSettings)
     visual: object | None = None  # lipleak.visual.VisualSettings, or None to skip
+    avs: object | None = None  # lipleak.avs.AVSSettings, or None to skip
     db: Path | None = None
     plan: Path | None = None
     gt: Path | None = None
@@ -108,7 +112,7 @@ class StemScorer:
     the results store is the driver's.
     """
 
-    def __init__(self, sync: SyncSettings, visual=None):
+    def __init__(self, sync: SyncSettings, visual=None, avs=None):
         self.sync = SyncScorer(sync)
         sync_desc = self.sync.describe()
         # the scorer's settings: they name the JPEG encoder found on this machine
@@ -123,9 +127,21 @@ class StemScorer:
             visual_desc = self.visual.describe()
             self.hashes["visual"] = group_hash(visual.hashed_dict(), _model_shas(visual_desc))
             self.provenance["visual"] = visual_desc
+        self.avs = None
+        if avs is not None:
+            from ..avs import AVSScorer
+
+            self.avs = AVSScorer(avs)
+            avs_desc = self.avs.describe()
+            self.hashes["avs"] = group_hash(
+                avs.hashed_dict(),
+                {**_model_shas(avs_desc), "mean_face": avs_desc["mean_face_sha256"]},
+            )
+            self.provenance["avs"] = avs_desc
         self._task: StemTask | None = None
         self._gt_audio: np.ndarray | InputError | None = None
         self._gt_analysis = None
+        self._avs_reference = None
 
     def sharing(self, syncnet) -> StemScorer:
         """A scorer for another thread: the same models, ``syncnet`` as its SyncNet, and its
@@ -133,13 +149,15 @@ class StemScorer:
         other = copy.copy(self)
         other.sync = self.sync.sharing(syncnet)
         other._task, other._gt_audio, other._gt_analysis = None, None, None
+        other._avs_reference = None
         return other
 
     def score_stem(self, task: StemTask) -> Iterator[GroupResult]:
         """One result per (video, pending group), in the task's order, as each is ready."""
         # a stem's GT audio and analysis are kept for its videos only: work is ordered by stem
         self._task, self._gt_audio, self._gt_analysis = task, None, None
-        fns = {"sync": self.score_sync, "visual": self.score_visual}
+        self._avs_reference = None
+        fns = {"sync": self.score_sync, "visual": self.score_visual, "avs": self.score_avs}
         for pending in task.videos:
             v = pending.cell_video
             for i, group in enumerate(pending.groups):
@@ -250,6 +268,33 @@ class StemScorer:
         )
         return metrics, reasons, detail
 
+    def avs_reference(self):
+        """The GT's AV-HuBERT features (kept for the stem's videos), or the InputError
+        that prevented them."""
+        if self._avs_reference is None:
+            try:
+                self._avs_reference = self.avs.reference(
+                    self._task.gt_video, self.gt_audio(self._task.stem)
+                )
+            except InputError as exc:
+                self._avs_reference = exc
+        return self._avs_reference
+
+    def score_avs(self, v: CellVideo) -> tuple[dict, dict, dict]:
+        ref = self.avs_reference()
+        if v.setup == GT_SETUP:
+            if isinstance(ref, InputError):
+                raise ref
+            return {"avs_u": ref.avs_u}, {}, {}
+        # AVS_u needs no GT: a GT that cannot be scored leaves AVS_m/AVS_v without a value
+        gt_ok = not isinstance(ref, InputError)
+        metrics = self.avs.score(v.path, self.motion_audio(v), ref if gt_ok else None)
+        reasons = {}
+        if not gt_ok:
+            for m in ("avs_m", "avs_v"):
+                metrics[m], reasons[m] = None, f"GT: {ref.cause}"
+        return metrics, reasons, {}
+
 
 class LocalExecutor:
     """Scores stems in this process, ``workers`` at a time on threads (``feed_threads``).
@@ -260,10 +305,10 @@ class LocalExecutor:
     reach ``commit`` in the caller's thread, the only one that writes the store.
     """
 
-    def __init__(self, sync: SyncSettings, visual=None, workers: int = 2):
+    def __init__(self, sync: SyncSettings, visual=None, workers: int = 2, avs=None):
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
-        self.worker = StemScorer(sync, visual)
+        self.worker = StemScorer(sync, visual, avs)
         self.workers = workers
 
     def start(self) -> tuple[dict, dict]:
@@ -307,13 +352,17 @@ class DirectoryScorer:
             if self.plan is None
             else {v["stem"]: self.plan[1] / v["audio"]["XM"] for v in self.plan[0]["videos"]}
         )
-        self.groups = ("sync",) if opts.visual is None else ("sync", "visual")
+        self.groups = (
+            ("sync",)
+            + (() if opts.visual is None else ("visual",))
+            + (() if opts.avs is None else ("avs",))
+        )
         self.hashes: dict[str, str] | None = None
         self.provenance: dict | None = None
         self.executor = (
             executor
             if executor is not None
-            else LocalExecutor(opts.sync, opts.visual, opts.workers)
+            else LocalExecutor(opts.sync, opts.visual, opts.workers, opts.avs)
         )
 
     def start(self) -> None:
