@@ -280,3 +280,81 @@ def test_bad_crops_are_input_errors(ours):
         ours["alex"].distance([a[:16, :16]], [a[:16, :16]])
     with pytest.raises(InputError, match="uint8"):
         ours["alex"].distance([a.astype(np.float32)], [a])
+
+
+# --- in score: VisualScorer on a short real clip ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scored(lp_dir, model_dir, tmp_path_factory):
+    """A GT clip (12 frames of a real clip, lossless) and a copy with a brightened band,
+    scored with LPIPS on the random trunk; the session model dir gets the heads."""
+    import av
+
+    from conftest import CLIPS_DIR
+    from lipleak.io.video import iter_frames
+    from lipleak.visual import VisualScorer, VisualSettings
+
+    d, trunks = lp_dir
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LIPLEAK_MODEL_DIR", str(model_dir))  # the session's detector, PFLD, Inception
+    store.fetch("lpips_alex", source=d / registry.get("lpips_alex").filename)
+    frames = []
+    for f in iter_frames(CLIPS_DIR / "real07_reagan.mp4"):
+        frames.append(f)
+        if len(frames) == 12:
+            break
+    changed = []
+    for f in frames:
+        g = f.copy()
+        g[150:190] = np.clip(g[150:190].astype(np.int16) + 50, 0, 255)
+        changed.append(g)
+    tmp = tmp_path_factory.mktemp("lpips_score")
+
+    def write(path, fs):
+        with av.open(str(path), "w") as out:
+            vs = out.add_stream("ffv1", rate=25)
+            vs.height, vs.width = fs[0].shape[:2]
+            vs.pix_fmt = "bgr0"
+            for f in fs:
+                for pkt in vs.encode(av.VideoFrame.from_ndarray(f, format="bgr24")):
+                    out.mux(pkt)
+            for pkt in vs.encode():
+                out.mux(pkt)
+        return path
+
+    gt_path, gen_path = write(tmp / "gt.mkv", frames), write(tmp / "gen.mkv", changed)
+    settings = VisualSettings(lpips_trunk=str(trunks["alex"]), backend="cpu")
+    yield settings, VisualScorer, gt_path, gen_path, changed
+    mp.undo()
+
+
+@pytest.mark.slow
+def test_score_reports_lpips_equal_to_the_package(scored, ref):
+    from lipleak.visual.crops import face_crop
+
+    settings, scorer_cls, gt_path, gen_path, changed = scored
+    scorer = scorer_cls(settings)
+    gt = scorer.analyze_gt(gt_path)
+    same = scorer.score(gt_path, gt, gt_path, None, "SI")
+    assert "lpips" not in same.reasons and abs(same.metrics["lpips"]) < 1e-7
+    res = scorer.score(gen_path, gt, gt_path, None, "SI")
+    # the package on the crops rebuilt from the GT analysis' boxes, frame by frame
+    gt_frames = list(iter_gt_frames(gt_path))
+    a = [face_crop(f, b, settings.crop, settings.crop_size) for f, b in zip(changed, gt.boxes)]
+    b = [face_crop(f, b, settings.crop, settings.crop_size) for f, b in zip(gt_frames, gt.boxes)]
+    want = _ref(ref["alex"], a, b)
+    np.testing.assert_allclose(res.per_frame["lpips"], want, rtol=0, atol=TOL)
+    assert res.metrics["lpips"] == pytest.approx(float(want.astype(np.float64).mean()), abs=TOL)
+    assert want.min() > 1e-3
+    lp = scorer.describe()["models"]["lpips"]
+    assert lp["net"] == "alex" and lp["trunk"]["sha256"] == store.file_sha256(settings.lpips_trunk)
+    assert lp["backend"] == "cpu" and lp["missing_reason"] is None
+    # the trunk and the LPIPS choice move numbers: they are in the settings hash
+    assert settings.hash() != type(settings)(**{**settings.as_dict(), "lpips": "vgg"}).hash()
+
+
+def iter_gt_frames(path):
+    from lipleak.io.video import iter_frames
+
+    return iter_frames(path)
