@@ -62,6 +62,11 @@ def test_registry_hashes_match_the_published_tables():
     for spec in registry.MODELS.values():
         if not spec.pinned:  # no published digest (test_unpinned_* below)
             continue
+        if len(spec.sha256) < 64:  # torchvision's files: only torch.hub's prefix is published
+            assert f"-{spec.sha256}." in spec.filename and spec.url.endswith(spec.filename)
+            continue
+        if spec.kind == "lpips_heads":  # checked against the lpips wheel in test_lpips.py
+            continue
         assert spec.sha256 in published, spec.name
         if spec.filename in sizes:
             assert spec.size == sizes[spec.filename], spec.name
@@ -75,6 +80,34 @@ def test_registry_matches_the_shared_files(name):
     path = SHARED_MODELS / spec.filename
     assert path.stat().st_size == spec.size
     assert _sha(path) == spec.sha256
+
+
+def test_prefix_digest_is_torch_hubs_check(model_dir, tmp_path, monkeypatch):
+    """A registry digest shorter than 64 digits (torchvision's published file-name prefix)
+    accepts exactly the files whose sha256 starts with it, as torch.hub's check_hash does."""
+    src = tmp_path / "weights.pth"
+    src.write_bytes(b"trunk weights")
+    digest = _sha(src)
+    spec = registry.ModelSpec(
+        name="tv_prefix",
+        filename=f"w-{digest[:8]}.pth",
+        url=None,
+        sha256=digest[:8],
+        size=src.stat().st_size,
+        license="test",
+        kind="test",
+    )
+    monkeypatch.setitem(registry.MODELS, spec.name, spec)
+    assert store.digest_matches(digest[:8], digest)
+    flipped = ("0" if digest[0] != "0" else "1") + digest[1:]
+    assert not store.digest_matches(digest[:8], flipped)
+    assert not store.digest_matches(digest[:7], digest)  # too short to mean anything
+    assert not store.digest_matches(digest, flipped)  # a full digest stays exact
+    assert store.verify("tv_prefix", store.fetch("tv_prefix", src)) == digest
+    other = tmp_path / "other.pth"
+    other.write_bytes(b"different")
+    with pytest.raises(ModelError, match=r"expected [0-9a-f]{8}…, a published prefix"):
+        store.verify("tv_prefix", other)
 
 
 def test_unknown_name():

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_protocol import _trimmed, cli, gen_cmd
 
 from conftest import CLIPS_DIR
 from lipleak.protocol.dataset import CELLS
-from test_protocol import _trimmed, cli, gen_cmd
 
 pytest.importorskip("torch")
 

@@ -82,7 +82,8 @@ def arcface_onnx(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def scorer(model_dir, arcface_onnx):
-    return VisualScorer(VisualSettings(arcface=str(arcface_onnx), backend="cpu"))
+    # LPIPS is tested in test_lpips.py (it needs the lpips package's heads)
+    return VisualScorer(VisualSettings(arcface=str(arcface_onnx), lpips="none", backend="cpu"))
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +122,8 @@ def test_identical_video_scores_perfectly(identical, gt):
     assert m["psnr"] == float("inf") and m["n_identical_frames"] == N  # quality module's rule
     assert m["csim"] == pytest.approx(1.0, abs=1e-6)
     assert m["lmd"] == pytest.approx(0.0, abs=1e-9)
-    assert m["n_no_face_gen"] == 0 and m["n_no_face_gt"] == 0 and not identical.reasons
+    assert m["n_no_face_gen"] == 0 and m["n_no_face_gt"] == 0
+    assert identical.reasons == {"lpips": "not requested (--lpips none)"}
     np.testing.assert_allclose(identical.features, gt.features, rtol=1e-6, atol=1e-7)
     # FID of a set against itself: 25 frames give a rank-24 2048x2048 covariance, where
     # sqrtm's rounding left a floor documented as 1e-6 of tr(Σ1) + tr(Σ2); the frame
@@ -186,7 +188,8 @@ def test_features_and_cell_fid(offset, identical, gt, monkeypatch):
 
 @pytest.fixture(scope="module")
 def plain_scorer(model_dir):
-    return VisualScorer(VisualSettings(backend="cpu"))  # default w600k_r50: not in the dir
+    # defaults w600k_r50 and LPIPS alex: not in the dir
+    return VisualScorer(VisualSettings(backend="cpu"))
 
 
 @pytest.fixture(scope="module")
@@ -217,9 +220,13 @@ def test_repeated_frame_shows_no_mouth_motion(still):
 def test_missing_arcface_reports_csim_not_computed(still, plain_scorer, plain_gt, gt):
     assert np.isnan(still.metrics["csim"]) and still.metrics["lmd"] == 0
     assert "w600k_r50" in still.reasons["csim"] and "not in the model dir" in still.reasons["csim"]
+    assert (
+        "lpips_alex" in still.reasons["lpips"] and "not in the model dir" in still.reasons["lpips"]
+    )
+    not_computed = {"csim", "lpips", "mouth_audio_corr", "mouth_audio_lag"}
     computed = {k for k, v in still.metrics.items() if not np.isnan(v)}
-    assert computed == set(still.metrics) - {"csim", "mouth_audio_corr", "mouth_audio_lag"}
-    assert set(still.reasons) == {"csim", "mouth_audio_corr", "mouth_audio_lag"}
+    assert computed == set(still.metrics) - not_computed
+    assert set(still.reasons) == not_computed
     assert (
         plain_gt.embeddings is None
         and plain_scorer.describe()["models"]["arcface"]["sha256"] is None

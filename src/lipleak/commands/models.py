@@ -183,6 +183,14 @@ def _export(args: argparse.Namespace) -> int:
     _export_optional("s3fd", onnx_files.s3fd_onnx)
     _export_optional("avhubert_large", onnx_files.avhubert_onnx)
     _export_optional("avhubert_base", onnx_files.avhubert_onnx)
+    for net in onnx_files.LPIPS_NETS:  # LPIPS needs both its trunk and its heads
+        trunk = f"lpips_{net}_trunk"
+        try:
+            store.locate(trunk)
+        except ModelError as exc:
+            print(f"{trunk}: skipped ({exc})")
+            continue
+        _export_optional(f"lpips_{net}", lambda _name, net=net: onnx_files.lpips_onnx(net))
     return 0
 
 

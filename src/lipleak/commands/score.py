@@ -55,6 +55,19 @@ def add_parser(sub) -> None:
         help="ArcFace model for CSIM (registry name or ONNX path). Default: "
         "%(default)s; CSIM is reported as not computed when it is absent",
     )
+    p.add_argument(
+        "--lpips",
+        choices=("alex", "vgg", "none"),
+        default="alex",
+        help="LPIPS v0.1 trunk (on the SSIM crops). Default: %(default)s; LPIPS is reported "
+        "as not computed when its model files are absent",
+    )
+    p.add_argument(
+        "--lpips-trunk",
+        metavar="PATH",
+        help="a trunk checkpoint in torchvision's layout instead of the registry's "
+        "(its sha256 is recorded)",
+    )
     p.add_argument("--retry-failed", action="store_true", help="rescore videos that failed")
     p.add_argument("--no-report", action="store_true", help="do not write the report")
     p.add_argument(
@@ -106,6 +119,8 @@ def run(args) -> int:
         visual = VisualSettings(
             crop=args.crop,
             arcface=args.arcface,
+            lpips=args.lpips,
+            lpips_trunk=args.lpips_trunk,
             detector=args.detector,
             batch_size=args.batch_size,
             backend=args.backend,

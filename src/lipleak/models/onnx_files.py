@@ -3,7 +3,8 @@
 - SyncNet: ``model_dir()/onnx/syncnet-<checkpoint sha256[:16]>/syncnet_{lips,audio}.onnx``;
 - FID Inception: ``model_dir()/onnx/<registry name>-<TorchScript sha256[:16]>.onnx``;
 - S3FD: ``model_dir()/onnx/s3fd-<checkpoint sha256[:16]>.onnx``;
-- AV-HuBERT: ``model_dir()/onnx/avhubert-<checkpoint sha256[:16]>/avhubert_{audio,video,av}.onnx``.
+- AV-HuBERT: ``model_dir()/onnx/avhubert-<checkpoint sha256[:16]>/avhubert_{audio,video,av}.onnx``;
+- LPIPS: ``model_dir()/onnx/lpips-<net>-<trunk sha256[:16]>-<heads sha256[:16]>.onnx``.
 
 Names carry the source's sha256 so that another checkpoint never picks up a stale export.
 Exporting needs torch and onnx (the ``export`` extra); opening files that exist does not.
@@ -189,3 +190,56 @@ def avhubert_onnx(name: str = "avhubert_large") -> tuple[Path, str]:
     sha = store.verify(name, src)
     avhubert_modes(src, sha)
     return avhubert_folder(sha), sha
+
+
+# --- LPIPS ---------------------------------------------------------------------------------
+
+LPIPS_NETS = ("alex", "vgg")
+
+
+def lpips_path(net: str, trunk_sha256: str, heads_sha256: str) -> Path:
+    """Where the LPIPS graph of this trunk and these heads lives."""
+    return onnx_root() / f"lpips-{net}-{trunk_sha256[:16]}-{heads_sha256[:16]}.onnx"
+
+
+def lpips_onnx(net: str = "alex", trunk: str | Path | None = None) -> tuple[Path, dict]:
+    """(ONNX path, provenance) of LPIPS with trunk ``net``, exported if absent.
+
+    The heads are always the registry's ``lpips_<net>`` (verified). ``trunk``: None for
+    the registry's torchvision file ``lpips_<net>_trunk`` (verified), or a checkpoint file
+    in torchvision's layout taken as given (a test fixture or a local copy; its sha256
+    names the export). Provenance: {"net", "trunk": {name, sha256}, "heads": {...}}.
+    """
+    if net not in LPIPS_NETS:
+        raise ModelError(f"unknown LPIPS trunk {net!r}; choose one of {', '.join(LPIPS_NETS)}")
+    heads_name = f"lpips_{net}"
+    heads = store.locate(heads_name)
+    heads_sha = store.verify(heads_name, heads)
+    if trunk is None:
+        trunk_name = f"lpips_{net}_trunk"
+        src = store.locate(trunk_name)
+        trunk_sha = store.verify(trunk_name, src)
+    else:
+        src = Path(trunk).expanduser()
+        if not src.is_file():
+            raise ModelError(f"{src}: no such LPIPS trunk checkpoint")
+        trunk_name, trunk_sha = str(src), store.file_sha256(src)
+    out = lpips_path(net, trunk_sha, heads_sha)
+    if not out.is_file():
+        _export(
+            "lipleak.export.lpips_onnx",
+            "export",
+            f"LPIPS ({net}) from {src} and {heads}",
+            out.parent,
+            net,
+            src,
+            heads,
+            out,
+        )
+    prov = {
+        "net": net,
+        "version": "0.1",
+        "trunk": {"name": trunk_name, "sha256": trunk_sha},
+        "heads": {"name": heads_name, "sha256": heads_sha},
+    }
+    return out, prov

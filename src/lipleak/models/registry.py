@@ -44,6 +44,15 @@ _AVHUBERT_LICENSE = (
     "non-commercial research use"
 )
 _INSIGHTFACE = "https://github.com/deepinsight/insightface/releases/download/v0.7"
+_TORCHVISION = "https://download.pytorch.org/models"
+_TORCHVISION_LICENSE = "BSD-3-Clause (torchvision); ImageNet-trained weights, research use"
+# PyPI lpips==0.1.4 (richzhang/PerceptualSimilarity): the v0.1 linear heads ship in the wheel.
+_LPIPS_WHEEL = (
+    "https://files.pythonhosted.org/packages/9b/13/"
+    "1df50c7925d9d2746702719f40e864f51ed66f307b20ad32392f1ad2bb87/"
+    "lpips-0.1.4-py3-none-any.whl"
+)
+_LPIPS_LICENSE = "BSD-2-Clause (lpips 0.1.4, Zhang et al.; the wheel's LICENSE)"
 _INSIGHTFACE_LICENSE = "insightface pretrained models: non-commercial research use only"
 
 MODELS: dict[str, ModelSpec] = {
@@ -180,6 +189,53 @@ MODELS: dict[str, ModelSpec] = {
             note="AV-HuBERT Base, self-supervised on LRS3 + VoxCeleb2 (iteration 5), "
             "fairseq checkpoint",
             aliases=("avhubert_base_vox_iter5.pt",),
+        ),
+        # torchvision publishes only the first 8 hex digits of these files' sha256 (in the
+        # file name; torch.hub checks that the digest starts with them). No full digest is
+        # published, so the registry holds that prefix and store.verify does torch.hub's check.
+        ModelSpec(
+            name="lpips_alex_trunk",
+            filename="alexnet-owt-7be5be79.pth",
+            url=f"{_TORCHVISION}/alexnet-owt-7be5be79.pth",
+            sha256="7be5be79",
+            size=244_408_911,
+            license=_TORCHVISION_LICENSE,
+            kind="lpips_trunk",
+            note="torchvision ImageNet AlexNet (the LPIPS default trunk; only features.* used); "
+            "sha256 is torch.hub's 8-digit prefix",
+        ),
+        ModelSpec(
+            name="lpips_vgg_trunk",
+            filename="vgg16-397923af.pth",
+            url=f"{_TORCHVISION}/vgg16-397923af.pth",
+            sha256="397923af",
+            size=553_433_881,
+            license=_TORCHVISION_LICENSE,
+            kind="lpips_trunk",
+            note="torchvision ImageNet VGG16 (the LPIPS vgg trunk; only features.* used); "
+            "sha256 is torch.hub's 8-digit prefix",
+        ),
+        ModelSpec(
+            name="lpips_alex",
+            filename="lpips_v0.1_alex.pth",
+            url=_LPIPS_WHEEL,
+            sha256="df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0",
+            size=6_009,
+            license=_LPIPS_LICENSE,
+            kind="lpips_heads",
+            note="LPIPS v0.1 linear heads for the AlexNet trunk (lpips 0.1.4 wheel)",
+            member="lpips/weights/v0.1/alex.pth",
+        ),
+        ModelSpec(
+            name="lpips_vgg",
+            filename="lpips_v0.1_vgg.pth",
+            url=_LPIPS_WHEEL,
+            sha256="a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868",
+            size=7_289,
+            license=_LPIPS_LICENSE,
+            kind="lpips_heads",
+            note="LPIPS v0.1 linear heads for the VGG16 trunk (lpips 0.1.4 wheel)",
+            member="lpips/weights/v0.1/vgg.pth",
         ),
     ]
 }

@@ -39,6 +39,7 @@ METRICS = [
     "offset",
     "ssim",
     "psnr",
+    "lpips",
     "fid",
     "csim",
     "lmd",
@@ -56,6 +57,7 @@ LABELS = {
     "offset": "offset (frames)",
     "ssim": "SSIM ↑",
     "psnr": "PSNR ↑",
+    "lpips": "LPIPS ↓",
     "fid": "FID ↓",
     "csim": "CSIM ↑",
     "lmd": "LMD ↓",
@@ -271,6 +273,12 @@ GLOSSARY = [
         "audio drives it scores alike in AM and XM (0, best); lips that follow the original "
         "video score well in AM and badly in XM (large LSD). Headline: of the cell means; "
         "beside it: the mean of per-video values",
+    ),
+    (
+        "LPIPS ↓",
+        "learned perceptual distance (Zhang et al. 2018, lpips v0.1, AlexNet trunk by "
+        "default) of each generated face crop to its GT crop, per frame, averaged: 0 for "
+        "identical crops",
     ),
     ("GT (real)", "the real videos scored against their own audio: what real data gives"),
     ("↑ / ↓", "higher / lower is better"),

@@ -5,6 +5,9 @@
   ``lipleak-fast models export`` writes (``lipleak.models.onnx_files``).
 - ArcFace: a registry name (verified) or a path to any ArcFace ONNX. A registry model
   missing from the model dir is not an error: CSIM is then reported as not computed.
+- LPIPS: the registry's v0.1 heads and torchvision trunk for ``settings.lpips`` (or the
+  trunk file ``settings.lpips_trunk``), exported to ONNX once. Like ArcFace, a missing
+  registry file is not an error: LPIPS is then reported as not computed, saying why.
 """
 
 from __future__ import annotations
@@ -38,6 +41,25 @@ def resolve_arcface(name_or_path: str) -> tuple[Path | None, str | None, str | N
     if not path.is_file():
         raise ModelError(f"{name_or_path}: neither a registry model name nor an ArcFace ONNX file")
     return path, store.file_sha256(path), None
+
+
+def resolve_lpips(net: str, trunk: str | None, crop_size: int) -> str | None:
+    """Why LPIPS cannot be computed with these settings, or None when it can."""
+    from ..models.lpips import MIN_SIDE
+
+    if net == "none":
+        return "not requested (--lpips none)"
+    if int(crop_size) < MIN_SIDE:
+        return f"the crops are {crop_size} px; LPIPS needs at least {MIN_SIDE}"
+    names = [f"lpips_{net}"] + ([] if trunk else [f"lpips_{net}_trunk"])
+    for name in names:
+        spec = registry.get(name)
+        if not (model_dir() / spec.filename).is_file():
+            return (
+                f"LPIPS ({net}) model {name} ({spec.filename}) not in the model dir "
+                f"{model_dir()}; get it with {store.fetch_hint(spec)}"
+            )
+    return None
 
 
 class VisualModels:
@@ -79,6 +101,17 @@ class VisualModels:
             "sha256": sha,
             "missing_reason": self.arcface_reason,
         }
+        self.lpips_reason = resolve_lpips(s.lpips, s.lpips_trunk, s.crop_size)
+        self.lpips = None
+        if self.lpips_reason is None:
+            from ..models.lpips import LPIPS
+
+            self.lpips = LPIPS.load(s.lpips, s.lpips_trunk, backend=s.backend)
+        self.info["lpips"] = {
+            "net": s.lpips,
+            **(self.lpips.provenance if self.lpips is not None else {}),
+            "missing_reason": self.lpips_reason,
+        }
 
     def describe(self) -> dict:
         out = {k: dict(v) for k, v in self.info.items()}
@@ -89,6 +122,8 @@ class VisualModels:
         }
         if self.arcface is not None:
             runtimes["arcface"] = self.arcface.runtime
+        if self.lpips is not None:
+            runtimes["lpips"] = self.lpips.runtime
         for key, rt in runtimes.items():
             out[key]["backend"] = rt.describe().backend
         out["landmarks"]["model"] = self.pfld.name

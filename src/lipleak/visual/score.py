@@ -7,6 +7,9 @@ face box, so generated and GT crops cover the same pixels:
 
 - SSIM / PSNR (SPEC §4) on the crops (``lipleak.visual.crops``), per frame → video mean;
   PSNR's identical-frame rule is ``lipleak.metrics.quality``'s (inf left out, counted).
+- LPIPS (SPEC §8): v0.1 distance of each generated crop to its GT crop (the SSIM crops)
+  → video mean; not computed (NaN with the reason) with ``--lpips none`` or without its
+  model files.
 - FID (SPEC §3): Inception features of the generated crops are returned, to be pooled
   over all videos of a cell against the pooled GT features
   (``lipleak.metrics.fid.cell_fid``).
@@ -47,6 +50,7 @@ SETUPS = ("AM", "XM", "SI")
 METRICS = (
     "ssim",
     "psnr",
+    "lpips",
     "csim",
     "lmd",
     "mouth_open_fraction",
@@ -72,7 +76,7 @@ class VisualResult:
     features: np.ndarray  # float32 n_frames_compared×2048, generated crops (for cell FID)
     per_frame: dict[str, np.ndarray] = field(
         default_factory=dict
-    )  # ssim, psnr, csim, lmd, aperture
+    )  # ssim, psnr, csim, lpips, lmd, aperture
 
 
 class _Accumulators:
@@ -80,6 +84,7 @@ class _Accumulators:
         self.quality = QualityAccumulator()
         self.features: list[np.ndarray] = []
         self.csim: list[np.ndarray] = []
+        self.lpips: list[np.ndarray] = []
         self.lmd: list[np.ndarray] = []
         self.aperture: list[np.ndarray] = []
         self.no_face = 0
@@ -144,6 +149,8 @@ class VisualScorer:
             face_crop(b[2], box, s.crop, s.crop_size) for b, box in zip(batch, boxes, strict=True)
         ]
         acc.quality.update(gen_crops, gt_crops)
+        if m.lpips is not None:
+            acc.lpips.append(m.lpips.distance(gen_crops, gt_crops))
         acc.features.append(m.inception.features(gen_crops))
         lm = m.pfld.landmarks(gens, boxes)
         acc.lmd.append(lmd_per_frame(lm, gt.landmarks[idx]))
@@ -232,6 +239,11 @@ class VisualScorer:
             reasons["csim"] = "the GT analysis has no ArcFace embeddings; analyze it again"
         else:
             metrics["csim"] = float(csim.mean())
+        lp = _cat(acc.lpips)
+        if self.models.lpips is None:
+            reasons["lpips"] = self.models.lpips_reason
+        else:
+            metrics["lpips"] = float(lp.astype(np.float64).mean())
         metrics["n_no_face_gen"] = float(acc.no_face)
         lmd = _cat(acc.lmd)
         metrics["lmd"] = float(lmd.mean())
@@ -264,6 +276,7 @@ class VisualScorer:
                 "ssim": q.ssim_per_frame,
                 "psnr": q.psnr_per_frame,
                 "csim": csim,
+                "lpips": lp,
                 "lmd": lmd,
                 "aperture": ap,
             },
