@@ -15,6 +15,7 @@ import pytest
 from lipleak.errors import InputError, LipleakError
 from lipleak.sync.results import (
     REASON_MAX,
+    SCHEMA,
     RunLock,
     SyncStore,
     lock_path,
@@ -52,12 +53,26 @@ def make_row(i: int, settings_hash: str = "s1") -> dict:
             for t in range(2 if ok else 0)
         ],
         "detail": {"i": i, "payload": [i + k / 7 for k in range(3000)]} if ok else None,
+        "avs_u": i / 7 if ok and i % 3 == 0 else None,  # sync --avs rows carry it
     }
 
 
 def stored(row: dict) -> dict:
     keys = ("run_id", "created", "seq")
     return {k: v for k, v in row.items() if k not in keys}
+
+
+def test_store_made_before_avs_u_gains_the_column(tmp_path):
+    db = tmp_path / "old.sqlite"
+    old = sqlite3.connect(db)
+    old.executescript(SCHEMA.replace(" avs_u REAL,", ""))
+    old.close()
+    with SyncStore(db) as store:
+        store.start_run("0", [], {})
+        store.commit(make_row(3))
+        store.commit(make_row(6))
+        rows = store.rows("s1")
+    assert [stored(r) for r in rows] == [make_row(3), make_row(6)]
 
 
 def test_commit_and_read_back(tmp_path):

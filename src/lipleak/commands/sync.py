@@ -166,17 +166,23 @@ def settings_from_args(args):
     )
 
 
-def add_avs_options(p: argparse.ArgumentParser) -> None:
+def add_avs_options(p: argparse.ArgumentParser, gt: bool = True) -> None:
     """The AV-HuBERT sync metrics' options (SPEC §9), off unless ``--avs`` is given."""
     g = p.add_argument_group("AV-HuBERT sync metrics (AVS_u, AVS_m, AVS_v)")
+    what = (
+        "also compute AVS_u (every video, no GT needed) and AVS_m/AVS_v (against the GT)"
+        if gt
+        else "also compute AVS_u (shift-invariant AV-HuBERT sync, no GT needed) of every "
+        "video with its audio: an avs_u column in rows, CSV, JSONL and the summary; one "
+        "video then prints a row like many"
+    )
     g.add_argument(
         "--avs",
         metavar="NAME|PATH",
-        help="also compute AVS_u (every video, no GT needed) and AVS_m/AVS_v (against the "
-        "GT) with this AV-HuBERT checkpoint: avhubert_large (large_vox_iter5.pt, the "
-        "default of SPEC §9) or avhubert_base from the model dir (lipleak-fast models fetch "
-        "NAME), or a checkpoint file in av_hubert's fairseq format. Exported to ONNX on "
-        "first use (needs the export extra). Off by default",
+        help=what + " with this AV-HuBERT checkpoint: avhubert_large (large_vox_iter5.pt, "
+        "the default of SPEC §9) or avhubert_base from the model dir (lipleak-fast models "
+        "fetch NAME), or a checkpoint file in av_hubert's fairseq format. Exported to ONNX "
+        "on first use (needs the export extra). Off by default",
     )
     g.add_argument(
         "--avs-window",
@@ -282,6 +288,7 @@ def add_parser(sub) -> None:
     v.add_argument("--retry-failed", action="store_true", help="rescore videos that failed")
     v.add_argument("--quiet", action="store_true", help="no progress bar and no per-video rows")
     add_sync_options(p)
+    add_avs_options(p, gt=False)
     p.set_defaults(func=run)
 
 
@@ -311,7 +318,8 @@ def _single_video(args) -> bool:
 def run(args) -> int:
     if args.workers < 1:
         raise InputError(None, "--workers must be at least 1", "bad_option")
-    if _single_video(args):
+    # --avs goes through the volume path even for one video: rows, store, summary
+    if _single_video(args) and args.avs is None:
         args.video = Path(args.inputs[0])
         return run_one(args)
     if args.audio is not None:
@@ -363,12 +371,20 @@ def run_many(args) -> int:
     if not jobs:
         raise InputError(None, "no video to score in " + " ".join(map(str, args.inputs)), "missing")
     settings = settings_from_args(args)
+    avs_settings = avs_from_args(args)
     if args.ray is not None:
         from ..protocol.distributed import SyncRayExecutor
 
+        if avs_settings is not None:
+            raise InputError(None, "sync --avs runs in this process, not with --ray", "bad_option")
         executor = SyncRayExecutor(settings, address=args.ray, workers=args.ray_workers)
     else:
-        executor = LocalExecutor(SyncScorer(settings), workers=args.workers)
+        avs = None
+        if avs_settings is not None:
+            from ..avs import AVSScorer
+
+            avs = AVSScorer(avs_settings)
+        executor = LocalExecutor(SyncScorer(settings), workers=args.workers, avs=avs)
     with RunLock(lock_path(db)):
         store = SyncStore(db)
         try:

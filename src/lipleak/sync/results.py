@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS videos (
   video TEXT NOT NULL, audio TEXT NOT NULL, settings_hash TEXT NOT NULL,
   inputs_hash TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL,
   "offset" INTEGER, lse_c REAL, lse_d REAL, n_frames INTEGER, n_tracks INTEGER,
-  tracks TEXT NOT NULL, detail TEXT, run_id INTEGER, created REAL NOT NULL,
+  tracks TEXT NOT NULL, detail TEXT, avs_u REAL, run_id INTEGER, created REAL NOT NULL,
   seq INTEGER NOT NULL,
   PRIMARY KEY (video, audio, settings_hash));
 CREATE INDEX IF NOT EXISTS videos_seq ON videos (seq);
@@ -69,12 +69,14 @@ COLUMNS = (
     "n_tracks",
     "tracks",
     "detail",
+    "avs_u",
     "run_id",
     "created",
     "seq",
 )
 # What a caller's row must hold; run_id, created and seq are the store's.
 ROW_KEYS = COLUMNS[:-3]
+OPTIONAL = ("avs_u",)  # None when absent: only sync --avs fills it
 TRACK_KEYS = ("start_frame", "end_frame", "n_windows", "offset", "lse_c", "lse_d")
 REASON_MAX = 300
 
@@ -116,6 +118,7 @@ def row_from_result(job_key: tuple[str, str], result: VideoSync) -> dict:
             for t in result.tracks
         ],
         "detail": result.to_dict(),
+        "avs_u": None,
     }
 
 
@@ -133,6 +136,7 @@ def row_from_error(job_key: tuple[str, str], exc: InputError) -> dict:
         "n_tracks": None,
         "tracks": [],
         "detail": None,
+        "avs_u": None,
     }
 
 
@@ -152,6 +156,10 @@ class SyncStore:
             # OS cache); only a power cut can lose the last ones, never tear a row.
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
+            # stores made before AVS_u existed gain its column (NULL in their rows)
+            cols = {r[1] for r in self.db.execute("PRAGMA table_info(videos)")}
+            if "avs_u" not in cols:
+                self.db.execute("ALTER TABLE videos ADD COLUMN avs_u REAL")
         except (OSError, sqlite3.Error) as exc:
             raise LipleakError(
                 f"{self.path}: cannot open the sync results database: {one_line(str(exc))}"
@@ -207,10 +215,10 @@ class SyncStore:
 
     def commit(self, row: dict) -> None:
         """Write one video's row in one transaction, replacing the row of the same key."""
-        missing = [k for k in ROW_KEYS if k not in row]
+        missing = [k for k in ROW_KEYS if k not in row and k not in OPTIONAL]
         if missing:
             raise ValueError(f"a sync row needs {', '.join(missing)}")
-        values = [row[k] for k in ROW_KEYS]
+        values = [row.get(k) for k in ROW_KEYS]
         values[COLUMNS.index("tracks")] = json.dumps(row["tracks"] or [])
         if row["detail"] is not None:
             values[COLUMNS.index("detail")] = json.dumps(row["detail"], sort_keys=True)

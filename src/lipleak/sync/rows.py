@@ -58,6 +58,7 @@ CSV_COLUMNS = (
     "start_frame",
     "end_frame",
     "settings_hash",
+    "avs_u",  # only with --avs (empty otherwise)
 )
 # detail fields (VideoSync.to_dict) that a JSONL line carries besides the row's own
 JSONL_DETAIL = ("audio_source", "src_fps", "resampled", "frame_path", "decoder", "track_rule")
@@ -88,6 +89,8 @@ def format_row(row: dict) -> str:
         f"{'ok':<{w[0]}} {_int(row['offset']):>{w[1]}} {_num(row['lse_c']):>{w[2]}} "
         f"{_num(row['lse_d']):>{w[3]}} {_int(row['n_frames']):>{w[4]}} "
         f"{_int(row['n_tracks']):>{w[5]}}  {where}"
+        + ("" if row.get("avs_u") is None else f"  AVS_u {row['avs_u']:.4f}")
+        + (f"  ({row['reason']})" if row.get("reason") else "")
     )
 
 
@@ -126,6 +129,7 @@ def csv_lines(row: dict) -> list[list[str]]:
         "start_frame": None,
         "end_frame": None,
         "settings_hash": row.get("settings_hash") or "",
+        "avs_u": row.get("avs_u") if ok else None,
     }
     out = [[_cell(video[c]) for c in CSV_COLUMNS]]
     for i, t in enumerate((row.get("tracks") or []) if ok else []):
@@ -139,6 +143,7 @@ def csv_lines(row: dict) -> list[list[str]]:
             "n_tracks": None,
             "start_frame": t["start_frame"],
             "end_frame": t["end_frame"],
+            "avs_u": None,
         }
         out.append([_cell(line[c]) for c in CSV_COLUMNS])
     return out
@@ -186,6 +191,7 @@ def json_object(row: dict) -> dict:
             "n_tracks",
             "settings_hash",
             "inputs_hash",
+            "avs_u",
         )
     }
     obj["audio"] = obj["audio"] or ""
@@ -233,6 +239,9 @@ class Summary:
     mean_abs_offset: float | None = None
     in_sync: int = 0  # ok videos with offset 0
     frames: int = 0  # frames scored, over the ok videos
+    avs_u_n: int = 0  # ok videos with an AVS_u (sync --avs)
+    mean_avs_u: float | None = None
+    std_avs_u: float | None = None
 
     def to_dict(self) -> dict:
         return _finite(asdict(self))
@@ -275,6 +284,10 @@ def summarize(rows: list[dict]) -> Summary:
     s.mean_abs_offset = _mean([float(abs(o)) for o in off])
     s.in_sync = sum(o == 0 for o in off)
     s.frames = sum(int(r["n_frames"] or 0) for r in ok)
+    u = [float(r["avs_u"]) for r in ok if r.get("avs_u") is not None]
+    if u:
+        s.avs_u_n, s.mean_avs_u = len(u), _mean(u)
+        s.std_avs_u = _std(u, s.mean_avs_u)
     return s
 
 
@@ -294,6 +307,11 @@ def format_summary(s: Summary) -> str:
             f"min {s.min_lse_d:.4f}  max {s.max_lse_d:.4f}",
             f"offset mean {s.mean_offset:+.3f}  mean |offset| {s.mean_abs_offset:.3f} frames; "
             f"{s.in_sync} of {s.ok} at offset 0",
+            *(
+                [f"AVS_u  mean {s.mean_avs_u:.4f}  std {s.std_avs_u:.4f}  (over {s.avs_u_n})"]
+                if s.avs_u_n
+                else []
+            ),
             # full precision, as Wav2Lip's calculate_scores_LRS.py prints its two means
             f"Average Confidence: {s.mean_lse_c!r}  Average Minimum Distance: {s.mean_lse_d!r}",
             f"(over the {s.ok} scored videos, failed ones left out; std with ddof=0)",

@@ -30,6 +30,7 @@ from .results import (
     RunLock,  # noqa: F401 - re-exported for the command
     SyncStore,
     lock_path,
+    one_line,
     row_from_error,
     row_from_result,
     sync_inputs_hash,
@@ -45,27 +46,59 @@ def run_hash(provenance: dict) -> str:
         name: (m.get("checkpoint", m).get("sha256") if isinstance(m, dict) else None)
         for name, m in provenance["models"].items()
     }
-    blob = json.dumps(
-        {"settings": provenance["settings_hash"], "models": models}, sort_keys=True
-    ).encode()
+    key = {"settings": provenance["settings_hash"], "models": models}
+    if "avs" in provenance:  # only then: runs without AVS keep their hash and rows
+        key["avs"] = provenance["avs"]["hash"]
+    blob = json.dumps(key, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def avs_provenance(avs) -> dict:
+    """What the run hash and the stored provenance say about AVS: its describe() and a
+    hash of its settings and models."""
+    desc = avs.describe()
+    models = {
+        "avhubert": desc["avhubert"]["checkpoint"]["sha256"],
+        "detector": desc["detector"]["sha256"],
+        "landmarks": desc["landmarks"]["sha256"],
+        "mean_face": desc["mean_face_sha256"],
+    }
+    blob = json.dumps({"settings": avs.settings.hash(), "models": models}, sort_keys=True)
+    return {"hash": hashlib.sha256(blob.encode()).hexdigest()[:16], **desc}
+
+
+def avs_u(avs, job) -> float | InputError:
+    """AVS_u of one job's video with its audio (its own track without one)."""
+    from ..io.audio import load_audio
+
+    try:
+        return avs.score(job.video, load_audio(job.audio or job.video))["avs_u"]
+    except InputError as exc:
+        return exc
 
 
 class LocalExecutor:
     """Scores jobs in this process: ``workers`` threads around one shared SyncNet."""
 
-    def __init__(self, scorer, workers: int = 2):
+    def __init__(self, scorer, workers: int = 2, avs=None):
         self.scorer = scorer
         self.workers = workers
+        self.avs = avs  # lipleak.avs.AVSScorer: AVS_u of each scored video, or None
         self.pipeline: SyncPipeline | None = None
 
     def start(self) -> tuple[str, dict]:
         provenance = self.scorer.describe()
+        if self.avs is not None:
+            provenance["avs"] = avs_provenance(self.avs)
         return run_hash(provenance), provenance
 
     def run(self, jobs: Iterable, commit: Commit) -> None:
         with SyncPipeline(self.scorer, self.workers) as self.pipeline:
             for job, outcome in self.pipeline.run(jobs):
+                if self.avs is not None and not isinstance(outcome, InputError):
+                    # AV-HuBERT runs here, after SyncNet, one video at a time: its
+                    # onnxruntime sessions use every core themselves
+                    outcome = (outcome, avs_u(self.avs, job))
                 commit(job, outcome)
 
     def close(self) -> None:
@@ -116,10 +149,18 @@ class VolumeRun:
         return bool(rows) and rows[0]["status"] != "ok"
 
     def row(self, job, outcome) -> dict:
+        avs = None
+        if isinstance(outcome, tuple):  # (VideoSync, AVS_u or the InputError of AVS)
+            outcome, avs = outcome
         if isinstance(outcome, InputError):
             row = row_from_error(job.key(), outcome)
         else:
             row = row_from_result(job.key(), outcome)
+        if isinstance(avs, InputError):
+            # LSE stands; AVS_u stays empty and the row says why
+            row["reason"] = one_line(f"avs_u: {avs.status}: {avs.cause}")
+        elif avs is not None:
+            row["avs_u"] = float(avs)
         row["settings_hash"] = self.hash
         row["inputs_hash"] = self._in_hash.pop(job.key())
         return row
