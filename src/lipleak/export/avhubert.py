@@ -204,10 +204,27 @@ class WeightNormConv1d(nn.Module):
         self.weight_v = nn.Parameter(torch.empty(channels, channels // groups, kernel))
         self.bias = nn.Parameter(torch.zeros(channels))
         nn.init.normal_(self.weight_v, std=math.sqrt(4.0 / (kernel * channels)))
+        # see freeze(): a buffer, so that an export holds it as an initializer (the ONNX
+        # exporter makes a plain attribute or a non-persistent buffer a Constant node); None
+        # except while freeze() holds it, so it is never in a checkpoint's state dict
+        self.register_buffer("frozen", None)
 
     def weight(self) -> torch.Tensor:
+        if self.frozen is not None:
+            return self.frozen
         norm = torch.sqrt((self.weight_v * self.weight_v).sum(dim=(0, 1), keepdim=True))
         return self.weight_v * (self.weight_g / norm)
+
+    def freeze(self, on: bool = True) -> None:
+        """Compute g · v / ‖v‖ once and use it as a plain weight (``on=False`` undoes it).
+
+        For export: the ONNX graph then holds the conv weight as an initializer instead of
+        the ops that make it, which converters such as onnx2torch need (its Conv takes
+        only constant weights) and which saves the same arithmetic on every run."""
+        self.frozen = None
+        if on:
+            with torch.no_grad():
+                self.frozen = self.weight().detach().clone()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv1d(x, self.weight(), self.bias, padding=self.padding, groups=self.groups)

@@ -28,6 +28,7 @@ from .avhubert import (
     VIDEO_INPUT,
     AVHubert,
     ModeFeatures,
+    WeightNormConv1d,
     load_checkpoint,
     mode_inputs,
 )
@@ -49,29 +50,41 @@ def export_onnx(model: AVHubert, path: str | Path, mode: str) -> Path:
     """Write ``model``'s ``mode`` features graph to ``path`` (atomically, checked)."""
     path = Path(path)
     module = ModeFeatures(model.eval(), mode).eval()
+    frozen = [m for m in model.modules() if isinstance(m, WeightNormConv1d)]
     names = list(mode_inputs(mode))
     axes = {VIDEO_INPUT: {0: "batch", 2: "time"}, AUDIO_INPUT: {0: "batch", 2: "time"}}
     dynamic = {n: axes[n] for n in names} | {FEATURES_OUTPUT: {0: "batch", 1: "time"}}
     with atomic_path(path) as tmp, torch.no_grad():
-        with warnings.catch_warnings():
-            # The TorchScript exporter announces its deprecation and tracer notes each call.
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module,
-                example_inputs(model, mode),
-                str(tmp),
-                input_names=names,
-                output_names=[FEATURES_OUTPUT],
-                dynamic_axes=dynamic,
-                opset_version=OPSET,
-                do_constant_folding=True,
-                dynamo=False,
-            )
+        for m in frozen:
+            m.freeze()
+        try:
+            _export(module, model, mode, tmp, names, dynamic)
+        finally:
+            for m in frozen:
+                m.freeze(False)
         import onnx
 
         # full_check infers shapes; models over 2 GB (none here) would need the path form
         onnx.checker.check_model(str(tmp), full_check=True)
     return path
+
+
+def _export(module, model, mode, tmp, names, dynamic) -> None:
+    """torch.onnx.export of the mode's module into ``tmp``."""
+    with warnings.catch_warnings():
+        # The TorchScript exporter announces its deprecation and tracer notes each call.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            example_inputs(model, mode),
+            str(tmp),
+            input_names=names,
+            output_names=[FEATURES_OUTPUT],
+            dynamic_axes=dynamic,
+            opset_version=OPSET,
+            do_constant_folding=True,
+            dynamo=False,
+        )
 
 
 def export_modes(
