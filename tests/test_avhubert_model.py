@@ -452,24 +452,10 @@ def test_wrapper_equals_pytorch_and_is_batch_invariant(wrapper, tiny, mode):
     assert _rel(batched, _torch_features(tiny, layout)) < 1e-4
 
 
-_ONNX2TORCH_ZEROS = pytest.mark.xfail(
-    strict=True,
-    reason="onnx2torch 1.5.15 converts LayerNormalization after the zero features of the "
-    "missing modality with normalized_shape [0] (a RuntimeError at run time)",
-)
-
-
-@pytest.mark.parametrize(
-    "mode",
-    [
-        pytest.param("audio", marks=_ONNX2TORCH_ZEROS),
-        pytest.param("video", marks=_ONNX2TORCH_ZEROS),
-        "av",
-    ],
-)
+@pytest.mark.parametrize("mode", MODES)
 def test_torch_backend_equals_onnxruntime(wrapper_dir, tiny, mode):
-    # the export folds weight norm into a constant conv weight, without which onnx2torch
-    # cannot convert the positional conv at all
+    # the export folds weight norm into a constant conv weight and stores the inferred
+    # shapes, without which onnx2torch cannot convert the graph
     import importlib.util
 
     if importlib.util.find_spec("onnx2torch") is None:  # not imported: it may lack torchvision

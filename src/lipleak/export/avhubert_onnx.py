@@ -64,6 +64,11 @@ def export_onnx(model: AVHubert, path: str | Path, mode: str) -> Path:
                 m.freeze(False)
         import onnx
 
+        # Shapes inferred with data propagation and stored: the missing modality's zero
+        # features take their shape from the other's (ConstantOfShape of a Shape), which
+        # plain inference leaves unknown; converters that size LayerNorm from the stored
+        # shapes (onnx2torch, the torch backend) then see the feature width.
+        onnx.save(onnx.shape_inference.infer_shapes(onnx.load(str(tmp)), data_prop=True), str(tmp))
         # full_check infers shapes; models over 2 GB (none here) would need the path form
         onnx.checker.check_model(str(tmp), full_check=True)
     return path
