@@ -54,6 +54,7 @@ def make_row(i: int, settings_hash: str = "s1") -> dict:
         ],
         "detail": {"i": i, "payload": [i + k / 7 for k in range(3000)]} if ok else None,
         "avs_u": i / 7 if ok and i % 3 == 0 else None,  # sync --avs rows carry it
+        "lpips": i / 11 if ok and i % 4 == 0 else None,  # sync --gt-dir rows carry it
     }
 
 
@@ -62,17 +63,19 @@ def stored(row: dict) -> dict:
     return {k: v for k, v in row.items() if k not in keys}
 
 
-def test_store_made_before_avs_u_gains_the_column(tmp_path):
+def test_store_made_before_avs_u_and_lpips_gains_the_columns(tmp_path):
     db = tmp_path / "old.sqlite"
     old = sqlite3.connect(db)
-    old.executescript(SCHEMA.replace(" avs_u REAL,", ""))
+    old.executescript(SCHEMA.replace(" avs_u REAL, lpips REAL,", ""))
+    assert "avs_u" not in {r[1] for r in old.execute("PRAGMA table_info(videos)")}
     old.close()
     with SyncStore(db) as store:
         store.start_run("0", [], {})
-        store.commit(make_row(3))
         store.commit(make_row(6))
+        store.commit(make_row(12))
         rows = store.rows("s1")
-    assert [stored(r) for r in rows] == [make_row(3), make_row(6)]
+    assert [stored(r) for r in rows] == [make_row(6), make_row(12)]
+    assert rows[0]["avs_u"] == 6 / 7 and rows[1]["lpips"] == 12 / 11
 
 
 def test_commit_and_read_back(tmp_path):

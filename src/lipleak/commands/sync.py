@@ -37,6 +37,9 @@ LOCAL_RAY = "local"  # --ray without ADDRESS (== lipleak.protocol.distributed.LO
 DEFAULT_DB = "lipleak-sync.sqlite"
 
 
+SCRFD_NAMES = ("scrfd_500m", "det_10g")  # the detectors LPIPS crops (--gt-dir) can use
+
+
 def add_sync_options(p: argparse.ArgumentParser) -> None:
     """Options shared by every command that runs SyncNet."""
     g = p.add_argument_group("SyncNet scoring")
@@ -240,6 +243,27 @@ def add_parser(sub) -> None:
         metavar="DIR",
         help="score each video against the audio file of the same stem in DIR",
     )
+    p.add_argument(
+        "--gt-dir",
+        type=Path,
+        metavar="DIR",
+        help="the ground-truth video of each video is the video of the same stem in DIR "
+        "(any container): adds LPIPS (on face crops, as score) to each row, CSV/JSONL and "
+        "the summary; a video without a GT keeps its LSE and says so",
+    )
+    p.add_argument(
+        "--lpips",
+        choices=("alex", "vgg"),
+        default="alex",
+        help="LPIPS v0.1 trunk with --gt-dir (its model files must be in the model dir). "
+        "Default: %(default)s",
+    )
+    p.add_argument(
+        "--lpips-trunk",
+        metavar="PATH",
+        help="with --gt-dir: a trunk checkpoint in torchvision's layout instead of the "
+        "registry's (its sha256 is recorded)",
+    )
     p.add_argument("--json", action="store_true", help="one video: print one JSON object")
     p.add_argument(
         "--verbose",
@@ -318,8 +342,8 @@ def _single_video(args) -> bool:
 def run(args) -> int:
     if args.workers < 1:
         raise InputError(None, "--workers must be at least 1", "bad_option")
-    # --avs goes through the volume path even for one video: rows, store, summary
-    if _single_video(args) and args.avs is None:
+    # --avs/--gt-dir go through the volume path even for one video: rows, store, summary
+    if _single_video(args) and args.avs is None and args.gt_dir is None:
         args.video = Path(args.inputs[0])
         return run_one(args)
     if args.audio is not None:
@@ -365,6 +389,12 @@ def run_many(args) -> int:
     db = _db_path(args)
     outputs = [p for p in (db, args.csv, args.jsonl, args.keep_list) if p is not None]
     jobs, ignored = collect_jobs(args.inputs, args.audio_dir, exclude=outputs)
+    if args.gt_dir is not None:
+        from ..sync.inputs import pair_gt
+
+        jobs = pair_gt(jobs, args.gt_dir)
+    elif args.lpips_trunk is not None:
+        raise InputError(None, "--lpips-trunk needs --gt-dir", "bad_option")
     if not args.quiet:
         for path, why in ignored:
             print(f"not scored: {path}: {why}", file=sys.stderr)
@@ -375,8 +405,10 @@ def run_many(args) -> int:
     if args.ray is not None:
         from ..protocol.distributed import SyncRayExecutor
 
-        if avs_settings is not None:
-            raise InputError(None, "sync --avs runs in this process, not with --ray", "bad_option")
+        if avs_settings is not None or args.gt_dir is not None:
+            raise InputError(
+                None, "sync --avs/--gt-dir run in this process, not with --ray", "bad_option"
+            )
         executor = SyncRayExecutor(settings, address=args.ray, workers=args.ray_workers)
     else:
         avs = None
@@ -384,7 +416,21 @@ def run_many(args) -> int:
             from ..avs import AVSScorer
 
             avs = AVSScorer(avs_settings)
-        executor = LocalExecutor(SyncScorer(settings), workers=args.workers, avs=avs)
+        pair = None
+        if args.gt_dir is not None:
+            from ..visual import VisualSettings
+            from ..visual.pair import PairScorer
+
+            pair = PairScorer(
+                VisualSettings(
+                    lpips=args.lpips,
+                    lpips_trunk=args.lpips_trunk,
+                    detector=args.detector if args.detector in SCRFD_NAMES else "scrfd_500m",
+                    batch_size=args.batch_size,
+                    backend=args.backend,
+                )
+            )
+        executor = LocalExecutor(SyncScorer(settings), workers=args.workers, avs=avs, pair=pair)
     with RunLock(lock_path(db)):
         store = SyncStore(db)
         try:

@@ -34,6 +34,9 @@ no file name can become code. The rules:
   ``InputError(..., "no such audio file ...", "missing")``, so the run records a failed
   row for that video and goes on. Videos of the same stem in different folders share the
   audio file.
+* ``pair_gt`` (``sync --gt-dir``) gives every job the video of the same stem in the GT
+  folder (any extension of ``VIDEO_EXTENSIONS``, case-insensitive, the first name in
+  code-point order), or the absent ``gt_dir/<stem>`` when there is none.
 * Jobs are de-duplicated on ``VideoJob.key()`` (resolved video and audio), the first
   occurrence kept in place.
 
@@ -81,6 +84,9 @@ class VideoJob:
 
     video: Path
     audio: Path | None
+    # ``sync --gt-dir``: the GT video to compare with (LPIPS); a path that does not exist
+    # when the folder has no video of this stem (the row then says so, LSE still counts)
+    gt: Path | None = None
 
     def key(self) -> tuple[str, str]:
         """(resolved absolute video, resolved absolute audio or ""): the results key."""
@@ -229,6 +235,31 @@ def _read_list(list_path: Path, skip: set[str], ignored: list[tuple[Path, str]])
 
 
 # --- audio_dir -----------------------------------------------------------------------------
+
+
+def pair_gt(jobs: list[VideoJob], gt_dir: Path) -> list[VideoJob]:
+    """Each job with the video of the same stem in ``gt_dir`` (not below it) as its GT:
+    ``talk.mp4`` → ``gt_dir/talk.<ext>``, any extension of ``VIDEO_EXTENSIONS``
+    (case-insensitive; several: the first name in code-point order). No candidate:
+    ``gt_dir/<stem>`` (absent), which the run reports in the row."""
+    gt_dir = Path(gt_dir)
+    if not gt_dir.exists():
+        raise InputError(gt_dir, "no such GT folder", "missing")
+    if not gt_dir.is_dir():
+        raise InputError(gt_dir, "not a folder (--gt-dir needs one)", "bad_input")
+    by_stem: dict[str, list[str]] = {}
+    for e in os.scandir(gt_dir):
+        name = e.name
+        if Path(name).suffix.lower() in VIDEO_EXTENSIONS and not name.startswith("."):
+            if e.is_file():
+                by_stem.setdefault(Path(name).stem, []).append(name)
+    out = []
+    for job in jobs:
+        stem = Path(job.video).stem
+        names = sorted(by_stem.get(stem, []))
+        gt = gt_dir / names[0] if names else gt_dir / stem
+        out.append(VideoJob(job.video, job.audio, gt))
+    return out
 
 
 def _pair_audio(

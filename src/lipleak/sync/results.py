@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS videos (
   video TEXT NOT NULL, audio TEXT NOT NULL, settings_hash TEXT NOT NULL,
   inputs_hash TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL,
   "offset" INTEGER, lse_c REAL, lse_d REAL, n_frames INTEGER, n_tracks INTEGER,
-  tracks TEXT NOT NULL, detail TEXT, avs_u REAL, run_id INTEGER, created REAL NOT NULL,
+  tracks TEXT NOT NULL, detail TEXT, avs_u REAL, lpips REAL, run_id INTEGER,
+  created REAL NOT NULL,
   seq INTEGER NOT NULL,
   PRIMARY KEY (video, audio, settings_hash));
 CREATE INDEX IF NOT EXISTS videos_seq ON videos (seq);
@@ -70,21 +71,26 @@ COLUMNS = (
     "tracks",
     "detail",
     "avs_u",
+    "lpips",
     "run_id",
     "created",
     "seq",
 )
 # What a caller's row must hold; run_id, created and seq are the store's.
 ROW_KEYS = COLUMNS[:-3]
-OPTIONAL = ("avs_u",)  # None when absent: only sync --avs fills it
+# None when absent: only sync --avs (avs_u) and sync --gt-dir (lpips) fill them
+OPTIONAL = ("avs_u", "lpips")
 TRACK_KEYS = ("start_frame", "end_frame", "n_windows", "offset", "lse_c", "lse_d")
 REASON_MAX = 300
 
 
-def sync_inputs_hash(video: Path, audio: Path | None) -> str:
-    """name|size|mtime_ns of the video and the audio file (``None``: its own track). A
-    missing file hashes as missing, so its failed row is redone once the file appears."""
-    return inputs_hash(video, audio, missing_ok=True)
+def sync_inputs_hash(video: Path, audio: Path | None, gt: Path | None = None) -> str:
+    """name|size|mtime_ns of the video and the audio file (``None``: its own track), and
+    of the GT video with ``--gt-dir`` (without it the hash is what it always was). A
+    missing file hashes as missing, so its row is redone once the file appears."""
+    if gt is None:
+        return inputs_hash(video, audio, missing_ok=True)
+    return inputs_hash(video, audio, gt, missing_ok=True)
 
 
 def one_line(text: str, limit: int = REASON_MAX) -> str:
@@ -119,6 +125,7 @@ def row_from_result(job_key: tuple[str, str], result: VideoSync) -> dict:
         ],
         "detail": result.to_dict(),
         "avs_u": None,
+        "lpips": None,
     }
 
 
@@ -137,6 +144,7 @@ def row_from_error(job_key: tuple[str, str], exc: InputError) -> dict:
         "tracks": [],
         "detail": None,
         "avs_u": None,
+        "lpips": None,
     }
 
 
@@ -156,10 +164,11 @@ class SyncStore:
             # OS cache); only a power cut can lose the last ones, never tear a row.
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
-            # stores made before AVS_u existed gain its column (NULL in their rows)
+            # stores made before these columns existed gain them (NULL in their rows)
             cols = {r[1] for r in self.db.execute("PRAGMA table_info(videos)")}
-            if "avs_u" not in cols:
-                self.db.execute("ALTER TABLE videos ADD COLUMN avs_u REAL")
+            for col in OPTIONAL:
+                if col not in cols:
+                    self.db.execute(f"ALTER TABLE videos ADD COLUMN {col} REAL")
         except (OSError, sqlite3.Error) as exc:
             raise LipleakError(
                 f"{self.path}: cannot open the sync results database: {one_line(str(exc))}"

@@ -59,6 +59,7 @@ CSV_COLUMNS = (
     "end_frame",
     "settings_hash",
     "avs_u",  # only with --avs (empty otherwise)
+    "lpips",  # only with --gt-dir (empty otherwise)
 )
 # detail fields (VideoSync.to_dict) that a JSONL line carries besides the row's own
 JSONL_DETAIL = ("audio_source", "src_fps", "resampled", "frame_path", "decoder", "track_rule")
@@ -90,6 +91,7 @@ def format_row(row: dict) -> str:
         f"{_num(row['lse_d']):>{w[3]}} {_int(row['n_frames']):>{w[4]}} "
         f"{_int(row['n_tracks']):>{w[5]}}  {where}"
         + ("" if row.get("avs_u") is None else f"  AVS_u {row['avs_u']:.4f}")
+        + ("" if row.get("lpips") is None else f"  LPIPS {row['lpips']:.4f}")
         + (f"  ({row['reason']})" if row.get("reason") else "")
     )
 
@@ -130,6 +132,7 @@ def csv_lines(row: dict) -> list[list[str]]:
         "end_frame": None,
         "settings_hash": row.get("settings_hash") or "",
         "avs_u": row.get("avs_u") if ok else None,
+        "lpips": row.get("lpips") if ok else None,
     }
     out = [[_cell(video[c]) for c in CSV_COLUMNS]]
     for i, t in enumerate((row.get("tracks") or []) if ok else []):
@@ -144,6 +147,7 @@ def csv_lines(row: dict) -> list[list[str]]:
             "start_frame": t["start_frame"],
             "end_frame": t["end_frame"],
             "avs_u": None,
+            "lpips": None,
         }
         out.append([_cell(line[c]) for c in CSV_COLUMNS])
     return out
@@ -192,6 +196,7 @@ def json_object(row: dict) -> dict:
             "settings_hash",
             "inputs_hash",
             "avs_u",
+            "lpips",
         )
     }
     obj["audio"] = obj["audio"] or ""
@@ -242,6 +247,9 @@ class Summary:
     avs_u_n: int = 0  # ok videos with an AVS_u (sync --avs)
     mean_avs_u: float | None = None
     std_avs_u: float | None = None
+    lpips_n: int = 0  # ok videos with an LPIPS (sync --gt-dir)
+    mean_lpips: float | None = None
+    std_lpips: float | None = None
 
     def to_dict(self) -> dict:
         return _finite(asdict(self))
@@ -288,6 +296,10 @@ def summarize(rows: list[dict]) -> Summary:
     if u:
         s.avs_u_n, s.mean_avs_u = len(u), _mean(u)
         s.std_avs_u = _std(u, s.mean_avs_u)
+    lp = [float(r["lpips"]) for r in ok if r.get("lpips") is not None]
+    if lp:
+        s.lpips_n, s.mean_lpips = len(lp), _mean(lp)
+        s.std_lpips = _std(lp, s.mean_lpips)
     return s
 
 
@@ -310,6 +322,11 @@ def format_summary(s: Summary) -> str:
             *(
                 [f"AVS_u  mean {s.mean_avs_u:.4f}  std {s.std_avs_u:.4f}  (over {s.avs_u_n})"]
                 if s.avs_u_n
+                else []
+            ),
+            *(
+                [f"LPIPS  mean {s.mean_lpips:.4f}  std {s.std_lpips:.4f}  (over {s.lpips_n})"]
+                if s.lpips_n
                 else []
             ),
             # full precision, as Wav2Lip's calculate_scores_LRS.py prints its two means

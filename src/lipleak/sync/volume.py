@@ -47,8 +47,9 @@ def run_hash(provenance: dict) -> str:
         for name, m in provenance["models"].items()
     }
     key = {"settings": provenance["settings_hash"], "models": models}
-    if "avs" in provenance:  # only then: runs without AVS keep their hash and rows
-        key["avs"] = provenance["avs"]["hash"]
+    for extra in ("avs", "pair"):  # only when used: other runs keep their hash and rows
+        if extra in provenance:
+            key[extra] = provenance[extra]["hash"]
     blob = json.dumps(key, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -67,6 +68,25 @@ def avs_provenance(avs) -> dict:
     return {"hash": hashlib.sha256(blob.encode()).hexdigest()[:16], **desc}
 
 
+def hashed(desc: dict) -> dict:
+    """``desc`` with a hash of itself (settings and model sha256 it names)."""
+    blob = json.dumps(desc, sort_keys=True, default=str)
+    return {"hash": hashlib.sha256(blob.encode()).hexdigest()[:16], **desc}
+
+
+def gt_lpips(pair, job) -> float | InputError:
+    """LPIPS of one job's video against its GT (``job.gt``)."""
+    from pathlib import Path
+
+    if job.gt is None or not Path(job.gt).is_file():
+        gt = "none" if job.gt is None else f"{Path(job.gt).name}.* in {Path(job.gt).parent}"
+        return InputError(job.video, f"no GT video ({gt})", "missing_gt")
+    try:
+        return pair.lpips(job.video, job.gt)
+    except InputError as exc:
+        return exc
+
+
 def avs_u(avs, job) -> float | InputError:
     """AVS_u of one job's video with its audio (its own track without one)."""
     from ..io.audio import load_audio
@@ -80,25 +100,33 @@ def avs_u(avs, job) -> float | InputError:
 class LocalExecutor:
     """Scores jobs in this process: ``workers`` threads around one shared SyncNet."""
 
-    def __init__(self, scorer, workers: int = 2, avs=None):
+    def __init__(self, scorer, workers: int = 2, avs=None, pair=None):
         self.scorer = scorer
         self.workers = workers
         self.avs = avs  # lipleak.avs.AVSScorer: AVS_u of each scored video, or None
+        self.pair = pair  # lipleak.visual.pair.PairScorer: LPIPS against job.gt, or None
         self.pipeline: SyncPipeline | None = None
 
     def start(self) -> tuple[str, dict]:
         provenance = self.scorer.describe()
         if self.avs is not None:
             provenance["avs"] = avs_provenance(self.avs)
+        if self.pair is not None:
+            provenance["pair"] = hashed(self.pair.describe())
         return run_hash(provenance), provenance
 
     def run(self, jobs: Iterable, commit: Commit) -> None:
         with SyncPipeline(self.scorer, self.workers) as self.pipeline:
             for job, outcome in self.pipeline.run(jobs):
-                if self.avs is not None and not isinstance(outcome, InputError):
-                    # AV-HuBERT runs here, after SyncNet, one video at a time: its
-                    # onnxruntime sessions use every core themselves
-                    outcome = (outcome, avs_u(self.avs, job))
+                if not isinstance(outcome, InputError) and (self.avs or self.pair):
+                    # AV-HuBERT and LPIPS run here, after SyncNet, one video at a time:
+                    # their onnxruntime sessions use every core themselves
+                    extras = {}
+                    if self.avs is not None:
+                        extras["avs_u"] = avs_u(self.avs, job)
+                    if self.pair is not None:
+                        extras["lpips"] = gt_lpips(self.pair, job)
+                    outcome = (outcome, extras)
                 commit(job, outcome)
 
     def close(self) -> None:
@@ -132,7 +160,7 @@ class VolumeRun:
     def pending(self, counts: Counts, on_skip: Callable[[object], None]) -> Iterator:
         """The jobs still to do, decided one by one as the executor asks for them."""
         for job in self.jobs:
-            in_hash = sync_inputs_hash(job.video, job.audio)
+            in_hash = sync_inputs_hash(job.video, job.audio, job.gt)
             if self.store.is_done(job.key(), self.hash, in_hash) and not (
                 self.retry_failed and self._failed(job)
             ):
@@ -149,18 +177,22 @@ class VolumeRun:
         return bool(rows) and rows[0]["status"] != "ok"
 
     def row(self, job, outcome) -> dict:
-        avs = None
-        if isinstance(outcome, tuple):  # (VideoSync, AVS_u or the InputError of AVS)
-            outcome, avs = outcome
+        extras: dict = {}
+        if isinstance(outcome, tuple):  # (VideoSync, {column: value or its InputError})
+            outcome, extras = outcome
         if isinstance(outcome, InputError):
             row = row_from_error(job.key(), outcome)
         else:
             row = row_from_result(job.key(), outcome)
-        if isinstance(avs, InputError):
-            # LSE stands; AVS_u stays empty and the row says why
-            row["reason"] = one_line(f"avs_u: {avs.status}: {avs.cause}")
-        elif avs is not None:
-            row["avs_u"] = float(avs)
+        why = []
+        for col, value in extras.items():
+            if isinstance(value, InputError):
+                # LSE stands; the column stays empty and the row says why
+                why.append(f"{col}: {value.status}: {value.cause}")
+            else:
+                row[col] = float(value)
+        if why:
+            row["reason"] = one_line("; ".join(why))
         row["settings_hash"] = self.hash
         row["inputs_hash"] = self._in_hash.pop(job.key())
         return row
