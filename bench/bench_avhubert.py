@@ -21,23 +21,17 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from common import CLIPS_DIR, SHARED, write_result  # noqa: E402
-
-SCORE_ALL_METRICS_FPS = 2.3  # bench/README.md, bench_score.py row
-
-
-def _best(fn, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+from common import (  # noqa: E402
+    CLIPS_DIR,
+    SCORE_ALL_METRICS_FPS,
+    SHARED,
+    best_seconds,
+    write_result,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,11 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         det = SCRFD(store.locate("scrfd_500m"), backend="cpu")
         pfld = PFLD(store.locate("pfld_68"), backend="cpu")
         video = video_input(clip, det, pfld)  # warm-up, and the inputs below
-        t = _best(lambda: video_input(clip, det, pfld), args.repeat)
+        t = best_seconds(lambda: video_input(clip, det, pfld), args.repeat)
         out["stages"]["prep_video"] = {"seconds": t, "frames_per_s": len(video) / t}
         samples = load_audio(clip)
         audio = audio_input(samples, len(video))
-        t = _best(lambda: audio_input(samples, len(video)), args.repeat)
+        t = best_seconds(lambda: audio_input(samples, len(video)), args.repeat)
         out["stages"]["prep_audio"] = {"seconds": t, "frames_per_s": len(video) / t}
         for size in args.sizes.split(","):
             ckpt = make_fixture(tmp / f"{size}.pt", size, seed=0)
@@ -89,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                         "av": {"video": video, "audio": audio},
                     }[mode]
                     model.features(mode, **kw)  # warm-up
-                    t = _best(lambda m=model, mode=mode, kw=kw: m.features(mode, **kw), 1)
+                    t = best_seconds(lambda m=model, mode=mode, kw=kw: m.features(mode, **kw), 1)
                     row[mode] = {"seconds": t, "frames_per_s": len(video) / t}
                     print(f"{size} {backend} {mode}: {len(video) / t:.1f} frames/s", flush=True)
                 out["stages"][f"{size}/{backend}"] = row

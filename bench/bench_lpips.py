@@ -18,27 +18,15 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
+from common import SCORE_ALL_METRICS_FPS, best_seconds, write_result  # noqa: E402
 from lipleak.export import lpips_onnx  # noqa: E402
 from lipleak.models.lpips import LPIPS, to_input  # noqa: E402
-
-SCORE_ALL_METRICS_FPS = 2.3  # bench/README.md, bench_score.py row
-
-
-def _best(fn, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                     row[backend] = {"error": str(exc)}
                     continue
                 d = model.distance(a[:2], b[:2])  # warm-up (and torch's conversion)
-                t = _best(lambda m=model, a=a, b=b: m.distance(a, b), args.repeat)
+                t = best_seconds(lambda m=model, a=a, b=b: m.distance(a, b), args.repeat)
                 ref = d if ref is None else ref
                 row[backend] = {
                     "pairs_per_s": n / t,
@@ -93,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                         )
 
             run_eager()
-            t = _best(run_eager, args.repeat)
+            t = best_seconds(run_eager, args.repeat)
             row["torch_eager"] = {"pairs_per_s": n / t, "ms_per_pair": 1e3 * t / n}
             per_frame = 1.0 / row["cpu"]["pairs_per_s"]
             row["share_of_score_all_metrics"] = per_frame / (1 / SCORE_ALL_METRICS_FPS + per_frame)

@@ -6,12 +6,26 @@ import datetime as _dt
 import json
 import os
 import platform
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("LIPLEAK_SHARED_DIR", ROOT.parent / "shared"))
 CLIPS_DIR = SHARED / "data" / "clips"
 RESULTS = ROOT / "bench" / "results"
+# All-metrics `score` frames/s on this machine type (bench/README.md, bench_score.py row,
+# 2026-11-21): what the share of a protocol run is taken against.
+SCORE_ALL_METRICS_FPS = 2.3
+
+
+def best_seconds(fn, repeat: int) -> float:
+    """The fastest of ``repeat`` runs of ``fn()``, in seconds."""
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def machine() -> dict:
