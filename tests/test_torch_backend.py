@@ -527,3 +527,21 @@ def test_score_rows_torch_equal_cpu(model_dir, tmp_path):
                 worst[m] = max(worst[m], abs(t[m] - c[m]))
     print("largest |torch - cpu| per metric:", worst)
     assert all(worst[m] <= tol[m] for m in tol), worst
+
+
+def test_a_torchvision_stand_in_without_ops_is_treated_as_absent(monkeypatch):
+    # e.g. tests/test_lpips.py registers a torchvision with only .models: onnx2torch, which
+    # imports torchvision.ops, must still import, and the stand-in must stay registered
+    import types
+
+    from lipleak.runtime import torch_backend
+
+    fake = types.ModuleType("torchvision")
+    monkeypatch.setitem(sys.modules, "torchvision", fake)
+    monkeypatch.delitem(sys.modules, "torchvision.ops", raising=False)
+    for name in [n for n in sys.modules if n == "onnx2torch" or n.startswith("onnx2torch.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(torch_backend, "_ONNX2TORCH", None)
+    mod = torch_backend.import_onnx2torch()
+    assert mod.__name__ == "onnx2torch"
+    assert sys.modules["torchvision"] is fake and "torchvision.ops" not in sys.modules

@@ -64,7 +64,10 @@ def import_onnx2torch():
             ) from exc
         before = set(sys.modules)
         try:
-            importlib.import_module("torchvision")
+            # torchvision.ops, not just torchvision: what onnx2torch imports; a module
+            # named torchvision without it (a stand-in some other code registered) counts
+            # as absent
+            importlib.import_module("torchvision.ops")
             stub = {}
         except Exception:  # noqa: BLE001 - absent, or a wheel built for another torch
             # a half-imported torchvision must not be found by the next import
@@ -72,6 +75,7 @@ def import_onnx2torch():
                 if name == "torchvision" or name.startswith("torchvision."):
                     del sys.modules[name]
             stub = _torchvision_placeholder()
+        saved = {name: sys.modules[name] for name in stub if name in sys.modules}
         sys.modules.update(stub)
         try:
             _ONNX2TORCH = importlib.import_module("onnx2torch")
@@ -80,9 +84,11 @@ def import_onnx2torch():
                 f"backend 'torch' needs onnx2torch ({exc}); {TORCH_INSTALL_HINT}"
             ) from exc
         finally:
-            # onnx2torch keeps its reference; nobody else may mistake it for torchvision
+            # onnx2torch keeps its reference; nobody else may mistake it for torchvision,
+            # and what was registered before is back
             for name in stub:
                 sys.modules.pop(name, None)
+            sys.modules.update(saved)
         return _ONNX2TORCH
 
 
