@@ -77,12 +77,41 @@ def test_a_video_against_itself_gives_avs_m_and_avs_v_one(scorer, clip):
 def test_batch_size_changes_no_number(model_dir, tiny, clip, window):
     audio = load_audio(clip)
     a = AVSScorer(AVSSettings(model=str(tiny), backend="cpu", batch_size=1, window=window))
-    b = AVSScorer(AVSSettings(model=str(tiny), backend="cpu", batch_size=5, window=window))
+    b = AVSScorer(AVSSettings(model=str(tiny), backend="cpu", batch_size=40, window=window))
     v, x = a.inputs(clip, audio)
     for mode in ("audio", "video", "av"):
         fa, fb = a.features(mode, v, x), b.features(mode, v, x)
         assert fa.shape == (N, fa.shape[1])
         np.testing.assert_allclose(fa, fb, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("window", [0, 8, 16])
+def test_streamed_windows_and_scores_equal_the_one_shot_inputs(model_dir, tiny, clip, window):
+    audio = load_audio(clip)
+    sc = AVSScorer(AVSSettings(model=str(tiny), backend="cpu", batch_size=16, window=window))
+    v, a = sc.inputs(clip, audio)
+    got = list(sc.input_windows(clip, audio))
+    assert [(s, len(x)) for s, x, _ in got] == [(s, e - s) for s, e in windows(N, window)]
+    np.testing.assert_array_equal(np.concatenate([x for _, x, _ in got]), v)
+    np.testing.assert_array_equal(np.concatenate([y for _, _, y in got]), a)
+    ref = sc.reference(clip, audio)
+    want_u = avs(sc.features("audio", v, a), sc.features("video", v, a))
+    assert ref.avs_u == pytest.approx(want_u, abs=1e-7)
+    np.testing.assert_allclose(ref.av, sc.features("av", v, a), rtol=0, atol=1e-6)
+    # against a GT that is shorter: frames paired up to its end
+    short = type(ref)(av=ref.av[:29], video=ref.video[:29] * 2.0, avs_u=0.0)
+    got = sc.score(clip, audio, short)
+    assert got["avs_u"] == pytest.approx(want_u, abs=1e-7)
+    assert got["avs_m"] == pytest.approx(1.0, abs=1e-6)
+    assert got["avs_v"] == pytest.approx(1.0, abs=1e-6)  # cosine ignores the scale
+
+
+def test_audio_shorter_than_the_video_is_padded_as_av_hubert_pads(scorer, clip):
+    audio = load_audio(clip)[: 20 * 640]  # 0.8 s under a 1.6-s video
+    v, a = scorer.inputs(clip, audio)
+    streamed = np.concatenate([y for _, _, y in scorer.input_windows(clip, audio)])
+    np.testing.assert_array_equal(streamed, a)
+    assert not a[-5:].any()  # the appended rows normalise to zero
 
 
 def test_each_window_is_computed_alone(scorer, clip, model_dir, tiny):

@@ -8,8 +8,15 @@
 Features are AV-HuBERT's last encoder layer per 25-fps frame (``lipleak.models.avhubert``)
 on av_hubert's inputs (``lipleak.avs.inputs``); the arithmetic is ``lipleak.metrics.avs``.
 With ``window`` k > 0 the encoder runs over consecutive windows of k frames (the last one
-shorter), full windows batched ``batch_size`` at a time; each window is computed alone,
-so batching never changes a feature.
+shorter), max(1, batch_size // k) windows per batch; each window is computed alone, so
+batching never changes a feature.
+
+Memory: ``score`` streams. Frames are decoded, aligned and cut into mouth ROIs as they
+come; each window goes through the encoder once it is full, and only the per-frame
+cosines are kept (8 B per frame and metric), so with k > 0 memory is bounded by the batch,
+not by the video's length (with k = 0 the whole clip is one window: the encoder's own
+input and attention grow with it). The GT's ``AVSReference`` keeps its F_AV and F_V
+(2·D floats per frame), which every generated video of the stem is compared with.
 """
 
 from __future__ import annotations
@@ -22,7 +29,11 @@ import numpy as np
 
 from ..errors import InputError
 from ..faces.mean_face import MEAN_FACE
-from ..metrics.avs import avs
+from ..faces.mouth_roi import MouthROI, face_landmarks
+from ..io.audio import array_chunks
+from ..io.video import iter_frames
+from ..metrics.avs import frame_cosines
+from ..metrics.fbank import FEAT_DIM, avhubert_audio
 from ..models import store
 from .inputs import audio_input, video_input
 from .settings import AVSSettings
@@ -92,7 +103,7 @@ class AVSScorer:
         by_len: dict[int, list[int]] = {}
         for i, (s, e) in enumerate(spans):
             by_len.setdefault(e - s, []).append(i)
-        bs = int(self.settings.batch_size)
+        bs = self._windows_per_batch()
         for idx in by_len.values():
             for j in range(0, len(idx), bs):
                 part = idx[j : j + bs]
@@ -105,23 +116,102 @@ class AVSScorer:
                     out[i] = fi
         return np.concatenate(out)
 
+    def _windows_per_batch(self) -> int:
+        k = int(self.settings.window)
+        return 1 if k <= 0 else max(1, int(self.settings.batch_size) // k)
+
+    # -- streaming ----------------------------------------------------------------------------
+    def input_windows(self, path: str | Path, audio: np.ndarray):
+        """(start frame, video n×88×88, audio n×104) of each encoder window in order, made as
+        the frames are decoded: one window of ROIs is held (the whole clip with k = 0). The
+        same inputs as ``inputs`` cut by ``windows``."""
+        try:
+            # every stacked row: cheap (416 B per frame), and the video's length is known
+            # only at its end; rows past the video are never used, missing ones are zeros
+            # (what av_hubert's alignment appends, normalised)
+            rows = avhubert_audio(array_chunks(np.asarray(audio, np.int16)))
+        except InputError as exc:
+            raise InputError(path, exc.cause, exc.status) from None
+        k = int(self.settings.window)
+        buf: list[np.ndarray] = []
+        start = 0
+
+        def emit():
+            nonlocal start
+            n = len(buf)
+            a = rows[start : start + n]
+            if len(a) < n:
+                a = np.concatenate([a, np.zeros((n - len(a), FEAT_DIM), np.float32)])
+            out = (start, np.stack(buf), a)
+            start += n
+            buf.clear()
+            return out
+
+        rois = MouthROI()
+        frames = face_landmarks(
+            iter_frames(path), self.detector, self.pfld, self.settings.batch_size
+        )
+        for ready in (r for frame, lm in frames for r in rois.push(frame, lm)):
+            buf.append(ready)
+            if k > 0 and len(buf) == k:
+                yield emit()
+        for ready in rois.flush():
+            buf.append(ready)
+            if k > 0 and len(buf) == k:
+                yield emit()
+        if buf:
+            yield emit()
+        if start == 0:
+            raise InputError(path, "no video frames", "too_short")
+
+    def feature_windows(self, path: str | Path, audio: np.ndarray, modes: tuple[str, ...]):
+        """(start frame, {mode: features n×D}) of each window, in order."""
+        per_batch = self._windows_per_batch()
+        group: list = []
+
+        def run():
+            v = np.stack([w[1] for w in group])
+            a = np.stack([w[2] for w in group])
+            feeds = {"audio": {"audio": a}, "video": {"video": v}, "av": {"video": v, "audio": a}}
+            f = {m: self.model.features_batch(m, **feeds[m]) for m in modes}
+            out = [(w[0], {m: f[m][i] for m in modes}) for i, w in enumerate(group)]
+            group.clear()
+            return out
+
+        for w in self.input_windows(path, audio):
+            if group and len(w[1]) != len(group[0][1]):  # the last, shorter window
+                yield from run()
+            group.append(w)
+            if len(group) == per_batch:
+                yield from run()
+        if group:
+            yield from run()
+
     # -- metrics ----------------------------------------------------------------------------
     def reference(self, path: str | Path, audio: np.ndarray) -> AVSReference:
-        v, a = self.inputs(path, audio)
-        fv = self.features("video", v, a)
+        av, fv, cos = [], [], []
+        for _, f in self.feature_windows(path, audio, ("audio", "video", "av")):
+            av.append(f["av"])
+            fv.append(f["video"])
+            cos.append(frame_cosines(f["audio"], f["video"]))
         return AVSReference(
-            av=self.features("av", v, a), video=fv, avs_u=avs(self.features("audio", v, a), fv)
+            av=np.concatenate(av),
+            video=np.concatenate(fv),
+            avs_u=float(np.concatenate(cos).mean()),
         )
 
     def score(
         self, path: str | Path, audio: np.ndarray, reference: AVSReference | None = None
     ) -> dict[str, float]:
         """AVS_u of ``path`` with ``audio`` (its driving audio); with a reference (its GT),
-        AVS_m and AVS_v too."""
-        v, a = self.inputs(path, audio)
-        fv = self.features("video", v, a)
-        out = {"avs_u": avs(self.features("audio", v, a), fv)}
-        if reference is not None:
-            out["avs_m"] = avs(self.features("av", v, a), reference.av)
-            out["avs_v"] = avs(fv, reference.video)
-        return out
+        AVS_m and AVS_v too (over the first min(T, T_gt) frames)."""
+        modes = ("audio", "video") + (() if reference is None else ("av",))
+        cos: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
+        for s, f in self.feature_windows(path, audio, modes):
+            cos["avs_u"].append(frame_cosines(f["audio"], f["video"]))
+            if reference is not None and s < len(reference.av):
+                cos["avs_m"].append(frame_cosines(f["av"], reference.av[s : s + len(f["av"])]))
+                cos["avs_v"].append(
+                    frame_cosines(f["video"], reference.video[s : s + len(f["video"])])
+                )
+        return {m: float(np.concatenate(c).mean()) for m, c in cos.items() if c}

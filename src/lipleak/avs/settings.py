@@ -24,7 +24,8 @@ class AVSSettings(HashedSettings):
     window: int = 0
     detector: str = "scrfd_500m"  # registry name (mouth ROI landmarks: the face box)
     landmarks: str = "pfld_68"  # registry name (68 points, the 300-W order av_hubert uses)
-    batch_size: int = 32  # frames per detector/landmark batch, windows per encoder batch
+    # frames per detector/landmark batch and per encoder batch (at least one window)
+    batch_size: int = 32
     backend: str = "auto"
 
     def __post_init__(self):
