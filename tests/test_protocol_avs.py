@@ -84,3 +84,52 @@ def test_avs_rerun_skips_and_window_change_rescores_only_avs(avs_run):
 def test_avs_window_needs_avs(tmp_path):
     proc = cli("score", tmp_path, "--avs-window", "8", check=False)
     assert proc.returncode != 0 and "--avs-window needs --avs" in proc.stderr
+
+
+@pytest.mark.slow
+def test_avs_on_ray_equals_local(avs_run, tmp_path):
+    pytest.importorskip("ray")
+    import shutil
+    import sqlite3
+
+    run, tiny, _ = avs_run
+    copy = tmp_path / "ray"
+    shutil.copytree(
+        run,
+        copy,
+        ignore=shutil.ignore_patterns(
+            "results.sqlite*", "report*", "results.*", "plots", ".lipleak"
+        ),
+    )
+    proc = cli(
+        "score",
+        copy,
+        "--syncnet",
+        "syncnet_v2_random",
+        "--no-visual",
+        "--no-fid",
+        "--avs",
+        tiny,
+        "--ray",
+        "--ray-workers",
+        "1",
+        "--quiet",
+    )
+    assert proc.returncode == 0
+
+    def avs_rows(db):
+        con = sqlite3.connect(db)
+        try:
+            return sorted(
+                con.execute(
+                    "SELECT stem, setup, reference, metric, value, status FROM results "
+                    "WHERE grp = 'avs'"
+                ).fetchall()
+            )
+        finally:
+            con.close()
+
+    got = avs_rows(copy / "results.sqlite")
+    assert len(got) == 2 * (1 + 6 * 3)  # per stem: the GT's AVS_u, 3 metrics per generation
+    # the local store also holds the --avs-window 8 rows of the test above: a superset
+    assert set(got) <= set(avs_rows(run / "results.sqlite"))
