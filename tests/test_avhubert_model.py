@@ -307,6 +307,51 @@ def test_checkpoint_cannot_run_code(tmp_path, capsys):
     assert "unpickled code ran" not in capsys.readouterr().out
 
 
+class FakeDictionary:
+    """Stands for fairseq's Dictionary in a training checkpoint's task_state."""
+
+    def __init__(self, symbols):
+        self.symbols = list(symbols)
+
+
+class _Loud:
+    def __reduce__(self):
+        return (print, ("unpickled code ran",))
+
+
+def test_training_checkpoint_with_foreign_objects_loads_inertly(tmp_path, tiny_path, tiny, capsys):
+    # what weights_only refuses (a task dictionary, a meter-like object, a call of print):
+    # kept as inert data, never imported or called; the weights load strictly
+    ckpt = torch.load(tiny_path, map_location="cpu", weights_only=True)
+    ckpt["task_state"] = {"dictionaries": [FakeDictionary(["<s>", "a"])]}
+    ckpt["extra_state"] = {"metrics": {"train": [_Loud()]}, "best": np.float64(1.5)}
+    path = tmp_path / "training.pt"
+    torch.save(ckpt, path)
+    with pytest.raises(Exception):  # noqa: B017 - the premise: the safe loader refuses it
+        torch.load(path, map_location="cpu", weights_only=True)
+    net = load_checkpoint(path)
+    for k, v in tiny.state_dict().items():
+        torch.testing.assert_close(net.state_dict()[k], v, rtol=0, atol=0)
+    assert "unpickled code ran" not in capsys.readouterr().out
+    from lipleak.export import inert_pickle
+
+    raw = inert_pickle.load(path)
+    inert = raw["task_state"]["dictionaries"][0]
+    assert isinstance(inert, inert_pickle.Inert) and inert.name.endswith("FakeDictionary")
+
+
+def test_omegaconf_config_is_read_without_omegaconf(tmp_path, tiny_path, tiny):
+    omegaconf = pytest.importorskip("omegaconf")
+    ckpt = torch.load(tiny_path, map_location="cpu", weights_only=True)
+    ckpt["cfg"] = omegaconf.OmegaConf.create(ckpt["cfg"])  # as older fairseq saved it
+    path = tmp_path / "omegaconf.pt"
+    torch.save(ckpt, path)
+    net = load_checkpoint(path)
+    assert net.arch == tiny.arch
+    for k, v in tiny.state_dict().items():
+        torch.testing.assert_close(net.state_dict()[k], v, rtol=0, atol=0)
+
+
 # --- (c) ONNX equals PyTorch -----------------------------------------------------------------
 
 

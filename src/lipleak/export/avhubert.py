@@ -447,7 +447,13 @@ def arch_from_checkpoint(ckpt: Mapping, state: Mapping[str, torch.Tensor]) -> AV
     kwargs: dict[str, Any] = {}
     for key in _ARCH_KEYS:
         if model_cfg.get(key) is not None:
-            kwargs[key] = type(getattr(AVHubertArch, key))(model_cfg[key])
+            try:
+                kwargs[key] = type(getattr(AVHubertArch, key))(model_cfg[key])
+            except (TypeError, ValueError):  # e.g. an unresolved "${...}" interpolation
+                raise ModelError(
+                    f"the checkpoint's model config has {key}={model_cfg[key]!r}, "
+                    f"not a {type(getattr(AVHubertArch, key)).__name__}"
+                ) from None
     labels = task_cfg.get("labels")
     if isinstance(labels, (list, tuple)) and labels:
         kwargs["num_label_sets"] = len(labels)
@@ -475,12 +481,14 @@ def _safe_globals() -> list:
 
 
 def read_checkpoint(path: str | Path, published: Collection[str] = ()) -> dict:
-    """Unpickle a fairseq checkpoint with ``weights_only=True`` (tensors, plain containers
-    and the few harmless globals above), so that a file cannot run code.
+    """Unpickle a fairseq checkpoint so that the file cannot run code.
 
-    Should a published file need more (e.g. an omegaconf object), the full unpickler is
-    used only for a file whose sha256 is in ``published`` (the registry's pinned files;
-    this floor does not read the registry itself).
+    First ``weights_only=True`` (tensors, plain containers and the few harmless globals
+    above). A training checkpoint often holds more (task dictionaries, meters, an
+    omegaconf config): then the full unpickler for a file whose sha256 is in ``published``
+    (the registry's pinned files; this floor does not read the registry itself), and for
+    any other file ``lipleak.export.inert_pickle``, which keeps such objects as inert data
+    and rebuilds an omegaconf config as plain dicts.
     """
     path = Path(path)
     if not path.is_file():
@@ -489,12 +497,21 @@ def read_checkpoint(path: str | Path, published: Collection[str] = ()) -> dict:
         with torch.serialization.safe_globals(_safe_globals()):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises pickle/zip/runtime errors for foreign files
-        if not (published and sha256_of(path) in published):
-            raise ModelError(
-                f"{path}: not an AV-HuBERT checkpoint that loads safely "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-            ) from exc
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        if published and sha256_of(path) in published:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        else:
+            from . import inert_pickle
+
+            try:
+                ckpt = inert_pickle.load(path)
+            except Exception as exc2:  # noqa: BLE001 - not a torch file at all, damaged...
+                raise ModelError(
+                    f"{path}: not an AV-HuBERT checkpoint that loads safely "
+                    f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; "
+                    f"{type(exc2).__name__}: {str(exc2).splitlines()[0] if str(exc2) else ''})"
+                ) from exc2
+            if isinstance(ckpt, Mapping):
+                ckpt = {**ckpt, "cfg": inert_pickle.plain(ckpt.get("cfg"))}
     if not isinstance(ckpt, Mapping) or not isinstance(ckpt.get("model"), Mapping):
         raise ModelError(f"{path}: not an AV-HuBERT checkpoint (no fairseq 'model' weights)")
     if ckpt.get("cfg") is None and ckpt.get("args") is None:
