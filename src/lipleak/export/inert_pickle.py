@@ -7,9 +7,9 @@ pinned by sha256 must never reach it. This unpickler resolves only an allowlist 
 (the tensor rebuild functions, the storage types torch maps itself, ordered dicts, sets,
 numpy scalars and arrays, ``argparse.Namespace``, ``_codecs.encode`` for bytes); every
 other global is replaced by ``Inert``, which takes any arguments and state and keeps them
-as data, so constructing it runs nothing. The weights come back as tensors; the rest as plain containers and ``Inert``
-objects, which ``plain`` turns back into dicts and lists where they held omegaconf-style
-containers.
+as data, so constructing it runs nothing. The weights come back as tensors; the rest as
+plain containers and ``Inert`` objects, which ``plain`` turns back into dicts and lists
+where they held omegaconf-style containers.
 """
 
 from __future__ import annotations
