@@ -23,21 +23,9 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from common import CLIPS_DIR, SHARED, model_env, write_result  # noqa: E402
-
-
-def read_frames(path, indices):
-    cap = cv2.VideoCapture(str(path))
-    out, i, want = {}, 0, set(indices)
-    while len(out) < len(want):
-        ok, frame = cap.read()
-        if not ok:
-            break
-        if i in want:
-            out[i] = frame
-        i += 1
-    cap.release()
-    return [out[i] for i in indices]
+from media import read_frames  # noqa: E402
 
 
 def rel(a, ref) -> float:

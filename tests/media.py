@@ -86,3 +86,22 @@ def cut_clip(src: Path, dst: Path, start: int, n_frames: int, width: int = 256, 
             frames.append(cv2.resize(f, (width, h), interpolation=cv2.INTER_AREA))
     audio = load_audio(src)[start * 640 : (start + n_frames) * 640]
     return write_video(dst, frames, audio=audio, **kw)
+
+
+def read_frames(path: Path, indices) -> list[np.ndarray]:
+    """The frames at ``indices`` of a video as OpenCV decodes them (BGR uint8), in the
+    order asked; fails naming the file when it has fewer frames."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    out, i, want = {}, 0, set(indices)
+    while len(out) < len(want):
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if i in want:
+            out[i] = frame
+        i += 1
+    cap.release()
+    assert len(out) == len(want), path
+    return [out[i] for i in indices]

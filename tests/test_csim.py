@@ -15,21 +15,7 @@ from lipleak.export.arcface import export_random, iresnet50
 from lipleak.faces.align import TEMPLATE, estimate_norm, norm_crop, umeyama_similarity
 from lipleak.metrics.csim import CSIMAccumulator, cosine_similarity, video_csim
 from lipleak.models.arcface import ArcFace, preprocess
-
-
-def read_frames(path, indices):
-    cap = cv2.VideoCapture(str(path))
-    out, i, want = {}, 0, set(indices)
-    while len(out) < len(want):
-        ok, frame = cap.read()
-        if not ok:
-            break
-        if i in want:
-            out[i] = frame
-        i += 1
-    cap.release()
-    assert len(out) == len(want)
-    return [out[i] for i in indices]
+from media import read_frames
 
 
 def apply(m, pts):

@@ -25,27 +25,13 @@ import pytest
 from conftest import CLIPS_DIR, SHARED_MODELS
 from lipleak.errors import LipleakError, ModelError
 from lipleak.runtime import open_model, probe, select
+from media import read_frames
 
 torch = pytest.importorskip("torch")
 if importlib.util.find_spec("onnx2torch") is None:  # not imported: it may lack torchvision
     pytest.skip("the torch backend needs onnx2torch (README install)", allow_module_level=True)
 
 REL_TOL = 1e-4
-
-
-def read_frames(path, indices):
-    cap = cv2.VideoCapture(str(path))
-    out, i, want = {}, 0, set(indices)
-    while len(out) < len(want):
-        ok, frame = cap.read()
-        if not ok:
-            break
-        if i in want:
-            out[i] = frame
-        i += 1
-    cap.release()
-    assert len(out) == len(want), path
-    return [out[i] for i in indices]
 
 
 def rel_err(a: np.ndarray, ref: np.ndarray) -> float:
