@@ -11,13 +11,14 @@ stay O(1) through the 24 residual blocks and the embedding depends on the input.
 from __future__ import annotations
 
 import argparse
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from lipleak.files import atomic_path
+
+from .trace import trace_to_onnx
 
 SIZE = 112
 DIM = 512
@@ -103,19 +104,8 @@ def export_random(
     model = iresnet50(seed, layers)
     example = torch.zeros(1, 3, SIZE, SIZE)
     dyn = {"input.1": {0: "batch"}, "embedding": {0: "batch"}} if dynamic_batch else None
-    with atomic_path(dst) as tmp, warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(
-            model,
-            (example,),
-            str(tmp),
-            input_names=["input.1"],
-            output_names=["embedding"],
-            dynamic_axes=dyn,
-            opset_version=opset,
-            do_constant_folding=True,
-            dynamo=False,
-        )
+    with atomic_path(dst) as tmp, torch.no_grad():
+        trace_to_onnx(model, (example,), tmp, ["input.1"], ["embedding"], dyn, opset)
     return dst
 
 

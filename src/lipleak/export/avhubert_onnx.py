@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from collections.abc import Collection
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from .avhubert import (
     mode_inputs,
 )
 from .avhubert_shapes import mode_file
+from .trace import trace_to_onnx
 
 OPSET = 17
 
@@ -58,7 +58,15 @@ def export_onnx(model: AVHubert, path: str | Path, mode: str) -> Path:
         for m in frozen:
             m.freeze()
         try:
-            _export(module, model, mode, tmp, names, dynamic)
+            trace_to_onnx(
+                module,
+                example_inputs(model, mode),
+                tmp,
+                names,
+                [FEATURES_OUTPUT],
+                dynamic,
+                OPSET,
+            )
         finally:
             for m in frozen:
                 m.freeze(False)
@@ -72,24 +80,6 @@ def export_onnx(model: AVHubert, path: str | Path, mode: str) -> Path:
         # full_check infers shapes; models over 2 GB (none here) would need the path form
         onnx.checker.check_model(str(tmp), full_check=True)
     return path
-
-
-def _export(module, model, mode, tmp, names, dynamic) -> None:
-    """torch.onnx.export of the mode's module into ``tmp``."""
-    with warnings.catch_warnings():
-        # The TorchScript exporter announces its deprecation and tracer notes each call.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module,
-            example_inputs(model, mode),
-            str(tmp),
-            input_names=names,
-            output_names=[FEATURES_OUTPUT],
-            dynamic_axes=dynamic,
-            opset_version=OPSET,
-            do_constant_folding=True,
-            dynamo=False,
-        )
 
 
 def export_modes(

@@ -11,7 +11,6 @@ features. The graph is exported as is; preprocessing lives in
 from __future__ import annotations
 
 import argparse
-import warnings
 from pathlib import Path
 
 INPUT_NAME = "images"
@@ -28,6 +27,8 @@ def export(torchscript_path: str | Path, onnx_path: str | Path, opset: int = OPS
     from lipleak.errors import ModelError
     from lipleak.files import atomic_path
 
+    from .trace import trace_to_onnx
+
     src, dst = Path(torchscript_path), Path(onnx_path)
     if not src.is_file():
         raise ModelError(f"{src}: TorchScript file not found")
@@ -36,21 +37,10 @@ def export(torchscript_path: str | Path, onnx_path: str | Path, opset: int = OPS
     except Exception as exc:  # torch raises untyped errors for corrupt archives
         raise ModelError(f"{src}: cannot load TorchScript: {exc}") from exc
     example = torch.zeros(2, 3, SIZE, SIZE)
-    # A ScriptModule goes through the TorchScript-based exporter; the dynamo exporter
-    # cannot trace a ScriptModule. Its deprecation warning is expected.
-    with atomic_path(dst) as tmp, warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            (example,),
-            str(tmp),
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-            opset_version=opset,
-            do_constant_folding=True,
-            dynamo=False,
-        )
+    # a ScriptModule: trace_to_onnx's TorchScript-based exporter takes it (dynamo cannot)
+    dyn = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
+    with atomic_path(dst) as tmp, torch.no_grad():
+        trace_to_onnx(model, (example,), tmp, [INPUT_NAME], [OUTPUT_NAME], dyn, opset)
     return dst
 
 

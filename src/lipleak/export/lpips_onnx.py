@@ -21,13 +21,14 @@ compared with many; scoring compares each generated crop with its own GT crop.)
 from __future__ import annotations
 
 import argparse
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from lipleak.files import atomic_path
+
+from .trace import trace_to_onnx
 
 # The package's ScalingLayer constants (ImageNet mean/std mapped into [−1, 1]).
 SHIFT = (-0.030, -0.088, -0.188)
@@ -190,18 +191,9 @@ def export(
         "img1": {0: "batch", 2: "height", 3: "width"},
         "distance": {0: "batch"},
     }
-    with atomic_path(dst) as tmp, warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(
-            model,
-            (example, example.flip(0)),
-            str(tmp),
-            input_names=["img0", "img1"],
-            output_names=["distance"],
-            dynamic_axes=dyn,
-            opset_version=opset,
-            do_constant_folding=True,
-            dynamo=False,
+    with atomic_path(dst) as tmp, torch.no_grad():
+        trace_to_onnx(
+            model, (example, example.flip(0)), tmp, ["img0", "img1"], ["distance"], dyn, opset
         )
     return dst
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from collections.abc import Collection
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from lipleak.errors import LipleakError
 from lipleak.files import atomic_path
 
 from .s3fd import INPUT_NAME, OUTPUT_NAMES, S3FDNet, load_s3fd
+from .trace import trace_to_onnx
 
 OPSET = 17
 
@@ -31,19 +31,7 @@ def export_net(net: S3FDNet, out: Path) -> Path:
     dynamic = {INPUT_NAME: {2: "height", 3: "width"}}
     dynamic.update({name: {2: f"{name}_h", 3: f"{name}_w"} for name in OUTPUT_NAMES})
     with atomic_path(Path(out)) as tmp, torch.no_grad():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-            torch.onnx.export(
-                net.eval(),
-                (example,),
-                str(tmp),
-                input_names=[INPUT_NAME],
-                output_names=list(OUTPUT_NAMES),
-                dynamic_axes=dynamic,
-                opset_version=OPSET,
-                do_constant_folding=True,
-                dynamo=False,
-            )
+        trace_to_onnx(net.eval(), (example,), tmp, [INPUT_NAME], OUTPUT_NAMES, dynamic, OPSET)
         import onnx
 
         onnx.checker.check_model(str(tmp), full_check=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from collections.abc import Collection
 from pathlib import Path
 
@@ -33,27 +32,16 @@ from .syncnet_shapes import (
     MFCC_SHAPE,
     TOWER_FILES,
 )
+from .trace import trace_to_onnx
 
 OPSET = 17
 
 
 def _export_one(module: torch.nn.Module, example: torch.Tensor, input_name: str, out: Path) -> None:
     """Export ``module`` to ``out``; the file appears only once it is whole and checked."""
+    dyn = {input_name: {0: "batch"}, EMBEDDING_OUTPUT: {0: "batch"}}
     with atomic_path(out) as tmp:
-        with warnings.catch_warnings():
-            # The TorchScript exporter announces its deprecation on every call.
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module,
-                (example,),
-                str(tmp),
-                input_names=[input_name],
-                output_names=[EMBEDDING_OUTPUT],
-                dynamic_axes={input_name: {0: "batch"}, EMBEDDING_OUTPUT: {0: "batch"}},
-                opset_version=OPSET,
-                do_constant_folding=True,
-                dynamo=False,
-            )
+        trace_to_onnx(module, (example,), tmp, [input_name], [EMBEDDING_OUTPUT], dyn, OPSET)
         import onnx
 
         onnx.checker.check_model(str(tmp), full_check=True)
