@@ -13,6 +13,7 @@ window); what is kept is the model's input itself, 31 KB per frame.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +24,18 @@ from ..io.video import iter_frames
 from ..metrics.fbank import avhubert_audio
 
 
-def video_input(path: str | Path, detector, pfld, batch_size: int = 32) -> np.ndarray:
-    """Mouth ROIs of every frame of ``path``: float32 [T, 88, 88]. InputError "no_face"
-    when no frame has a face."""
+def mouth_rois(path: str | Path, detector, pfld, batch_size: int = 32) -> Iterator[np.ndarray]:
+    """The mouth ROI of each frame of ``path`` in order (float32 88×88), as the frames are
+    decoded. InputError "no_face" (at the end) when no frame has a face."""
     rois = MouthROI()
-    out: list[np.ndarray] = []
     for frame, lm in face_landmarks(iter_frames(path), detector, pfld, batch_size):
-        out += rois.push(frame, lm)
-    out += rois.flush()
+        yield from rois.push(frame, lm)
+    yield from rois.flush()
+
+
+def video_input(path: str | Path, detector, pfld, batch_size: int = 32) -> np.ndarray:
+    """Mouth ROIs of every frame of ``path``: float32 [T, 88, 88]."""
+    out = list(mouth_rois(path, detector, pfld, batch_size))
     return np.stack(out) if out else np.zeros((0, 88, 88), np.float32)
 
 

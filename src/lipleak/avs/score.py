@@ -29,13 +29,11 @@ import numpy as np
 
 from ..errors import InputError
 from ..faces.mean_face import MEAN_FACE
-from ..faces.mouth_roi import MouthROI, face_landmarks
 from ..io.audio import array_chunks
-from ..io.video import iter_frames
 from ..metrics.avs import frame_cosines
 from ..metrics.fbank import FEAT_DIM, avhubert_audio
 from ..models import store
-from .inputs import audio_input, video_input
+from .inputs import audio_input, mouth_rois, video_input
 from .settings import AVSSettings
 
 METRICS = ("avs_u", "avs_m", "avs_v")
@@ -71,10 +69,14 @@ class AVSScorer:
         self.info = {
             "detector": {"name": s.detector, "sha256": store.verify(s.detector, det_path)},
             "landmarks": {"name": s.landmarks, "sha256": store.verify(s.landmarks, lm_path)},
-            # the template the ROIs are aligned to moves every number: hash its values
-            "mean_face_sha256": hashlib.sha256(
-                np.ascontiguousarray(MEAN_FACE, np.float64).tobytes()
-            ).hexdigest(),
+            # the template the ROIs are aligned to moves every number: its values are
+            # hashed like a model file, so every settings hash that walks the model
+            # sha256s (score's group hash, sync's run hash) carries it
+            "mean_face": {
+                "sha256": hashlib.sha256(
+                    np.ascontiguousarray(MEAN_FACE, np.float64).tobytes()
+                ).hexdigest()
+            },
         }
         self.detector = SCRFD(det_path, backend=s.backend)
         self.pfld = PFLD(lm_path, backend=s.backend, batch_size=s.batch_size)
@@ -147,16 +149,8 @@ class AVSScorer:
             buf.clear()
             return out
 
-        rois = MouthROI()
-        frames = face_landmarks(
-            iter_frames(path), self.detector, self.pfld, self.settings.batch_size
-        )
-        for ready in (r for frame, lm in frames for r in rois.push(frame, lm)):
-            buf.append(ready)
-            if k > 0 and len(buf) == k:
-                yield emit()
-        for ready in rois.flush():
-            buf.append(ready)
+        for roi in mouth_rois(path, self.detector, self.pfld, self.settings.batch_size):
+            buf.append(roi)
             if k > 0 and len(buf) == k:
                 yield emit()
         if buf:

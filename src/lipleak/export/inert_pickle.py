@@ -132,6 +132,8 @@ def plain(x: Any) -> Any:
         return x
     if isinstance(x, dict):
         return {plain(k): plain(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return type(x)(plain(v) for v in x) if isinstance(x, list) else tuple(plain(v) for v in x)
+    if isinstance(x, list):
+        return [plain(v) for v in x]
+    if isinstance(x, tuple):
+        return tuple(plain(v) for v in x)
     return x

@@ -133,10 +133,7 @@ class StemScorer:
 
             self.avs = AVSScorer(avs)
             avs_desc = self.avs.describe()
-            self.hashes["avs"] = group_hash(
-                avs.hashed_dict(),
-                {**_model_shas(avs_desc), "mean_face": avs_desc["mean_face_sha256"]},
-            )
+            self.hashes["avs"] = group_hash(avs.hashed_dict(), _model_shas(avs_desc))
             self.provenance["avs"] = avs_desc
         self._task: StemTask | None = None
         self._gt_audio: np.ndarray | InputError | None = None

@@ -62,7 +62,7 @@ def avs_provenance(avs) -> dict:
         "avhubert": desc["avhubert"]["checkpoint"]["sha256"],
         "detector": desc["detector"]["sha256"],
         "landmarks": desc["landmarks"]["sha256"],
-        "mean_face": desc["mean_face_sha256"],
+        "mean_face": desc["mean_face"]["sha256"],
     }
     blob = json.dumps({"settings": avs.settings.hash(), "models": models}, sort_keys=True)
     return {"hash": hashlib.sha256(blob.encode()).hexdigest()[:16], **desc}
