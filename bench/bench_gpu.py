@@ -97,8 +97,14 @@ def score_timed(scorer, clip: Path, timer: Timer):
     from lipleak import _core
 
     net = scorer.syncnet
-    orig = (net.embed_lips, net.embed_audio, scorer._audio, _core.shift_distances, _core.sync_stats)
-    net.embed_lips = timer.wrap("lip_inference", orig[0])
+    orig = (
+        net.embed_lip_frames,
+        net.embed_audio,
+        scorer._audio,
+        _core.shift_distances,
+        _core.sync_stats,
+    )
+    net.embed_lip_frames = timer.wrap("lip_inference", orig[0])
     net.embed_audio = timer.wrap("audio_inference", orig[1])
     scorer._audio = timer.wrap("audio_load_mfcc", orig[2])
     # the streaming search calls these two core functions batch by batch
@@ -108,7 +114,7 @@ def score_timed(scorer, clip: Path, timer: Timer):
         with timer.stage("total"):
             res = scorer.score(clip)
     finally:
-        del net.embed_lips, net.embed_audio, scorer._audio
+        del net.embed_lip_frames, net.embed_audio, scorer._audio
         _core.shift_distances, _core.sync_stats = orig[3], orig[4]
     return res
 

@@ -227,7 +227,7 @@ def main() -> None:
 
     # -- end to end ---------------------------------------------------------------
     lips_t, audio_t = Timer(), Timer()
-    scorer.syncnet.embed_lips = lips_t.wrap(scorer.syncnet.embed_lips)
+    scorer.syncnet.embed_lip_frames = lips_t.wrap(scorer.syncnet.embed_lip_frames)
     scorer.syncnet.embed_audio = audio_t.wrap(scorer.syncnet.embed_audio)
     t = time.perf_counter()
     ours = {c.name: scorer.score(c) for c in clips}

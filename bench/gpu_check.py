@@ -146,8 +146,9 @@ def environment(dry: bool) -> dict:
 # ----------------------------------------------------------------------------- setup
 
 
-def real_inputs(clip: Path, n: int):
-    """``n`` real lip windows (prealigned crops) and MFCC windows of ``clip``."""
+def real_inputs(clip: Path, n: int, frames: bool = False):
+    """``n`` real lip windows (prealigned crops) and MFCC windows of ``clip``; with
+    ``frames``, also the n + 4 uint8 crops they were made of."""
     from lipleak.faces.crop import prealigned_crop
     from lipleak.io.audio import load_audio
     from lipleak.io.frames import iter_frames
@@ -161,7 +162,8 @@ def real_inputs(clip: Path, n: int):
     lips = np.empty((n, 3, 5, 224, 224), np.float32)
     for k in range(n):
         lip_window(crops[k : k + 5], lips[k])
-    return lips, mfcc_windows(load_audio(clip), n)
+    mfcc = mfcc_windows(load_audio(clip), n)
+    return (lips, mfcc, np.stack(crops)) if frames else (lips, mfcc)
 
 
 def make_syncnet(path: Path, clips: list[Path], seed: int = 0, windows: int = 16) -> Path:
@@ -308,7 +310,7 @@ def agreement(ckpt: Path, clips: list[Path], budget: Budget, box: float, dry: bo
     t_end = time.monotonic() + box
     out: dict = {"embeddings": {}, "lse": [], "notes": []}
     cpu = SyncNet.load(ckpt, backend="cpu")
-    lips, mfcc = real_inputs(clips[0], 8 if dry else 32)
+    lips, mfcc, crops = real_inputs(clips[0], 8 if dry else 32, frames=True)
     ref = {"lips": cpu.embed_lips(lips), "audio": cpu.embed_audio(mfcc)}
     paths = {"lips": cpu.lips.describe().model_path, "audio": cpu.audio.describe().model_path}
     feeds = {"lips": {"lips": lips}, "audio": {"mfcc": mfcc}}
@@ -317,6 +319,9 @@ def agreement(ckpt: Path, clips: list[Path], budget: Budget, box: float, dry: bo
             rt = open_model(paths[tower], "torch", precision=p, max_batch=64)
             got = rt.run(feeds[tower])["embedding"]
             out["embeddings"][f"{tower}_{p}_rel_maxdiff"] = rel(got, ref[tower])
+            if tower == "lips":  # what the scorer does: uint8 crops up, windows made there
+                got = SyncNet(ckpt, "", None, rt, rt).embed_lip_frames([crops])
+                out["embeddings"][f"lips_from_frames_{p}_rel_maxdiff"] = rel(got, ref[tower])
         out["embeddings"]["device"] = rt.describe().details["device"]
     log("embeddings:", json.dumps(out["embeddings"]))
     scorers = {"cpu": SyncScorer(SyncSettings(syncnet=str(ckpt), backend="cpu", batch_size=64))}
@@ -500,13 +505,22 @@ class TimedJobs:
             yield j
 
 
-def tower_alone(syncnet, batch: int, seconds: float) -> float:
-    """Windows/s of the lip tower on full batches of random frames (host in, host out)."""
-    x = (np.random.default_rng(0).random((batch, 3, 5, 224, 224)) * 255).astype(np.float32)
-    syncnet.embed_lips(x)
+def tower_alone(syncnet, batch: int, seconds: float, frames: bool = False) -> float:
+    """Windows/s of the lip tower on full batches of random frames (host in, host out):
+    float32 windows made on the host (``embed_lips``), or with ``frames`` a run of
+    batch + 4 uint8 crops whose windows the backend makes (``embed_lip_frames``, what the
+    scorer sends)."""
+    rng = np.random.default_rng(0)
+    if frames:
+        run = rng.integers(0, 256, (batch + 4, 224, 224, 3), dtype=np.uint8)
+        call = lambda: syncnet.embed_lip_frames([run])  # noqa: E731
+    else:
+        x = (rng.random((batch, 3, 5, 224, 224)) * 255).astype(np.float32)
+        call = lambda: syncnet.embed_lips(x)  # noqa: E731
+    call()
     n, t0 = 0, time.perf_counter()
     while n < 2 or time.perf_counter() - t0 < seconds:
-        syncnet.embed_lips(x)
+        call()
         n += 1
     return n * batch / (time.perf_counter() - t0)
 
@@ -524,7 +538,8 @@ def lse_speed(ckpt: Path, videos: list[Path], precision: str, box: float, args, 
         )
     )
     open_s = time.perf_counter() - t_open
-    alone = tower_alone(scorer.syncnet, args.batch_size, min(5.0, box * 0.08))
+    host_windows = tower_alone(scorer.syncnet, args.batch_size, min(5.0, box * 0.05))
+    alone = tower_alone(scorer.syncnet, args.batch_size, min(5.0, box * 0.05), frames=True)
     scorer.score(videos[0])  # warm-up: every batch size a video ends with, allocator
     store = SyncStore(tmp / f"lse_{precision}.sqlite")
     timer = StageTimer()
@@ -571,7 +586,8 @@ def lse_speed(ckpt: Path, videos: list[Path], precision: str, box: float, args, 
         "videos_per_min": 60 * len(ok) / wall if wall else None,
         "frames_per_s": frames / wall if wall else None,
         "windows_per_s": windows / wall if wall else None,
-        "lip_tower_alone_windows_per_s": alone,
+        "lip_tower_alone_windows_per_s": alone,  # from uint8 crops, as the scorer feeds it
+        "lip_tower_alone_host_windows_per_s": host_windows,  # float32 windows from the host
         "pipeline_vs_tower_alone": windows / wall / alone if wall and alone else None,
         "lip_tower_busy_share": stats.busy_s / wall if stats and wall else None,
         "lip_tower_batches": stats.batches if stats else None,

@@ -9,6 +9,7 @@ import pytest
 from lipleak import _core
 from lipleak.io.audio import array_chunks, sample_range
 from lipleak.metrics import sync as syncm
+from lipleak.models.syncnet import lip_windows
 from lipleak.sync.audio import AudioWindows
 from lipleak.sync.search import WindowStream
 
@@ -28,6 +29,10 @@ class FakeSyncNet:
         # row by row, so that (like the real onnxruntime towers) results do not depend on
         # how rows are grouped into batches
         return np.stack([r @ self.pl for r in small]).astype(np.float32)
+
+    def embed_lip_frames(self, runs):
+        # what SyncNet does on a backend without run_prepared: the host windows
+        return self.embed_lips(np.concatenate([lip_windows(r) for r in runs]))
 
     def embed_audio(self, x):
         self.audio_calls += 1

@@ -7,6 +7,7 @@ needs torch (the ``export`` extra); scoring does not.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from ..export.syncnet_shapes import (
     LIPS_SHAPE,
     MFCC_INPUT,
     MFCC_SHAPE,
+    WINDOW_FRAMES,
 )
 from ..runtime import Runtime, open_model
 from ..runtime.probe import cpu_threads
@@ -47,6 +49,51 @@ def resolve_checkpoint(name_or_path: str | Path) -> tuple[Path, str, str | None]
     return path, sha, spec.name if spec else None
 
 
+FRAME_SHAPE = (LIPS_SHAPE[2], LIPS_SHAPE[3], LIPS_SHAPE[0])  # one crop: H × W × BGR
+
+
+def _check_run(run: np.ndarray) -> np.ndarray:
+    if run.dtype != np.uint8 or run.ndim != 4 or run.shape[1:] != FRAME_SHAPE:
+        raise ValueError(
+            f"a run of lip crops must be uint8 N×{'×'.join(map(str, FRAME_SHAPE))}, "
+            f"got {run.dtype} {run.shape}"
+        )
+    if len(run) < WINDOW_FRAMES:
+        raise ValueError(f"a run of lip crops needs {WINDOW_FRAMES} frames, got {len(run)}")
+    return np.ascontiguousarray(run)
+
+
+def lip_windows(frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Every window of a run of consecutive crops: uint8[n, 224, 224, 3] →
+    float32[n - 4, 3, 5, 224, 224], window k holding frames k .. k+4 in the layout of
+    ``lipleak.metrics.sync.lip_window``. Each frame is converted once, not once per window
+    it enters; uint8 values are exact in float32, so this equals that reference bit for
+    bit."""
+    n = len(frames) - WINDOW_FRAMES + 1
+    if out is None:
+        out = np.empty((max(n, 0), 3, WINDOW_FRAMES, *frames.shape[1:3]), np.float32)
+    if n <= 0:
+        return out
+    planar = frames.transpose(0, 3, 1, 2).astype(np.float32)  # n × 3 × H × W
+    for t in range(WINDOW_FRAMES):
+        out[:, :, t] = planar[t : t + n]
+    return out
+
+
+def device_lip_windows(frames: list, dtype):
+    """``lip_windows`` in torch, on whatever device the frames are: uint8 N×H×W×3 runs →
+    their (N-4)×3×5×H×W windows, concatenated, in ``dtype`` (0..255 are exact in fp32,
+    fp16 and bf16, so the windows equal the host-made ones converted to ``dtype``)."""
+    import torch
+
+    out = []
+    for f in frames:
+        planar = f.permute(0, 3, 1, 2).to(dtype)  # N × 3 × H × W, converted once per frame
+        n = planar.shape[0] - WINDOW_FRAMES + 1
+        out.append(torch.stack([planar[t : t + n] for t in range(WINDOW_FRAMES)], dim=2))
+    return out[0] if len(out) == 1 else torch.cat(out)
+
+
 def _check_batch(x: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray:
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim != len(shape) + 1 or x.shape[1:] != shape:
@@ -65,6 +112,7 @@ class SyncNet:
         self.name = name
         self.lips = lips
         self.audio = audio
+        self._scratch = threading.local()  # per thread: host windows of embed_lip_frames
 
     @classmethod
     def load(
@@ -99,6 +147,35 @@ class SyncNet:
         if len(x) == 0:
             return np.zeros((0, EMBED_DIM), np.float32)
         return (runtime or self.lips).run({LIPS_INPUT: x})[EMBEDDING_OUTPUT]
+
+    def embed_lip_frames(self, runs: list[np.ndarray], runtime: Runtime | None = None):
+        """The embeddings of every window of each run of consecutive lip crops, in order.
+
+        A run is uint8 N×224×224×3 (BGR) with N ≥ 5 and gives N − 4 windows (window k:
+        frames k .. k+4). What travels is the crops: a backend that can make the windows
+        itself (the torch backend, ``run_prepared``) gets the uint8 frames, 1/20 of the
+        float32 windows' bytes, and builds them on its device; otherwise they are built
+        here into a buffer this thread reuses. The same numbers either way (the windows
+        are equal bit for bit). ``runtime``: one of ``lip_replicas()``.
+        """
+        runs = [_check_run(r) for r in runs]
+        n = sum(len(r) - WINDOW_FRAMES + 1 for r in runs)
+        if n == 0:
+            return np.zeros((0, EMBED_DIM), np.float32)
+        rt = runtime or self.lips
+        on_device = getattr(rt, "run_prepared", None)
+        if on_device is not None:
+            out = on_device(runs, lambda f, dtype: {LIPS_INPUT: device_lip_windows(f, dtype)})
+            return out[EMBEDDING_OUTPUT]
+        buf = getattr(self._scratch, "windows", None)
+        if buf is None or len(buf) < n:
+            buf = self._scratch.windows = np.empty((n, *LIPS_SHAPE), np.float32)
+        x, i = buf[:n], 0
+        for r in runs:
+            k = len(r) - WINDOW_FRAMES + 1
+            lip_windows(r, x[i : i + k])
+            i += k
+        return rt.run({LIPS_INPUT: x})[EMBEDDING_OUTPUT]
 
     def lip_replicas(self, n: int) -> list[Runtime]:
         """``n`` lip towers that can run at the same time, one per serving thread.

@@ -191,8 +191,19 @@ class TorchRuntime:
             return t.to(device=self.device, dtype=self.dtype)
         return t.to(device=self.device)
 
+    def _upload(self, value: np.ndarray):
+        """A host array on the device as it is (no dtype change). On CUDA through pinned
+        memory, so the copy is a DMA queued on the current stream: the kernels that read
+        it are queued behind it, and the caller's thread goes on."""
+        t = self._torch.from_numpy(np.ascontiguousarray(value))
+        if self.device.type == "cuda":
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t
+
     def _forward(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        args = [self._tensor(feeds[s.name]) for s in self.inputs]
+        return self._forward_tensors([self._tensor(feeds[s.name]) for s in self.inputs])
+
+    def _forward_tensors(self, args: list) -> list[np.ndarray]:
         out = self.module(*args)
         out = list(out) if isinstance(out, (tuple, list)) else [out]
         if len(out) != len(self.outputs):
@@ -229,6 +240,32 @@ class TorchRuntime:
                         f"batch axis; feed {rows} rows at a time"
                     )
                 parts.append([r[:m] for r in res])
+        return {k: np.concatenate([p[i] for p in parts]) for i, k in enumerate(names)}
+
+    def run_prepared(self, host: list[np.ndarray], prepare) -> dict[str, np.ndarray]:
+        """Run the model on inputs made on the device from ``host`` arrays.
+
+        The arrays go to the device as they are (e.g. uint8 frames: SyncNet's five-frame
+        float windows are 20 times their bytes, and on a GPU the host-to-device copy is
+        what limits a small model), then ``prepare(tensors, dtype)`` makes the feeds there:
+        ``{input name: tensor}`` in this runtime's precision, batch axis first. The batch is
+        run in chunks of ``max_batch`` like ``run``; only for a graph with a dynamic batch.
+        """
+        if self.fixed_batch is not None:
+            raise ModelError(f"{self.path}: run_prepared needs a dynamic batch axis")
+        names = [o.name for o in self.outputs]
+        with self._lock, self._torch.inference_mode():
+            feeds = prepare([self._upload(a) for a in host], self.dtype)
+            missing = [s.name for s in self.inputs if s.name not in feeds]
+            if missing:
+                raise ModelError(f"{self.path}: prepare() gave no {missing}")
+            n = int(feeds[self.inputs[0].name].shape[0])
+            parts = [
+                self._forward_tensors([feeds[s.name][i : i + self.max_batch] for s in self.inputs])
+                for i in range(0, n, self.max_batch)
+            ]
+        if not parts:
+            raise ModelError(f"{self.path}: run_prepared got an empty batch")
         return {k: np.concatenate([p[i] for p in parts]) for i, k in enumerate(names)}
 
     # ------------------------------------------------------------------- describe

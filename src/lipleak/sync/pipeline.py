@@ -5,9 +5,11 @@
             ...                                  # a VideoSync, or the InputError it raised
 
 ``workers`` threads each take the next video and run ``SyncScorer.score`` on it: decoding,
-crops, the audio stream and its MFCC, the offset search. Their lip windows do not go to
-the model directly but to ``SharedLipTower``, one thread that owns the lip tower and runs
-it on batches made of whatever windows are waiting, from any video. So the decoding of
+crops, the audio stream and its MFCC, the offset search. Their lip crops (runs of
+consecutive frames) do not go to the model directly but to ``SharedLipTower``, one thread
+that owns the lip tower and runs it on batches made of the windows of whatever runs are
+waiting, from any video; the model makes the float windows from the crops
+(``SyncNet.embed_lip_frames``: on the GPU with the torch backend). So the decoding of
 the next videos overlaps the inference of the current ones, and short clips share
 batches instead of leaving the model half-idle.
 
@@ -15,9 +17,9 @@ Every number equals scoring each video alone: a window's embedding depends on th
 window only (the tower has no batch statistics; ``tests/test_sync_volume.py`` checks the
 rows bit for bit against single-video scoring, for several batch sizes and worker
 counts). Memory is bounded by ``workers`` (each holds one video's streaming state and at
-most ``batch_size`` waiting windows) and one queued job, never by the number or length
-of the videos. The audio tower (1/50 of the lip tower's work per window) runs in the
-worker threads.
+most ``batch_size`` + 5 waiting crops) and one queued job, never by the number or length
+of the videos. The audio tower (about 1/8 of the lip tower's time per window on the CPU,
+``bench/README.md``) runs in the worker threads.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from ..export.syncnet_shapes import EMBED_DIM
+from ..export.syncnet_shapes import EMBED_DIM, WINDOW_FRAMES
 from ..runtime.probe import cpu_threads
 
 
@@ -46,10 +48,11 @@ class TowerStats:
 
 
 class _Request:
-    __slots__ = ("x", "result", "error", "done")
+    __slots__ = ("runs", "rows", "result", "error", "done")
 
-    def __init__(self, x: np.ndarray):
-        self.x = x
+    def __init__(self, runs: list[np.ndarray]):
+        self.runs = runs
+        self.rows = sum(len(r) - WINDOW_FRAMES + 1 for r in runs)  # windows
         self.result: np.ndarray | None = None
         self.error: BaseException | None = None
         self.done = threading.Event()
@@ -58,12 +61,13 @@ class _Request:
 class SharedLipTower:
     """A SyncNet whose lip tower is fed by many threads and run by ``replicas`` threads.
 
-    Has SyncNet's ``embed_lips``/``embed_audio``/``describe``, so a ``SyncScorer`` uses it
-    as its model (``SyncScorer.sharing``). ``embed_lips`` blocks its caller until the
-    windows it gave are embedded; the tower thread takes waiting requests first come,
-    first served, up to ``batch_size`` windows per model call, and starts as soon as it
-    is free: waiting for a fuller batch would leave it idle. With ``replicas`` > 1 (CPU:
-    ``SyncNet.lip_replicas``) that many batches run at once, one per tower thread.
+    Has SyncNet's ``embed_lip_frames``/``embed_audio``/``describe``, so a ``SyncScorer``
+    uses it as its model (``SyncScorer.sharing``). ``embed_lip_frames`` blocks its caller
+    until the windows of the runs it gave are embedded; the tower thread takes waiting
+    requests first come, first served, up to ``batch_size`` windows per model call, and
+    starts as soon as it is free: waiting for a fuller batch would leave it idle. With
+    ``replicas`` > 1 (CPU: ``SyncNet.lip_replicas``) that many batches run at once, one per
+    tower thread.
     ``busy_s`` in the stats adds the replicas' times (up to ``replicas`` × wall time).
     """
 
@@ -84,11 +88,12 @@ class SharedLipTower:
             t.start()
 
     # -- what a scorer calls ----------------------------------------------------------
-    def embed_lips(self, x: np.ndarray) -> np.ndarray:
-        if len(x) == 0:
+    def embed_lip_frames(self, runs: list[np.ndarray]) -> np.ndarray:
+        """``SyncNet.embed_lip_frames``, batched with other callers' windows. Blocks until
+        done; the runs are only read before it returns."""
+        req = _Request(list(runs))
+        if req.rows == 0:
             return np.zeros((0, EMBED_DIM), np.float32)
-        # the caller refills its batch buffer once this returns: hand over a copy
-        req = _Request(np.array(x, dtype=np.float32, copy=True))
         with self._cond:
             if self._closed:
                 raise RuntimeError("the shared lip tower is closed")
@@ -113,20 +118,18 @@ class SharedLipTower:
             if not self._waiting:
                 return None  # closed and drained
             taken, rows = [], 0
-            while self._waiting and (
-                not taken or rows + len(self._waiting[0].x) <= self.batch_size
-            ):
+            while self._waiting and (not taken or rows + self._waiting[0].rows <= self.batch_size):
                 req = self._waiting.pop(0)
                 taken.append(req)
-                rows += len(req.x)
+                rows += req.rows
             return taken
 
     def _serve(self, runtime) -> None:
         while (taken := self._take()) is not None:
-            x = taken[0].x if len(taken) == 1 else np.concatenate([r.x for r in taken])
+            n = sum(r.rows for r in taken)
             t0 = time.perf_counter()
             try:
-                y = self.syncnet.embed_lips(x, runtime)
+                y = self.syncnet.embed_lip_frames([run for r in taken for run in r.runs], runtime)
             except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
                 for r in taken:
                     r.error = exc
@@ -134,13 +137,13 @@ class SharedLipTower:
                 continue
             with self._stats_lock:
                 self.stats.busy_s += time.perf_counter() - t0
-                self.stats.windows += len(x)
+                self.stats.windows += n
                 self.stats.batches += 1
                 self.stats.mixed_batches += len(taken) > 1
             i = 0
             for r in taken:
-                r.result = y[i : i + len(r.x)]
-                i += len(r.x)
+                r.result = y[i : i + r.rows]
+                i += r.rows
                 r.done.set()
 
     def close(self) -> None:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 
 from .. import _core
-from ..export.syncnet_shapes import EMBED_DIM, LIPS_SHAPE, WINDOW_FRAMES
+from ..export.syncnet_shapes import EMBED_DIM, WINDOW_FRAMES
 from .audio import AudioWindows
 
 
@@ -71,19 +69,23 @@ class StreamingSearch:
 class WindowStream:
     """Turns consecutive 224x224 crops of one track into SyncNet lip embeddings.
 
-    Window k (frames k..k+4) is emitted when frame k+5 arrives, which reproduces
+    Window k (frames k..k+4) is counted when frame k+5 arrives, which reproduces
     syncnet_python's count N = n_frames - 5; the audio caps it the same way (window k
-    needs k + 6 frames of samples). Embeddings go straight into the streaming offset
-    search; audio is read only as far as the windows reach.
+    needs k + 6 frames of samples). Crops are kept as they come (uint8) and handed to the
+    model as runs of consecutive frames, ``batch_size`` windows at a time; the model makes
+    the float windows (``SyncNet.embed_lip_frames``), on its device where it can.
+    Embeddings go straight into the streaming offset search; audio is read only as far
+    as the windows reach. Memory: at most ``batch_size`` + 5 crops.
     """
 
     def __init__(self, syncnet, audio: AudioWindows, vshift: int, batch_size: int):
         self.syncnet = syncnet
         self.audio = audio
         self.search = StreamingSearch(syncnet, audio, vshift, batch_size)
-        self.ring: deque[np.ndarray] = deque(maxlen=WINDOW_FRAMES + 1)
-        self.batch = np.empty((batch_size, *LIPS_SHAPE), np.float32)
-        self.filled = 0
+        self.batch_size = batch_size
+        self.frames: list[np.ndarray] = []  # crops from frame ``first`` on
+        self.first = 0  # the first window not yet embedded (= its first frame)
+        self.seen = 0
         self.windows = 0
 
     @property
@@ -92,23 +94,23 @@ class WindowStream:
         return not self.audio.has_frames(self.windows + WINDOW_FRAMES + 1)
 
     def push(self, crop: np.ndarray) -> None:
-        # each frame enters five windows: convert it to float32 C×H×W once, not five times
-        # (exact: uint8 values are float32 integers; ``lip_window`` is the reference)
-        self.ring.append(crop.transpose(2, 0, 1).astype(np.float32))
-        if len(self.ring) <= WINDOW_FRAMES or self.done:
+        if self.done:
             return
-        window = self.batch[self.filled]
-        for t, frame in enumerate(list(self.ring)[:WINDOW_FRAMES]):
-            window[:, t] = frame
-        self.filled += 1
-        self.windows += 1
-        if self.filled == len(self.batch):
+        self.frames.append(crop)
+        self.seen += 1
+        if self.seen <= WINDOW_FRAMES:
+            return
+        self.windows += 1  # window seen - 6: frames seen - 6 .. seen - 2
+        if self.windows - self.first == self.batch_size:
             self.flush()
 
     def flush(self) -> None:
-        if self.filled:
-            self.search.add(self.syncnet.embed_lips(self.batch[: self.filled]))
-            self.filled = 0
+        n = self.windows - self.first
+        if n:
+            run = np.stack(self.frames[: n + WINDOW_FRAMES - 1])
+            self.search.add(self.syncnet.embed_lip_frames([run]))
+            del self.frames[:n]
+            self.first = self.windows
 
     def result(self) -> dict | None:
         """The offset search over all windows, or None when there were none."""
