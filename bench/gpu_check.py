@@ -25,6 +25,8 @@ a stage that no longer fits is skipped with a note in the JSON. Stages:
 3. all metrics: ``score`` of a protocol dir (``plan`` + a stream-copy remux generator, as
    README's demo) with ``--backend torch --no-report`` in a child process stopped at its
    time box; videos/min from the rows it committed.
+4. CUDA graphs: the lip tower on a device-resident batch, eager vs a captured graph, per
+   precision (what is left of the budget, at most 40 s; not in the dry run).
 
 ``--dry-run``: the same code on the CPU (torch backend on the CPU, 2 clips of 1 s, tiny
 counts, GPUs hidden), to prove the logic here; its JSON says so and is not a measurement.
@@ -738,6 +740,65 @@ def all_metrics(ckpt: Path, long_clips, inception: dict, box: float, args, tmp: 
     return res
 
 
+# ------------------------------------------------------------------------ 4. CUDA graphs
+
+
+def cuda_graphs(ckpt: Path, batch: int, box: float) -> dict:
+    """The lip tower on a device-resident batch: eager vs replaying a captured CUDA graph,
+    per precision (windows/s and the largest |difference|). Measured before the scorer
+    uses graphs: with batches of 128 windows the kernels are long and launch overhead may
+    not matter. A capture that fails (an op that syncs with the host) is recorded as such."""
+    import torch
+
+    from lipleak.models.syncnet import SyncNet
+    from lipleak.runtime.torch_backend import TorchRuntime
+
+    if not torch.cuda.is_available():
+        return {"skipped": "torch sees no CUDA device"}
+    path = SyncNet.load(ckpt, backend="cpu").lips.describe().model_path
+    each = box / (2 * len(PRECISIONS) + 1)
+    out: dict = {"batch": batch}
+
+    def rate(call) -> float:
+        call()
+        torch.cuda.synchronize()
+        n, t0 = 0, time.perf_counter()
+        while n < 3 or time.perf_counter() - t0 < each:
+            call()
+            n += 1
+        torch.cuda.synchronize()
+        return n * batch / (time.perf_counter() - t0)
+
+    for p in PRECISIONS:
+        rt = TorchRuntime(path, precision=p, max_batch=batch)
+        gen = torch.Generator(device=rt.device).manual_seed(0)
+        x = torch.randint(0, 256, (batch, 3, 5, 224, 224), generator=gen, device=rt.device)
+        x = x.to(rt.dtype)
+        res: dict = {}
+        with torch.no_grad():
+            res["eager_windows_per_s"] = rate(lambda rt=rt, x=x: rt.module(x))
+            try:
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):  # warm-up off the capture stream, as documented
+                    for _ in range(3):
+                        rt.module(x)
+                torch.cuda.current_stream().wait_stream(side)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    y = rt.module(x)
+                res["graph_windows_per_s"] = rate(graph.replay)
+                graph.replay()
+                ref = rt.module(x)
+                res["graph_max_abs_diff"] = float((y.float() - ref.float()).abs().max())
+                res["speedup"] = res["graph_windows_per_s"] / res["eager_windows_per_s"]
+            except Exception as exc:  # noqa: BLE001 - the finding itself
+                res["graph_error"] = repr(exc)[:300]
+        out[p] = res
+        log(f"CUDA graphs {p}: {json.dumps(res)}")
+    return out
+
+
 def score_child(argv: list[str]) -> int:
     """``score`` with the FID Inception replaced by the random ONNX ``argv[0]``."""
     from lipleak import cli
@@ -884,6 +945,17 @@ def main() -> int:
         except Exception as exc:  # noqa: BLE001
             result["all_metrics"] = {"error": repr(exc)}
             log(f"all metrics failed: {exc!r}")
+
+    # ---------------------------------------------------------- 4. CUDA graphs
+    box = budget.box(1.0, 40, 10)
+    if box is None or dry:
+        result["skipped"].append("CUDA graphs: " + ("dry run" if dry else "no time left"))
+    else:
+        try:
+            result["cuda_graphs"] = cuda_graphs(ckpt, args.batch_size, box)
+        except Exception as exc:  # noqa: BLE001
+            result["cuda_graphs"] = {"error": repr(exc)}
+            log(f"CUDA graphs failed: {exc!r}")
 
     # --------------------------------------------------------------- verdicts
     ag = result.get("agreement", {}).get("summary", {})

@@ -148,3 +148,51 @@ def test_run_prepared_needs_a_dynamic_batch(tmp_path):
     np.testing.assert_array_equal(got["y"], dyn.run({"x": x})["y"])
     with pytest.raises(ModelError, match="gave no"):
         dyn.run_prepared([x], lambda t, d: {})
+
+
+class DescribedRuntime:
+    """A runtime that only says what it is (for ``lip_replicas``)."""
+
+    def __init__(self, backend, device):
+        from lipleak.runtime.base import RuntimeInfo
+
+        self.info = RuntimeInfo(backend, "lips.onnx", "0" * 64, {"device": device})
+
+    def describe(self):
+        return self.info
+
+
+@pytest.mark.parametrize(
+    "backend,device,n,shared",
+    [("torch", "cuda:0", 2, 2), ("torch", "cuda", 3, 3), ("torch", "cuda:0", 1, 1),
+     ("torch", "cpu", 2, 1), ("tensorrt", "cuda:0", 2, 1), ("ort-cuda", "cuda:0", 2, 1)],
+)  # fmt: skip
+def test_torch_on_cuda_is_served_by_several_threads(backend, device, n, shared):
+    """One torch runtime on CUDA, ``n`` serving threads (its lock covers only queuing);
+    TensorRT and onnxruntime on a GPU keep one thread (their runs hold the device)."""
+    from lipleak.models.syncnet import SyncNet
+
+    rt = DescribedRuntime(backend, device)
+    net = SyncNet("ckpt", "0" * 64, None, rt, rt)
+    replicas = net.lip_replicas(n)
+    assert len(replicas) == shared and all(r is rt for r in replicas)
+
+
+@torch_backend
+def test_threads_sharing_one_torch_runtime_get_their_own_embeddings(model_dir, runs):
+    """Several threads through one ``run_prepared`` at once (what the shared lip tower's
+    serving threads do on CUDA): each gets exactly what it gets alone."""
+    import concurrent.futures as cf
+
+    from lipleak.models.syncnet import SyncNet
+    from lipleak.runtime.torch_backend import TorchRuntime
+
+    cpu = SyncNet.load("syncnet_v2_random", backend="cpu")
+    rt = TorchRuntime(cpu.lips.describe().model_path, device="cpu", max_batch=4)
+    net = SyncNet(cpu.checkpoint, cpu.sha256, cpu.name, rt, cpu.audio)
+    jobs = [runs[0], runs[1], runs[0][2:], runs[1][:5]] * 2
+    alone = [net.embed_lip_frames([r]) for r in jobs]
+    with cf.ThreadPoolExecutor(4) as ex:
+        together = list(ex.map(lambda r: net.embed_lip_frames([r]), jobs))
+    for a, b in zip(alone, together, strict=True):
+        np.testing.assert_array_equal(a, b)

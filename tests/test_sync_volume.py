@@ -324,3 +324,34 @@ def test_keep_list_thresholds(media, uninterrupted, env, tmp_path):
         r["video"] for r in rows if float(r["lse_c"]) >= cut and abs(int(r["offset"])) <= 15
     )
     assert sorted(keep.read_text().splitlines()) == want and want
+
+
+def test_pipeline_audio_tower_is_single_threaded_with_the_same_bits(model_dir):
+    """The workers' audio tower on the CPU: a one-thread session of its own (no spinning
+    pool beside the lip tower's sessions), giving the tower's own bits; on any other
+    backend the tower itself."""
+    import numpy as np
+
+    from lipleak.io.audio import load_audio
+    from lipleak.metrics.sync import mfcc_windows
+    from lipleak.models.syncnet import SyncNet
+    from lipleak.runtime.base import RuntimeInfo
+    from lipleak.sync.pipeline import SharedLipTower
+
+    net = SyncNet.load("syncnet_v2_random", backend="cpu")
+    mfcc = mfcc_windows(load_audio(CLIPS[0]), 40)
+    tower = SharedLipTower(net, batch_size=8, replicas=1)
+    try:
+        audio = tower._audio
+        assert audio is not net.audio
+        assert audio.session.get_session_options().intra_op_num_threads == 1
+        np.testing.assert_array_equal(tower.embed_audio(mfcc), net.embed_audio(mfcc))
+    finally:
+        tower.close()
+
+    class Gpu:
+        def describe(self):
+            return RuntimeInfo("tensorrt", "audio.onnx", "0" * 64, {})
+
+    gpu = SyncNet("ckpt", "0" * 64, None, net.lips, Gpu())
+    assert gpu.audio_for_threads() is gpu.audio

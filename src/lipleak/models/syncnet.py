@@ -184,21 +184,47 @@ class SyncNet:
         its share of the cores. Two batches of one thread each run faster than one batch
         on two threads (``bench/bench_volume.py``), and no number changes: onnxruntime's
         CPU kernels give the same bits for any thread count (``tests/test_sync_volume.py``
-        compares with single-video scoring). Elsewhere (one GPU) the tower itself.
+        compares with single-video scoring). The torch backend on CUDA: the tower itself
+        ``n`` times, so that ``n`` threads serve it: ``TorchRuntime.run_prepared`` holds
+        its lock only while queuing a batch, so one thread's uploads and window making
+        overlap the GPU's work on another's batch. Elsewhere (TensorRT, onnxruntime on a
+        GPU: their runs hold the device to the end) the tower itself, once.
         """
         info = self.lips.describe()
+        if (
+            n > 1
+            and info.backend == "torch"
+            and str(info.details.get("device", "")).startswith("cuda")
+        ):
+            return [self.lips] * n
         if n <= 1 or info.backend != "cpu":
             return [self.lips]
         cores = cpu_threads()
         threads = max(1, cores // n)
         return [open_model(info.model_path, "cpu", threads=threads) for _ in range(n)]
 
-    def embed_audio(self, x: np.ndarray) -> np.ndarray:
-        """B×1×13×20 float32 MFCC windows → B×1024 float32."""
+    def audio_for_threads(self) -> Runtime:
+        """The audio tower for many threads calling at once (the pipeline's workers).
+
+        On the CPU backend a session of its own on one thread: concurrent calls then each
+        run on their caller's core, and no pool thread spins between ops beside the lip
+        tower's sessions (``sync DIR`` +7 % windows/s on two cores, ``bench/README.md``).
+        The same bits: onnxruntime's CPU kernels give them for any thread count (the
+        pipeline's rows equal single-video scoring, ``tests/test_sync_volume.py``).
+        Elsewhere the tower itself.
+        """
+        info = self.audio.describe()
+        if info.backend != "cpu":
+            return self.audio
+        return open_model(info.model_path, "cpu", threads=1)
+
+    def embed_audio(self, x: np.ndarray, runtime: Runtime | None = None) -> np.ndarray:
+        """B×1×13×20 float32 MFCC windows → B×1024 float32 (``runtime``: one from
+        ``audio_for_threads()`` instead of the tower itself)."""
         x = _check_batch(x, MFCC_SHAPE, "MFCC windows")
         if len(x) == 0:
             return np.zeros((0, EMBED_DIM), np.float32)
-        return self.audio.run({MFCC_INPUT: x})[EMBEDDING_OUTPUT]
+        return (runtime or self.audio).run({MFCC_INPUT: x})[EMBEDDING_OUTPUT]
 
     def describe(self) -> dict:
         """What computed the embeddings: checkpoint, ONNX files and backend (for results)."""

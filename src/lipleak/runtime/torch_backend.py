@@ -18,6 +18,7 @@ onnx2torch is imported against a placeholder that fails if such a node is ever c
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 import threading
@@ -182,6 +183,19 @@ class TorchRuntime:
         self.max_batch = self.fixed_batch or max(1, int(max_batch))
         self._lock = threading.Lock()
         self._sha256: str | None = None
+        # Each model runs on a CUDA stream of its own: a call waits only for its own work,
+        # so the audio tower's results (wanted by the worker threads) do not queue behind
+        # the lip tower's batches. The weights were copied on the default stream: wait
+        # for them once.
+        self._stream = None
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self._stream = torch.cuda.Stream(device=self.device)
+
+    def _on_stream(self):
+        if self._stream is None:
+            return contextlib.nullcontext()
+        return self._torch.cuda.stream(self._stream)
 
     # -------------------------------------------------------------------- running
 
@@ -193,7 +207,7 @@ class TorchRuntime:
 
     def _upload(self, value: np.ndarray):
         """A host array on the device as it is (no dtype change). On CUDA through pinned
-        memory, so the copy is a DMA queued on the current stream: the kernels that read
+        memory, so the copy is a DMA queued on this model's stream: the kernels that read
         it are queued behind it, and the caller's thread goes on."""
         t = self._torch.from_numpy(np.ascontiguousarray(value))
         if self.device.type == "cuda":
@@ -203,7 +217,8 @@ class TorchRuntime:
     def _forward(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self._forward_tensors([self._tensor(feeds[s.name]) for s in self.inputs])
 
-    def _forward_tensors(self, args: list) -> list[np.ndarray]:
+    def _outputs(self, args: list) -> list:
+        """The module's outputs for one batch, still on the device, floats as float32."""
         out = self.module(*args)
         out = list(out) if isinstance(out, (tuple, list)) else [out]
         if len(out) != len(self.outputs):
@@ -211,10 +226,10 @@ class TorchRuntime:
                 f"{self.path}: the converted module gave {len(out)} outputs, "
                 f"the graph declares {len(self.outputs)}"
             )
-        return [
-            np.ascontiguousarray((o.float() if o.is_floating_point() else o).detach().cpu().numpy())
-            for o in out
-        ]
+        return [o.float() if o.is_floating_point() else o for o in out]
+
+    def _forward_tensors(self, args: list) -> list[np.ndarray]:
+        return [np.ascontiguousarray(o.detach().cpu().numpy()) for o in self._outputs(args)]
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = [s.name for s in self.inputs if s.name not in feeds]
@@ -222,7 +237,7 @@ class TorchRuntime:
             raise ModelError(f"{self.path}: missing inputs {missing}")
         names = [o.name for o in self.outputs]
         n = int(next(iter(feeds[s.name] for s in self.inputs)).shape[0])
-        with self._lock, self._torch.inference_mode():
+        with self._lock, self._torch.inference_mode(), self._on_stream():
             if n and (n == self.fixed_batch or (self.fixed_batch is None and n <= self.max_batch)):
                 return dict(zip(names, self._forward(feeds), strict=True))
             parts = []
@@ -250,23 +265,40 @@ class TorchRuntime:
         what limits a small model), then ``prepare(tensors, dtype)`` makes the feeds there:
         ``{input name: tensor}`` in this runtime's precision, batch axis first. The batch is
         run in chunks of ``max_batch`` like ``run``; only for a graph with a dynamic batch.
+
+        On CUDA the lock is held only while the work is queued: the copies back go to
+        pinned memory behind an event, and waiting for it happens outside the lock, so a
+        second thread calling meanwhile queues its batch (its uploads and window making)
+        while this one's runs, and the GPU does not wait for the host between batches.
+        One stream, so the batches still run one after the other, each with the same
+        kernels as alone.
         """
         if self.fixed_batch is not None:
             raise ModelError(f"{self.path}: run_prepared needs a dynamic batch axis")
+        torch = self._torch
         names = [o.name for o in self.outputs]
-        with self._lock, self._torch.inference_mode():
+        done = None
+        with self._lock, torch.inference_mode(), self._on_stream():
             feeds = prepare([self._upload(a) for a in host], self.dtype)
             missing = [s.name for s in self.inputs if s.name not in feeds]
             if missing:
                 raise ModelError(f"{self.path}: prepare() gave no {missing}")
             n = int(feeds[self.inputs[0].name].shape[0])
             parts = [
-                self._forward_tensors([feeds[s.name][i : i + self.max_batch] for s in self.inputs])
+                self._outputs([feeds[s.name][i : i + self.max_batch] for s in self.inputs])
                 for i in range(0, n, self.max_batch)
             ]
+            if self.device.type == "cuda":
+                parts = [[o.to("cpu", non_blocking=True) for o in p] for p in parts]
+                done = torch.cuda.Event()
+                done.record(self._stream)
+            else:
+                parts = [[o.detach() for o in p] for p in parts]
+        if done is not None:
+            done.synchronize()
         if not parts:
             raise ModelError(f"{self.path}: run_prepared got an empty batch")
-        return {k: np.concatenate([p[i] for p in parts]) for i, k in enumerate(names)}
+        return {k: np.concatenate([p[i].numpy() for p in parts]) for i, k in enumerate(names)}
 
     # ------------------------------------------------------------------- describe
 

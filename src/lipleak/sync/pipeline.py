@@ -18,8 +18,9 @@ window only (the tower has no batch statistics; ``tests/test_sync_volume.py`` ch
 rows bit for bit against single-video scoring, for several batch sizes and worker
 counts). Memory is bounded by ``workers`` (each holds one video's streaming state and at
 most ``batch_size`` + 5 waiting crops) and one queued job, never by the number or length
-of the videos. The audio tower (about 1/8 of the lip tower's time per window on the CPU,
-``bench/README.md``) runs in the worker threads.
+of the videos. The audio tower (about 1/9 of the lip tower's core time per window on the
+CPU, ``bench/volume_ceiling.py``) runs in the worker threads, on the CPU in a
+single-threaded session of its own (``SyncNet.audio_for_threads``).
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ class SharedLipTower:
         self._stats_lock = threading.Lock()
         self._closed = False
         self.replicas = syncnet.lip_replicas(replicas)
+        self._audio = syncnet.audio_for_threads()
         self._threads = [
             threading.Thread(target=self._serve, args=(r,), name=f"lip-tower-{i}", daemon=True)
             for i, r in enumerate(self.replicas)
@@ -105,7 +107,7 @@ class SharedLipTower:
         return req.result
 
     def embed_audio(self, x: np.ndarray) -> np.ndarray:
-        return self.syncnet.embed_audio(x)
+        return self.syncnet.embed_audio(x, self._audio)
 
     def describe(self) -> dict:
         return self.syncnet.describe()
