@@ -21,7 +21,9 @@ from lipleak.metrics import sync as syncm
 from lipleak.models.syncnet import lip_windows
 from media import read_frames
 
-RUNS = ((CLIPS_DIR / "real03_aoc.mp4", 10, 9), (CLIPS_DIR / "real07_reagan.mp4", 3, 5))
+# 36 frames: a full batch of 32 windows (where a layout other than NCDHW changes the CPU
+# convolution's bits), 5 frames: one window
+RUNS = ((CLIPS_DIR / "real03_aoc.mp4", 10, 36), (CLIPS_DIR / "real07_reagan.mp4", 3, 5))
 
 
 def crops(path, start, n):
@@ -122,11 +124,20 @@ def test_torch_backend_from_frames_equals_its_host_windows(model_dir, runs, prec
     cpu = SyncNet.load("syncnet_v2_random", backend="cpu")
     path = cpu.lips.describe().model_path
     x = host_windows(runs)
+    import torch
+
+    from lipleak.models.syncnet import device_lip_windows
+
+    for group in ([runs[0]], [runs[1]], runs):  # one run (the scorer's call) and several
+        w = device_lip_windows([torch.from_numpy(r) for r in group], torch.float32)
+        assert w.is_contiguous()  # NCDHW, as the host windows: the same convolution kernels
     for max_batch in (64, 3):
         rt = TorchRuntime(path, precision=precision, device="cpu", max_batch=max_batch)
         net = SyncNet(cpu.checkpoint, cpu.sha256, cpu.name, rt, cpu.audio)
         got = net.embed_lip_frames(runs)
         np.testing.assert_array_equal(got, rt.run({"lips": x})["embedding"])
+        first = len(runs[0]) - 4
+        np.testing.assert_array_equal(net.embed_lip_frames(runs[:1]), got[:first])
         if precision == "fp32":
             ref = cpu.embed_lips(x)
             assert np.abs(got - ref).max() / np.abs(ref).max() <= 1e-4

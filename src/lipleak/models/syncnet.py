@@ -88,7 +88,10 @@ def device_lip_windows(frames: list, dtype):
 
     out = []
     for f in frames:
-        planar = f.permute(0, 3, 1, 2).to(dtype)  # N × 3 × H × W, converted once per frame
+        # N × 3 × H × W, converted once per frame. contiguous(): a permuted tensor keeps
+        # its strides through .to() and stack(), and channels-last windows make torch
+        # pick other convolution kernels, i.e. other bits than the host's NCDHW windows
+        planar = f.permute(0, 3, 1, 2).to(dtype).contiguous()
         n = planar.shape[0] - WINDOW_FRAMES + 1
         out.append(torch.stack([planar[t : t + n] for t in range(WINDOW_FRAMES)], dim=2))
     return out[0] if len(out) == 1 else torch.cat(out)
