@@ -40,6 +40,18 @@ def test_gt_dir_must_be_a_folder(tmp_path):
         pair_gt([], tmp_path / "f")
 
 
+@pytest.mark.parametrize("opts", [["--lpips", "vgg"], ["--lpips-trunk", "trunk.pth"]])
+@pytest.mark.parametrize("many", [False, True])
+def test_lpips_options_without_gt_dir_are_an_error(tmp_path, capsys, opts, many):
+    """Not silently ignored: without --gt-dir there is no LPIPS to compute; one video
+    (today's one-video path) and a folder alike, before anything is scored."""
+    video = CLIPS_DIR / "real03_aoc.mp4"
+    inputs = [str(video), "--db", str(tmp_path / "s.sqlite")] if many else [str(video)]
+    assert main(["sync", *inputs, *opts]) == 2  # a usage error
+    assert "--lpips/--lpips-trunk need --gt-dir" in capsys.readouterr().err
+    assert not (tmp_path / "s.sqlite").exists()
+
+
 def _heads() -> Path:
     """The lpips wheel's v0.1 heads (found, not imported: lpips imports torchvision)."""
     import importlib.util

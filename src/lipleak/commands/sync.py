@@ -254,9 +254,9 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--lpips",
         choices=("alex", "vgg"),
-        default="alex",
+        default=None,
         help="LPIPS v0.1 trunk with --gt-dir (its model files must be in the model dir). "
-        "Default: %(default)s",
+        "Default: alex",
     )
     p.add_argument(
         "--lpips-trunk",
@@ -342,6 +342,11 @@ def _single_video(args) -> bool:
 def run(args) -> int:
     if args.workers < 1:
         raise InputError(None, "--workers must be at least 1", "bad_option")
+    if args.gt_dir is None and (args.lpips is not None or args.lpips_trunk is not None):
+        # LPIPS compares each video with its ground truth: without one there is nothing
+        # to compute, and a silently ignored option would look like a scored column
+        raise InputError(None, "--lpips/--lpips-trunk need --gt-dir", "bad_option")
+    args.lpips = args.lpips or "alex"
     # --avs/--gt-dir go through the volume path even for one video: rows, store, summary
     if _single_video(args) and args.avs is None and args.gt_dir is None:
         args.video = Path(args.inputs[0])
@@ -393,8 +398,6 @@ def run_many(args) -> int:
         from ..sync.inputs import pair_gt
 
         jobs = pair_gt(jobs, args.gt_dir)
-    elif args.lpips_trunk is not None:
-        raise InputError(None, "--lpips-trunk needs --gt-dir", "bad_option")
     if not args.quiet:
         for path, why in ignored:
             print(f"not scored: {path}: {why}", file=sys.stderr)
