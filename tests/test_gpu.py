@@ -6,7 +6,8 @@ Each test is skipped on its own, with the reason, when what it needs is missing 
 cases never ran on a machine that had them but not TensorRT):
 ``needs_trt`` (a usable GPU + TensorRT + cuda-python), ``needs_ort_cuda`` (onnxruntime's
 CUDA provider on a usable GPU), ``needs_dali`` (DALI on a usable GPU), ``needs_torch``
-(torch, to export the towers), ``needs_torch_cuda`` (torch with CUDA).
+(torch, to export the towers), ``needs_torch_cuda`` (torch with CUDA),
+``needs_torch_backend_cuda`` (torch with CUDA and onnx2torch: what the lent GPU machine has).
 
 What is checked:
 - FP32 TensorRT embeddings of both SyncNet towers against onnxruntime CPU, including a
@@ -15,7 +16,10 @@ What is checked:
   1e-3 (issue 7 acceptance 2); FP16 drift on the same clips, measured and printed;
 - the engine cache: a second open builds nothing; the build CLI;
 - onnxruntime CUDA provider against CPU (when onnxruntime-gpu is installed);
-- DALI frames against the CPU decoder (maximum and mean absolute difference printed).
+- DALI frames against the CPU decoder (maximum and mean absolute difference printed);
+- the torch backend on CUDA: lip windows made on the GPU from uint8 crops equal the
+  host-made windows bit for bit (and onnxruntime CPU within 1e-4); threads sharing one
+  runtime each get their solo result.
 
 Set LIPLEAK_GPU_RECORD=1 to also write the measured numbers to
 bench/results/gpu_tests_<date>.json (GPU name, driver, TensorRT/DALI/onnxruntime versions).
@@ -347,3 +351,79 @@ def teardown_module(module):
         )
         + "\n"
     )
+
+
+needs_torch_backend_cuda = pytest.mark.skipif(
+    not _torch_cuda()[0] or importlib.util.find_spec("onnx2torch") is None,
+    reason=f"the torch backend on CUDA needs torch with CUDA and onnx2torch: {_torch_cuda()[1]}",
+)
+
+
+@pytest.fixture(scope="module")
+def lip_tower(model_dir, tmp_path_factory):
+    """(CPU SyncNet, lip ONNX path): the shared random-weight checkpoint, or where it is
+    not (the GPU check does not carry it) a seeded random SyncNet v2 saved in the
+    published format, as bench/gpu_check.py makes one."""
+    from collections import OrderedDict
+
+    from lipleak.models.syncnet import SyncNet
+
+    ckpt = CHECKPOINT
+    if not ckpt.is_file():
+        import torch
+
+        from lipleak.export.syncnet import SyncNetV2
+
+        torch.manual_seed(0)
+        state = OrderedDict(
+            (k, v)
+            for k, v in SyncNetV2().state_dict().items()
+            if not k.endswith("num_batches_tracked")
+        )
+        ckpt = tmp_path_factory.mktemp("syncnet") / "syncnet_v2_seeded.model"
+        torch.save(state, ckpt, _use_new_zipfile_serialization=False)
+    cpu = SyncNet.load(ckpt, backend="cpu")
+    return cpu, Path(cpu.lips.describe().model_path)
+
+
+def _crop_run(seed=0, n=36):
+    return np.random.default_rng(seed).integers(0, 256, (n, 224, 224, 3), dtype=np.uint8)
+
+
+@needs_torch_backend_cuda
+def test_torch_cuda_windows_made_on_the_gpu(lip_tower):
+    """uint8 crops uploaded and windowed on the GPU (``run_prepared``): the bits of the
+    host-made windows run by the same runtime, and onnxruntime CPU's within 1e-4."""
+    from lipleak.models.syncnet import SyncNet, lip_windows
+    from lipleak.runtime.torch_backend import TorchRuntime
+
+    cpu, lips = lip_tower
+    rt = TorchRuntime(lips, device="cuda", max_batch=32)
+    net = SyncNet(cpu.checkpoint, cpu.sha256, cpu.name, rt, cpu.audio)
+    run = _crop_run()
+    x = lip_windows(run)
+    got = net.embed_lip_frames([run])
+    np.testing.assert_array_equal(got, rt.run({"lips": x})["embedding"])
+    assert _rel(got, cpu.embed_lips(x)) <= 1e-4
+    RECORD["embeddings"]["torch_cuda_lips_from_frames_rel"] = _rel(got, cpu.embed_lips(x))
+
+
+@needs_torch_backend_cuda
+def test_torch_cuda_threads_share_one_runtime(lip_tower):
+    """What the shared lip tower's two serving threads do on CUDA: calls overlap (the lock
+    covers only queuing), each gets its solo result bit for bit."""
+    import concurrent.futures as cf
+
+    from lipleak.models.syncnet import SyncNet
+    from lipleak.runtime.torch_backend import TorchRuntime
+
+    cpu, lips = lip_tower
+    rt = TorchRuntime(lips, device="cuda", max_batch=16)
+    net = SyncNet(cpu.checkpoint, cpu.sha256, cpu.name, rt, cpu.audio)
+    assert net.lip_replicas(2) == [rt, rt]
+    runs = [_crop_run(seed, n) for seed, n in enumerate((36, 9, 21, 5, 36, 12))]
+    alone = [net.embed_lip_frames([r]) for r in runs]
+    with cf.ThreadPoolExecutor(4) as ex:
+        together = list(ex.map(lambda r: net.embed_lip_frames([r]), runs))
+    for a, b in zip(alone, together, strict=True):
+        np.testing.assert_array_equal(a, b)
