@@ -25,8 +25,9 @@ a stage that no longer fits is skipped with a note in the JSON. Stages:
 3. all metrics: ``score`` of a protocol dir (``plan`` + a stream-copy remux generator, as
    README's demo) with ``--backend torch --no-report`` in a child process stopped at its
    time box; videos/min from the rows it committed.
-4. CUDA graphs: the lip tower on a device-resident batch, eager vs a captured graph, per
-   precision (what is left of the budget, at most 40 s; not in the dry run).
+4. CUDA graphs and channels-last: the lip tower on a device-resident batch, eager vs a
+   captured graph vs channels-last windows, per precision (what is left of the budget, at
+   most 40 s; not in the dry run).
 
 ``--dry-run``: the same code on the CPU (torch backend on the CPU, 2 clips of 1 s, tiny
 counts, GPUs hidden), to prove the logic here; its JSON says so and is not a measurement.
@@ -745,9 +746,11 @@ def all_metrics(ckpt: Path, long_clips, inception: dict, box: float, args, tmp: 
 
 def cuda_graphs(ckpt: Path, batch: int, box: float) -> dict:
     """The lip tower on a device-resident batch: eager vs replaying a captured CUDA graph,
-    per precision (windows/s and the largest |difference|). Measured before the scorer
-    uses graphs: with batches of 128 windows the kernels are long and launch overhead may
-    not matter. A capture that fails (an op that syncs with the host) is recorded as such."""
+    and eager on channels-last (NDHWC) windows, per precision (windows/s and the largest
+    difference). Measured before the scorer uses either: with batches of 128 windows the
+    kernels are long and launch overhead may not matter, and channels-last changes bits
+    (it would be a hashed setting, like the precision). A capture that fails (an op that
+    syncs with the host) is recorded as such."""
     import torch
 
     from lipleak.models.syncnet import SyncNet
@@ -756,7 +759,7 @@ def cuda_graphs(ckpt: Path, batch: int, box: float) -> dict:
     if not torch.cuda.is_available():
         return {"skipped": "torch sees no CUDA device"}
     path = SyncNet.load(ckpt, backend="cpu").lips.describe().model_path
-    each = box / (2 * len(PRECISIONS) + 1)
+    each = box / (3 * len(PRECISIONS) + 1)
     out: dict = {"batch": batch}
 
     def rate(call) -> float:
@@ -794,6 +797,20 @@ def cuda_graphs(ckpt: Path, batch: int, box: float) -> dict:
                 res["speedup"] = res["graph_windows_per_s"] / res["eager_windows_per_s"]
             except Exception as exc:  # noqa: BLE001 - the finding itself
                 res["graph_error"] = repr(exc)[:300]
+            # channels-last windows: on the CPU torch's kernels for them ran the tower
+            # 1.4x faster with other bits (bench/README); what cuDNN does with them
+            try:
+                cl = TorchRuntime(path, precision=p, max_batch=batch)
+                cl.module = cl.module.to(memory_format=torch.channels_last_3d)
+                xc = x.contiguous(memory_format=torch.channels_last_3d)
+                res["channels_last_windows_per_s"] = rate(lambda cl=cl, xc=xc: cl.module(xc))
+                ref = rt.module(x)
+                got = cl.module(xc)
+                res["channels_last_max_rel_diff"] = float(
+                    (got.float() - ref.float()).abs().max() / ref.float().abs().max()
+                )
+            except Exception as exc:  # noqa: BLE001
+                res["channels_last_error"] = repr(exc)[:300]
         out[p] = res
         log(f"CUDA graphs {p}: {json.dumps(res)}")
     return out
