@@ -8,6 +8,22 @@ import av
 import numpy as np
 
 
+def write_lossless(path, frames):
+    """FFV1 in Matroska: decodes back to exactly these BGR frames."""
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("ffv1", rate=25)
+        vs.height, vs.width = frames[0].shape[:2]
+        vs.pix_fmt = "bgr0"
+        for f in frames:
+            for pkt in vs.encode(
+                av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="bgr24")
+            ):
+                out.mux(pkt)
+        for pkt in vs.encode():
+            out.mux(pkt)
+    return path
+
+
 def write_video(
     path: Path,
     frames: np.ndarray | list,

@@ -289,11 +289,10 @@ def test_bad_crops_are_input_errors(ours):
 def scored(lp_dir, model_dir, tmp_path_factory):
     """A GT clip (12 frames of a real clip, lossless) and a copy with a brightened band,
     scored with LPIPS on the random trunk; the session model dir gets the heads."""
-    import av
-
     from conftest import CLIPS_DIR
     from lipleak.io.video import iter_frames
     from lipleak.visual import VisualScorer, VisualSettings
+    from media import write_lossless
 
     d, trunks = lp_dir
     mp = pytest.MonkeyPatch()
@@ -311,19 +310,8 @@ def scored(lp_dir, model_dir, tmp_path_factory):
         changed.append(g)
     tmp = tmp_path_factory.mktemp("lpips_score")
 
-    def write(path, fs):
-        with av.open(str(path), "w") as out:
-            vs = out.add_stream("ffv1", rate=25)
-            vs.height, vs.width = fs[0].shape[:2]
-            vs.pix_fmt = "bgr0"
-            for f in fs:
-                for pkt in vs.encode(av.VideoFrame.from_ndarray(f, format="bgr24")):
-                    out.mux(pkt)
-            for pkt in vs.encode():
-                out.mux(pkt)
-        return path
-
-    gt_path, gen_path = write(tmp / "gt.mkv", frames), write(tmp / "gen.mkv", changed)
+    gt_path = write_lossless(tmp / "gt.mkv", frames)
+    gen_path = write_lossless(tmp / "gen.mkv", changed)
     settings = VisualSettings(lpips_trunk=str(trunks["alex"]), backend="cpu")
     yield settings, VisualScorer, gt_path, gen_path, changed
     mp.undo()

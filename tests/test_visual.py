@@ -8,7 +8,6 @@ FID; brute force for the nearest-detection rule.
 
 from __future__ import annotations
 
-import av
 import cv2
 import numpy as np
 import pytest
@@ -22,25 +21,10 @@ from lipleak.metrics.fid import FeatureStats, cell_fid
 from lipleak.metrics.quality import frame_psnr, frame_ssim
 from lipleak.models.inception import FIDInception
 from lipleak.visual import GTAnalysis, VisualScorer, VisualSettings, nearest_sources
+from media import write_lossless
 
 N = 25  # frames per test clip: the mouth-audio correlation needs >= 25 (1 s)
 CLIP = CLIPS_DIR / "real07_reagan.mp4"  # 256x256: cheap to run every model on
-
-
-def write_lossless(path, frames):
-    """FFV1 in Matroska: decodes back to exactly these BGR frames."""
-    with av.open(str(path), "w") as out:
-        vs = out.add_stream("ffv1", rate=25)
-        vs.height, vs.width = frames[0].shape[:2]
-        vs.pix_fmt = "bgr0"
-        for f in frames:
-            for pkt in vs.encode(
-                av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="bgr24")
-            ):
-                out.mux(pkt)
-        for pkt in vs.encode():
-            out.mux(pkt)
-    return path
 
 
 @pytest.fixture(scope="module")
