@@ -63,13 +63,18 @@ def _check_run(run: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(run)
 
 
+def run_windows(run) -> int:
+    """How many windows a run of consecutive crops gives: window k is frames k .. k+4."""
+    return len(run) - WINDOW_FRAMES + 1
+
+
 def lip_windows(frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Every window of a run of consecutive crops: uint8[n, 224, 224, 3] →
     float32[n - 4, 3, 5, 224, 224], window k holding frames k .. k+4 in the layout of
     ``lipleak.metrics.sync.lip_window``. Each frame is converted once, not once per window
     it enters; uint8 values are exact in float32, so this equals that reference bit for
     bit."""
-    n = len(frames) - WINDOW_FRAMES + 1
+    n = run_windows(frames)
     if out is None:
         out = np.empty((max(n, 0), 3, WINDOW_FRAMES, *frames.shape[1:3]), np.float32)
     if n <= 0:
@@ -92,7 +97,7 @@ def device_lip_windows(frames: list, dtype):
         # its strides through .to() and stack(), and channels-last windows make torch
         # pick other convolution kernels, i.e. other bits than the host's NCDHW windows
         planar = f.permute(0, 3, 1, 2).to(dtype).contiguous()
-        n = planar.shape[0] - WINDOW_FRAMES + 1
+        n = run_windows(planar)
         out.append(torch.stack([planar[t : t + n] for t in range(WINDOW_FRAMES)], dim=2))
     return out[0] if len(out) == 1 else torch.cat(out)
 
@@ -162,7 +167,7 @@ class SyncNet:
         are equal bit for bit). ``runtime``: one of ``lip_replicas()``.
         """
         runs = [_check_run(r) for r in runs]
-        n = sum(len(r) - WINDOW_FRAMES + 1 for r in runs)
+        n = sum(map(run_windows, runs))
         if n == 0:
             return np.zeros((0, EMBED_DIM), np.float32)
         rt = runtime or self.lips
@@ -175,7 +180,7 @@ class SyncNet:
             buf = self._scratch.windows = np.empty((n, *LIPS_SHAPE), np.float32)
         x, i = buf[:n], 0
         for r in runs:
-            k = len(r) - WINDOW_FRAMES + 1
+            k = run_windows(r)
             lip_windows(r, x[i : i + k])
             i += k
         return rt.run({LIPS_INPUT: x})[EMBEDDING_OUTPUT]

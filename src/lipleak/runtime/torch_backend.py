@@ -292,8 +292,6 @@ class TorchRuntime:
                 parts = [[o.to("cpu", non_blocking=True) for o in p] for p in parts]
                 done = torch.cuda.Event()
                 done.record(self._stream)
-            else:
-                parts = [[o.detach() for o in p] for p in parts]
         if done is not None:
             done.synchronize()
         if not parts:

@@ -34,7 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from ..export.syncnet_shapes import EMBED_DIM, WINDOW_FRAMES
+from ..export.syncnet_shapes import EMBED_DIM
+from ..models.syncnet import run_windows
 from ..runtime.probe import cpu_threads
 
 
@@ -53,7 +54,7 @@ class _Request:
 
     def __init__(self, runs: list[np.ndarray]):
         self.runs = runs
-        self.rows = sum(len(r) - WINDOW_FRAMES + 1 for r in runs)  # windows
+        self.rows = sum(map(run_windows, runs))
         self.result: np.ndarray | None = None
         self.error: BaseException | None = None
         self.done = threading.Event()
