@@ -344,14 +344,6 @@ def test_plan_is_deterministic_and_deranged(tmp_path):
         assert not np.any(p == np.arange(len(p)))
 
 
-def test_plan_length_rule():
-    from lipleak.protocol.planner import fit_length
-
-    a = np.arange(1, 6, dtype=np.int16)
-    assert fit_length(a, 3).tolist() == [1, 2, 3]
-    assert fit_length(a, 12).tolist() == [1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 1, 2]
-
-
 def test_plan_refuses_fewer_than_two_videos(tmp_path, capsys):
     gt = tmp_path / "gt"
     synth.make_set(gt, 1, seconds=0.4)

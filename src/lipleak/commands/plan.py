@@ -29,14 +29,31 @@ def add_parser(sub) -> None:
         help="alternative-reference frames: the first frame (default), one random "
         "frame, or K random frames",
     )
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from tqdm import tqdm
+
     from ..protocol.planner import make_plan
 
-    plan = make_plan(args.gt_dir, args.out_dir, seed=args.seed, ar=args.ar)
+    # two passes over the GT audio (hash, then write): one bar step per video and pass; the
+    # bar starts with the first step, so a refused folder prints its error line alone
+    bar = None
+
+    def progress(message: str) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(unit="step", desc="plan", disable=args.quiet, leave=False)
+        bar.set_postfix_str(message, refresh=False)
+        bar.update(1)
+
+    try:
+        plan = make_plan(args.gt_dir, args.out_dir, seed=args.seed, ar=args.ar, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
     if not args.quiet:
         n = len(plan["videos"])
         print(

@@ -18,20 +18,27 @@ Paths inside the plan are relative to OUT_DIR (GT videos are absolute), and noth
 depends on time or machine, so the same inputs and seed give byte-identical files. A file
 whose bytes would not change is not rewritten (its mtime is kept), so planning an existing
 run again with the same inputs and seed does not make `score` redo anything.
+
+Audio is streamed, never held whole: a first pass hashes and counts each GT audio, a second
+writes each stem's three files chunk by chunk (the XM driver is decoded again, as often as
+the length rule repeats it), so memory does not grow with the clips' length or number.
 """
 
 from __future__ import annotations
 
+import filecmp
 import hashlib
 import io
 import json
+import os
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError, LipleakError
-from ..files import atomic_write
-from ..io.audio import load_audio
+from ..files import atomic_path, atomic_write
+from ..io.audio import iter_audio
 from ..io.video import probe
 from .dataset import CELLS, find_videos, gt_audio_source, jobs_path, plan_path
 
@@ -66,20 +73,49 @@ def derangement(n: int, rng: np.random.Generator, groups=None) -> np.ndarray:
     return p
 
 
-def identical_audio(stems: list[str], audios: dict[str, np.ndarray]) -> list[list[str]]:
-    """Groups (sorted, two or more stems each) of videos whose decoded audio is identical."""
+def audio_digest(chunks: Iterable[np.ndarray]) -> tuple[str, int]:
+    """(sha256 of the int16 samples' bytes, number of samples) of a chunked signal."""
+    h, n = hashlib.sha256(), 0
+    for c in chunks:
+        c = np.ascontiguousarray(c, np.int16)
+        h.update(c.tobytes())
+        n += len(c)
+    return h.hexdigest(), n
+
+
+def identical_audio(stems: list[str], digests: dict[str, str]) -> list[list[str]]:
+    """Groups (sorted, two or more stems each) of videos whose decoded audio is identical,
+    from the sha256 of each stem's samples (``audio_digest``)."""
     by_hash: dict[str, list[str]] = {}
     for s in stems:
-        by_hash.setdefault(hashlib.sha256(audios[s].tobytes()).hexdigest(), []).append(s)
+        by_hash.setdefault(digests[s], []).append(s)
     return sorted(sorted(g) for g in by_hash.values() if len(g) > 1)
 
 
-def fit_length(audio: np.ndarray, n: int) -> np.ndarray:
-    """Cut ``audio`` to ``n`` samples, or repeat it from its start until it has ``n``."""
-    if len(audio) == 0:
-        return np.zeros(n, np.int16)
-    reps = -(-n // len(audio))
-    return np.tile(audio, reps)[:n].astype(np.int16)
+def zeros(n: int, size: int = 1 << 16) -> Iterator[np.ndarray]:
+    """``n`` samples of digital silence, in chunks of at most ``size``."""
+    block = np.zeros(min(n, size), np.int16)
+    for i in range(0, n, size):
+        yield block[: min(size, n - i)]
+
+
+def fit_length(chunks: Callable[[], Iterable[np.ndarray]], n: int) -> Iterator[np.ndarray]:
+    """The signal ``chunks()`` cut to ``n`` samples, or repeated from its start until it has
+    ``n`` (silence when it is empty); ``chunks`` gives a fresh pass over it each call."""
+    left = n
+    while left > 0:
+        got = 0
+        for c in chunks():
+            c = c[:left]
+            got += len(c)
+            left -= len(c)
+            if len(c):
+                yield c
+            if left == 0:
+                return
+        if got == 0:  # nothing to repeat
+            yield from zeros(left)
+            return
 
 
 def reference_frames(ar: str, n_frames: int, rng: np.random.Generator) -> list[int]:
@@ -107,6 +143,29 @@ def _wav_bytes(samples: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+class _Unchanged(Exception):
+    """The new file's bytes are the old file's: keep the old one (and its mtime)."""
+
+
+def write_wav_if_changed(path: Path, chunks: Iterable[np.ndarray]) -> None:
+    """Stream ``chunks`` into ``path`` as ``write_wav`` would write their concatenation;
+    the file is replaced whole, and only if its bytes change (see ``_write_if_changed``)."""
+    import soundfile as sf
+
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as raw:
+                with sf.SoundFile(raw, "w", 16000, 1, "PCM_16", format="WAV") as f:
+                    for c in chunks:
+                        f.write(np.ascontiguousarray(c, np.int16))
+                raw.flush()
+                os.fsync(raw.fileno())
+            if path.is_file() and filecmp.cmp(tmp, path, shallow=False):
+                raise _Unchanged  # atomic_path removes the temporary file
+    except _Unchanged:
+        pass
+
+
 def _write_if_changed(path: Path, data: bytes | str) -> None:
     """Write ``path`` only if its bytes would change.
 
@@ -122,7 +181,13 @@ def _write_if_changed(path: Path, data: bytes | str) -> None:
     atomic_write(path, blob)
 
 
-def make_plan(gt_dir: Path, out_dir: Path, seed: int = 0, ar: str = "first") -> dict:
+def make_plan(
+    gt_dir: Path,
+    out_dir: Path,
+    seed: int = 0,
+    ar: str = "first",
+    progress: Callable[[str], None] = lambda message: None,
+) -> dict:
     gt_dir, out_dir = Path(gt_dir), Path(out_dir)
     if not gt_dir.is_dir():
         raise InputError(gt_dir, "not a directory", "missing")
@@ -134,11 +199,13 @@ def make_plan(gt_dir: Path, out_dir: Path, seed: int = 0, ar: str = "first") -> 
         )
     stems = sorted(videos)
     rng = np.random.default_rng(seed)
-    audios, n_frames = {}, {}
-    for s in stems:
-        audios[s] = load_audio(gt_audio_source(videos[s]))
+    source = {s: gt_audio_source(videos[s]) for s in stems}
+    digests, n_samples, n_frames = {}, {}, {}
+    for i, s in enumerate(stems):
+        progress(f"reading audio {i + 1}/{len(stems)}: {s}")
+        digests[s], n_samples[s] = audio_digest(iter_audio(source[s]))
         n_frames[s] = probe(videos[s]).n_frames
-    same = identical_audio(stems, audios)
+    same = identical_audio(stems, digests)
     label = {s: i for i, group in enumerate(same) for s in group}
     try:
         perm = derangement(
@@ -151,13 +218,18 @@ def make_plan(gt_dir: Path, out_dir: Path, seed: int = 0, ar: str = "first") -> 
         ) from None
     items, jobs = [], []
     for i, s in enumerate(stems):
+        progress(f"writing audio {i + 1}/{len(stems)}: {s}")
         driver = stems[perm[i]]
-        n = len(audios[s])
-        files = {"AM": audios[s], "SI": np.zeros(n, np.int16), "XM": fit_length(audios[driver], n)}
+        n = n_samples[s]
+        files = {  # generators: each is decoded while its file is written
+            "AM": iter_audio(source[s]),
+            "SI": zeros(n),
+            "XM": fit_length(lambda d=driver: iter_audio(source[d]), n),
+        }
         rel = {}
-        for setup, samples in files.items():
+        for setup, chunks in files.items():
             rel[setup] = f"audio/{setup}/{s}.wav"
-            _write_if_changed(out_dir / rel[setup], _wav_bytes(samples))
+            write_wav_if_changed(out_dir / rel[setup], chunks)
         ar_frames = reference_frames(ar, max(1, n_frames[s]), rng)
         items.append(
             {
