@@ -69,6 +69,30 @@ def test_rms_envelope_windows():
     assert rms_envelope(np.full(1280, -32768, np.int16))[0] == 32768.0  # no int16 overflow
 
 
+@pytest.mark.parametrize("chunk", [1, 333, 640, 641, 5000])
+def test_rms_envelope_from_chunks_is_the_array_result(chunk):
+    """Streamed (as `score` reads its audio) = whole array, bit for bit; reading stops once
+    the frames are covered."""
+    from lipleak.io.audio import array_chunks
+
+    audio = np.random.default_rng(chunk).integers(-32768, 32767, 640 * 40 + 77).astype(np.int16)
+    for n in (None, 0, 1, 17, 40, 41, 100):
+        whole = rms_envelope(audio, n)
+        got = rms_envelope(array_chunks(audio, chunk), n)
+        assert got.dtype == np.float64 and np.array_equal(got, whole), (chunk, n)
+    read = []
+
+    def counted():
+        for c in array_chunks(audio, chunk):
+            read.append(len(c))
+            yield c
+
+    rms_envelope(counted(), 3)
+    assert sum(read) < 640 * 3 + 2 * chunk + 640
+    with pytest.raises(InputError, match="mono"):
+        rms_envelope([np.zeros((2, 640), np.int16)])
+
+
 def test_lagged_correlation_finds_a_known_delay():
     rng = np.random.default_rng(2)
     env = rng.random(120)

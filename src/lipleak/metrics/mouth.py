@@ -48,15 +48,45 @@ def aperture(landmarks: np.ndarray) -> np.ndarray:
         return np.where(width > 0, gap / width, np.nan)
 
 
-def rms_envelope(audio: np.ndarray, n_frames: int | None = None, hop: int = HOP) -> np.ndarray:
-    """float64 RMS of consecutive ``hop``-sample windows (one per video frame); a partial
-    last window is dropped, and at most ``n_frames`` values are returned."""
-    a = np.asarray(audio)
-    if a.ndim != 1:
-        raise InputError(None, f"audio must be mono 1-D samples, got {a.shape}", "bad_audio")
-    m = len(a) // hop if n_frames is None else min(n_frames, len(a) // hop)
-    x = a[: m * hop].astype(np.float64).reshape(m, hop)
+def _window_rms(x: np.ndarray, hop: int) -> np.ndarray:
+    x = x.astype(np.float64).reshape(-1, hop)
     return np.sqrt((x * x).mean(axis=1))
+
+
+def rms_envelope(audio, n_frames: int | None = None, hop: int = HOP) -> np.ndarray:
+    """float64 RMS of consecutive ``hop``-sample windows (one per video frame); a partial
+    last window is dropped, and at most ``n_frames`` values are returned.
+
+    ``audio``: a 1-D array, or an iterable of 1-D chunks (streamed: reading stops once
+    ``n_frames`` windows are full). Each window's value is computed from its own samples
+    alone, so the chunking changes no bit.
+    """
+    if isinstance(audio, np.ndarray):
+        chunks = (audio,)
+        if audio.ndim != 1:
+            raise InputError(
+                None, f"audio must be mono 1-D samples, got {audio.shape}", "bad_audio"
+            )
+    else:
+        chunks = audio
+    out: list[np.ndarray] = []
+    m = 0  # windows so far
+    rest = np.zeros(0, np.int16)  # samples of a window not yet full
+    for c in chunks:
+        c = np.asarray(c)
+        if c.ndim != 1:
+            raise InputError(None, f"audio must be mono 1-D samples, got {c.shape}", "bad_audio")
+        if n_frames is not None and m >= n_frames:
+            break
+        x = np.concatenate((rest, c)) if len(rest) else c
+        k = len(x) // hop
+        if n_frames is not None:
+            k = min(k, n_frames - m)
+        if k:
+            out.append(_window_rms(x[: k * hop], hop))
+            m += k
+        rest = x[k * hop :]
+    return np.concatenate(out) if out else np.zeros(0, np.float64)
 
 
 def _pearson(x: np.ndarray, y: np.ndarray) -> float:
@@ -116,8 +146,9 @@ class AudioMotion:
     per_lag: dict[int, float] = field(default_factory=dict)
 
 
-def audio_motion(ap: np.ndarray, audio: np.ndarray, max_lag: int = MAX_LAG) -> AudioMotion:
-    """AM/XM: best-lag correlation of the aperture with the driving audio's RMS envelope."""
+def audio_motion(ap: np.ndarray, audio, max_lag: int = MAX_LAG) -> AudioMotion:
+    """AM/XM: best-lag correlation of the aperture with the driving audio's RMS envelope
+    (``audio``: an array or an iterable of chunks, as ``rms_envelope`` takes)."""
     ap = np.asarray(ap, np.float64)
     env = rms_envelope(audio, len(ap))
     n = len(env)

@@ -36,7 +36,8 @@ import numpy as np
 from .. import __version__
 from ..errors import InputError, LipleakError
 from ..files import atomic_path, atomic_write
-from ..io.audio import load_audio
+from ..io.audio import iter_audio, load_audio
+from ..io.container import check_complete
 from ..sync import SyncScorer, SyncSettings
 from ..sync.pipeline import SharedLipTower, feed_threads
 from .dataset import (
@@ -139,6 +140,7 @@ class StemScorer:
         self._gt_audio: np.ndarray | InputError | None = None
         self._gt_analysis = None
         self._avs_reference = None
+        self._audio_checks: dict[Path, InputError | None] = {}
 
     def sharing(self, syncnet) -> StemScorer:
         """A scorer for another thread: the same models, ``syncnet`` as its SyncNet, and its
@@ -146,14 +148,14 @@ class StemScorer:
         other = copy.copy(self)
         other.sync = self.sync.sharing(syncnet)
         other._task, other._gt_audio, other._gt_analysis = None, None, None
-        other._avs_reference = None
+        other._avs_reference, other._audio_checks = None, {}
         return other
 
     def score_stem(self, task: StemTask) -> Iterator[GroupResult]:
         """One result per (video, pending group), in the task's order, as each is ready."""
         # a stem's GT audio and analysis are kept for its videos only: work is ordered by stem
         self._task, self._gt_audio, self._gt_analysis = task, None, None
-        self._avs_reference = None
+        self._avs_reference, self._audio_checks = None, {}
         fns = {"sync": self.score_sync, "visual": self.score_visual, "avs": self.score_avs}
         for pending in task.videos:
             v = pending.cell_video
@@ -181,32 +183,66 @@ class StemScorer:
                 )
 
     # -- audio ----------------------------------------------------------------------------
+    # SyncNet and the mouth-motion envelope read their audio from its file as a stream, so
+    # memory does not grow with a clip's length; only AV-HuBERT, which takes a clip whole,
+    # gets arrays (``gt_audio``, ``motion_audio``).
+    def checked_audio(self, path: Path, what: str) -> Path:
+        """``path`` once its audio stream is known to be complete (a pass over its packets,
+        once per stem): a reader that stops early could not tell a cut file."""
+        if path not in self._audio_checks:
+            try:
+                check_complete(path, ("audio",))
+                self._audio_checks[path] = None
+            except InputError as exc:
+                self._audio_checks[path] = InputError(exc.path, f"{what}: {exc.cause}", exc.status)
+        err = self._audio_checks[path]
+        if err is not None:
+            raise InputError(err.path, err.cause, err.status)
+        return path
+
+    def gt_audio_path(self) -> Path:
+        return self.checked_audio(gt_audio_source(self._task.gt_video), "GT audio")
+
     def gt_audio(self, stem: str) -> np.ndarray:
+        """The GT audio as one array (AV-HuBERT only)."""
         if self._gt_audio is None:
             try:
-                self._gt_audio = load_audio(gt_audio_source(self._task.gt_video))
+                self._gt_audio = load_audio(self.gt_audio_path())
             except InputError as exc:
                 self._gt_audio = exc
         a = self._gt_audio
         if isinstance(a, InputError):
-            raise InputError(a.path, f"GT audio: {a.cause}", a.status)
+            cause = a.cause if a.cause.startswith("GT audio: ") else f"GT audio: {a.cause}"
+            raise InputError(a.path, cause, a.status)
         return a
 
-    def sync_audio(self, v: CellVideo):
+    def sync_audio(self, v: CellVideo) -> Path | None:
+        """The file whose audio SyncNet scores ``v`` against; None: ``v``'s own track."""
         if v.setup == "XM":
             if not self._task.has_plan:
                 return None  # the generated video's own track is the driving audio
             if self._task.driving is None:
                 raise InputError(v.path, "the plan has no driving audio for this stem", "bad_input")
-            return load_audio(self._task.driving)
-        return self.gt_audio(v.stem)
+            return self.checked_audio(self._task.driving, "driving audio")
+        return self.gt_audio_path()
+
+    def motion_chunks(self, v: CellVideo):
+        """The driving audio of ``v``'s mouth-motion envelope, streamed; None for SI (the
+        envelope of silence is not used)."""
+        if v.setup == "SI":
+            return None
+        path = self.sync_audio(v)
+        if path is None:
+            path = self.checked_audio(v.path, "audio")
+        return iter_audio(path)
 
     def motion_audio(self, v: CellVideo) -> np.ndarray:
+        """The driving audio of ``v`` as one array (AV-HuBERT only)."""
         if v.setup == "SI":
             return np.zeros_like(self.gt_audio(v.stem))
         if v.setup == "XM":
-            a = self.sync_audio(v)
-            return load_audio(v.path) if a is None else a
+            path = self.sync_audio(v)
+            return load_audio(v.path if path is None else path)
         return self.gt_audio(v.stem)
 
     # -- groups ---------------------------------------------------------------------------
@@ -254,10 +290,10 @@ class StemScorer:
         gta = self.gt_analysis(v.stem)
         if v.setup == GT_SETUP:
             feats = gta.features
-            metrics, reasons = gt_metrics(gta, self.gt_audio(v.stem))
+            metrics, reasons = gt_metrics(gta, iter_audio(self.gt_audio_path()))
             detail = {"n_frames": gta.n_frames}
         else:
-            r = self.visual.score(v.path, gta, self._task.gt_video, self.motion_audio(v), v.setup)
+            r = self.visual.score(v.path, gta, self._task.gt_video, self.motion_chunks(v), v.setup)
             feats, metrics, reasons, detail = r.features, stored_metrics(r), dict(r.reasons), {}
         _save_npy(
             features_path(self._task.root, self.hashes["visual"], v.setup, v.reference, v.stem),

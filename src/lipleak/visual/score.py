@@ -29,6 +29,7 @@ Metrics that cannot be computed are NaN in ``metrics`` and say why in ``reasons`
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,14 +131,12 @@ class VisualScorer:
                 f"({gt.settings_hash}, now {self.settings.hash()}); analyze it again",
                 "stale_gt",
             )
-        if audio is not None:
-            a = np.asarray(audio)
-            if a.ndim != 1 or a.dtype != np.int16:
-                raise InputError(
-                    None,
-                    f"driving audio must be 1-D int16 at 16 kHz, got {a.dtype} {a.shape}",
-                    "bad_audio",
-                )
+        if isinstance(audio, np.ndarray) and (audio.ndim != 1 or audio.dtype != np.int16):
+            raise InputError(
+                None,
+                f"driving audio must be 1-D int16 at 16 kHz, got {audio.dtype} {audio.shape}",
+                "bad_audio",
+            )
 
     def _batch(self, acc: _Accumulators, gt: GTAnalysis, batch: list) -> None:
         m, s = self.models, self.settings
@@ -173,13 +172,14 @@ class VisualScorer:
         gen_video: str | Path,
         gt: GTAnalysis,
         gt_video: str | Path,
-        audio: np.ndarray | None,
+        audio: np.ndarray | Iterable[np.ndarray] | None,
         setup: str,
     ) -> VisualResult:
         """Metrics of one generated video against its GT (see the module doc).
 
         ``audio``: the driving audio (int16, 16 kHz mono) for the AM/XM mouth-motion
-        correlation; ignored for SI.
+        correlation, as an array or an iterable of chunks (read once, after the video,
+        and only as far as the video's frames); ignored for SI.
         """
         from ..io.video import iter_av_frames, iter_frames, to_bgr
 
@@ -258,7 +258,7 @@ class VisualScorer:
         elif audio is None:
             why = "no driving audio given"
         else:
-            am = mouth.audio_motion(ap, np.asarray(audio))
+            am = mouth.audio_motion(ap, audio)
             why = am.reason
             if am.reason is None:
                 metrics.update(mouth_audio_corr=am.corr, mouth_audio_lag=float(am.lag))

@@ -16,9 +16,9 @@ from .gt import GTAnalysis
 from .score import VisualResult
 
 
-def gt_metrics(gt: GTAnalysis, audio: np.ndarray) -> tuple[dict, dict[str, str]]:
+def gt_metrics(gt: GTAnalysis, audio) -> tuple[dict, dict[str, str]]:
     """(metrics, reasons) of a GT video: mouth–audio correlation and lag with its own audio
-    (int16, 16 kHz mono) and its faceless-frame count."""
+    (int16, 16 kHz mono, an array or an iterable of chunks) and its faceless-frame count."""
     am = mouth.audio_motion(mouth.aperture(gt.landmarks), audio)
     metrics = {
         "mouth_audio_corr": am.corr,
