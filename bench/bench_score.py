@@ -6,7 +6,13 @@ CSIM with a random-weight IResNet-50 of ArcFace's architecture and cost, LMD, mo
 motion), each in a fresh results store. Frames/s counts every decoded frame of every
 scored video (GT + 6 cells).
 
+With ``--pooled-sessions`` the all-metrics run is timed a second time as before the
+visual models were opened for concurrent callers (``pooled_sessions.py``: every session on
+onnxruntime's default pool, shared by the two worker threads), and the two stores' rows
+are compared.
+
     python bench/bench_score.py [--clips real03_aoc real04_woman_glasses] [--frames 60]
+        [--pooled-sessions]
 """
 
 from __future__ import annotations
@@ -25,10 +31,30 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from common import CLIPS_DIR, SHARED, write_result  # noqa: E402
 
 
+def _rows(db: Path) -> list[tuple]:
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    try:
+        return sorted(
+            con.execute(
+                "SELECT stem, setup, reference, metric, value, status, reason FROM results"
+            ).fetchall(),
+            key=lambda r: tuple(map(str, r)),
+        )
+    finally:
+        con.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clips", nargs="+", default=["real03_aoc", "real04_woman_glasses"])
     ap.add_argument("--frames", type=int, default=60, help="frames kept of each clip")
+    ap.add_argument(
+        "--pooled-sessions",
+        action="store_true",
+        help="also time all metrics with pooled sessions (not the report) and compare rows",
+    )
     args = ap.parse_args()
 
     import os
@@ -67,14 +93,18 @@ def main() -> None:
         py + ["models", "export", "--syncnet", "syncnet_v2_random"], check=True, capture_output=True
     )
     rows = {}
-    for label, extra in (
-        ("lse_only", ["--no-visual"]),
-        ("all_metrics", ["--arcface", str(arcface)]),
-    ):
+    runs = [
+        ("lse_only", py, ["--no-visual"]),
+        ("all_metrics", py, ["--arcface", str(arcface)]),
+    ]
+    if args.pooled_sessions:
+        wrapper = [sys.executable, str(HERE / "pooled_sessions.py")]
+        runs.insert(1, ("all_metrics_pooled_sessions", wrapper, ["--arcface", str(arcface)]))
+    for label, cmd, extra in runs:
         db = tmp / f"{label}.sqlite"
         t = time.perf_counter()
         subprocess.run(
-            py
+            cmd
             + [
                 "score",
                 str(run),
@@ -89,13 +119,15 @@ def main() -> None:
             check=True,
         )
         score_s = time.perf_counter() - t
-        t = time.perf_counter()
-        subprocess.run(
-            py + ["report", str(run), "--db", str(db), "--out", str(tmp / label)],
-            check=True,
-            capture_output=True,
-        )
-        report_s = time.perf_counter() - t
+        report_s = None
+        if cmd is py:  # the report's cell FIDs do not depend on the sessions' threads
+            t = time.perf_counter()
+            subprocess.run(
+                py + ["report", str(run), "--db", str(db), "--out", str(tmp / label)],
+                check=True,
+                capture_output=True,
+            )
+            report_s = time.perf_counter() - t
         rows[label] = {
             "score_seconds": score_s,
             "report_seconds": report_s,
@@ -103,13 +135,23 @@ def main() -> None:
             "frames_per_s": n_frames / score_s,
             "videos_per_min": 60 * 7 * len(args.clips) / score_s,
         }
-        print(
-            f"{label:>12}: {n_frames / score_s:6.1f} frames/s, score {score_s:.1f} s, "
-            f"report (cell FIDs) {report_s:.1f} s",
-            flush=True,
-        )
+        report = "" if report_s is None else f", report (cell FIDs) {report_s:.1f} s"
+        print(f"{label:>12}: {n_frames / score_s:6.1f} frames/s, score {score_s:.1f} s{report}")
     ratio = rows["all_metrics"]["score_seconds"] / rows["lse_only"]["score_seconds"]
     print(f"all metrics cost {ratio:.2f}x the LSE-only run")
+    pooled = rows.get("all_metrics_pooled_sessions")
+    if pooled:
+        pooled["speedup_of_concurrent_sessions"] = (
+            pooled["score_seconds"] / rows["all_metrics"]["score_seconds"]
+        )
+        pooled["rows_identical"] = _rows(tmp / "all_metrics.sqlite") == _rows(
+            tmp / "all_metrics_pooled_sessions.sqlite"
+        )
+        print(
+            f"concurrent sessions: {pooled['speedup_of_concurrent_sessions']:.2f}x the pooled "
+            f"speed; rows identical: {pooled['rows_identical']}"
+        )
+        assert pooled["rows_identical"]
     print(
         "wrote",
         write_result(

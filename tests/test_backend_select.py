@@ -202,11 +202,11 @@ def test_auto_falls_back_when_tensorrt_fails_to_open(monkeypatch, tmp_path, capl
     opened = []
     real_open_one = select._open_one
 
-    def open_one(name, path, precision, max_batch, opts):
+    def open_one(name, path, precision, max_batch, opts, concurrent):
         opened.append((name, dict(opts)))
         if name == "tensorrt":
             raise ModelError("TensorRT's ONNX parser failed: fake")
-        return real_open_one(name, path, precision, max_batch, opts)
+        return real_open_one(name, path, precision, max_batch, opts, concurrent)
 
     monkeypatch.setattr(select, "_open_one", open_one)
     model = tiny_onnx(tmp_path / "m.onnx")

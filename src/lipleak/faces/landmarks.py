@@ -80,8 +80,9 @@ class PFLD:
         backend: str = "auto",
         batch_size: int = 64,
         crop_scale: float = CROP_SCALE,
+        concurrent: bool = False,
     ):
-        self.runtime = open_model(onnx_path, backend)
+        self.runtime = open_model(onnx_path, backend, concurrent=concurrent)
         spec = self.runtime.inputs[0]
         if len(spec.shape) != 4 or tuple(spec.shape[1:]) != (3, SIZE, SIZE):
             raise ModelError(f"{onnx_path}: landmark input must be N×3×112×112, got {spec.shape}")

@@ -63,10 +63,11 @@ class SCRFD:
         det_thresh: float = 0.5,
         nms_thresh: float = 0.4,
         upscale: bool = False,
+        concurrent: bool = False,
     ):
         if input_size % 32:
             raise ValueError("input_size must be a multiple of 32")
-        self.model = open_model(onnx_path, backend)
+        self.model = open_model(onnx_path, backend, concurrent=concurrent)
         self.input_name = self.model.inputs[0].name
         self.output_names = [o.name for o in self.model.outputs]
         if len(self.output_names) != 3 * len(STRIDES):

@@ -46,8 +46,14 @@ def preprocess(faces_bgr: Sequence[np.ndarray]) -> np.ndarray:
 class ArcFace:
     """Aligned faces → N×D float32 embeddings (any ArcFace ONNX with a ·×3×112×112 input)."""
 
-    def __init__(self, onnx_path: str | Path, backend: str = "auto", batch_size: int = 32):
-        self.runtime = open_model(onnx_path, backend)
+    def __init__(
+        self,
+        onnx_path: str | Path,
+        backend: str = "auto",
+        batch_size: int = 32,
+        concurrent: bool = False,
+    ):
+        self.runtime = open_model(onnx_path, backend, concurrent=concurrent)
         spec = self.runtime.inputs[0]
         if len(spec.shape) != 4 or tuple(spec.shape[1:]) != (3, SIZE, SIZE):
             raise ModelError(f"{onnx_path}: ArcFace input must be N×3×112×112, got {spec.shape}")

@@ -79,8 +79,14 @@ def preprocess(crops_bgr: Sequence[np.ndarray]) -> np.ndarray:
 class FIDInception:
     """N BGR crops → N×2048 float32 pool3 features (ONNX from ``lipleak.export.inception_onnx``)."""
 
-    def __init__(self, onnx_path: str | Path, backend: str = "auto", batch_size: int = 32):
-        self.runtime = open_model(onnx_path, backend)
+    def __init__(
+        self,
+        onnx_path: str | Path,
+        backend: str = "auto",
+        batch_size: int = 32,
+        concurrent: bool = False,
+    ):
+        self.runtime = open_model(onnx_path, backend, concurrent=concurrent)
         self.batched = BatchedModel(self.runtime, batch_size)
         self.fixed_batch, self.batch_size = self.batched.fixed_batch, self.batched.batch_size
 

@@ -53,8 +53,9 @@ class LPIPS:
         backend: str = "auto",
         batch_size: int = 16,
         provenance: dict | None = None,
+        concurrent: bool = False,
     ):
-        self.runtime = open_model(onnx_path, backend)
+        self.runtime = open_model(onnx_path, backend, concurrent=concurrent)
         names = [i.name for i in self.runtime.inputs]
         if names != ["img0", "img1"] or len(self.runtime.outputs) != 1:
             raise ModelError(f"{onnx_path}: not an LPIPS graph (inputs img0, img1 → distance)")

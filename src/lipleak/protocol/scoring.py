@@ -113,7 +113,9 @@ class StemScorer:
     the results store is the driver's.
     """
 
-    def __init__(self, sync: SyncSettings, visual=None, avs=None):
+    def __init__(self, sync: SyncSettings, visual=None, avs=None, concurrent: bool = False):
+        """``concurrent``: copies made with ``sharing`` will score stems on several threads
+        at once (the visual models are opened for it, ``runtime.open_model``)."""
         self.sync = SyncScorer(sync)
         sync_desc = self.sync.describe()
         # the scorer's settings: they name the JPEG encoder found on this machine
@@ -124,7 +126,7 @@ class StemScorer:
         if visual is not None:
             from ..visual import VisualScorer
 
-            self.visual = VisualScorer(visual)
+            self.visual = VisualScorer(visual, concurrent)
             visual_desc = self.visual.describe()
             self.hashes["visual"] = group_hash(visual.hashed_dict(), _model_shas(visual_desc))
             self.provenance["visual"] = visual_desc
@@ -341,7 +343,7 @@ class LocalExecutor:
     def __init__(self, sync: SyncSettings, visual=None, workers: int = 2, avs=None):
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
-        self.worker = StemScorer(sync, visual, avs)
+        self.worker = StemScorer(sync, visual, avs, concurrent=workers > 1)
         self.workers = workers
 
     def start(self) -> tuple[dict, dict]:

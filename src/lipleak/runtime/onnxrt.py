@@ -85,6 +85,7 @@ class OrtRuntime:
         opts = ort.SessionOptions()
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         n = threads or cpu_threads()
+        self.threads = n  # intra-op threads: 1 for a session called from several threads
         opts.intra_op_num_threads = n
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3

@@ -167,11 +167,19 @@ def _allowed_options(name: str) -> tuple[str, ...]:
     return _TORCH_OPTIONS if name == "torch" else _ORT_OPTIONS
 
 
-def _open_one(name: str, onnx_path: Path, precision: str, max_batch: int, opts: dict):
+def _open_one(
+    name: str, onnx_path: Path, precision: str, max_batch: int, opts: dict, concurrent: bool
+):
     check_precision(name, precision)
     unknown = set(opts) - set(_allowed_options(name))
     if unknown:
         raise LipleakError(f"options {sorted(unknown)} do not apply to backend {name!r}")
+    if concurrent and name == "cpu" and opts.get("threads") is None:
+        # Callers on several threads at once: each call on its caller's core, instead of
+        # every call sharing one session's pool, whose threads spin between ops on the
+        # cores the other callers need (score: 1.4x with two busy workers,
+        # bench/README.md). onnxruntime's CPU kernels give the same bits for any count.
+        opts = {**opts, "threads": 1}
     if name == "torch":
         from .torch_backend import TorchRuntime
 
@@ -197,9 +205,15 @@ def open_model(
     backend: str = "auto",
     precision: str = "fp32",
     max_batch: int = 64,
+    concurrent: bool = False,
     **opts,
 ):
     """Open ``onnx_path`` on ``backend`` (one of ``BACKENDS``).
+
+    ``concurrent``: the model will be called from several threads at once (score's
+    workers). On onnxruntime's CPU backend each call then runs on its caller's thread
+    (``threads`` 1 unless given); elsewhere it changes nothing (torch's CPU thread count is
+    the process's, a GPU's work is not split over host threads).
 
     ``precision`` is "fp32", "fp16" (tensorrt, torch) or "bf16" (torch). ``max_batch``
     bounds the TensorRT optimisation profile and torch's batches (larger batches are
@@ -221,7 +235,7 @@ def open_model(
     available = available_backends()
     chosen, _why = resolve_backend(backend, available)
     if backend != "auto":
-        return _open_one(chosen, onnx_path, precision, int(max_batch), opts)
+        return _open_one(chosen, onnx_path, precision, int(max_batch), opts, concurrent)
     candidates = [n for n in AUTO_ORDER if auto_usable(n, available)[0]]
     candidates = candidates[candidates.index(chosen) :]
     if precision != "fp32":
@@ -240,6 +254,7 @@ def open_model(
                 precision,
                 int(max_batch),
                 {k: v for k, v in opts.items() if k in allowed},
+                concurrent,
             )
         except LipleakError as exc:
             if i == len(candidates) - 1:

@@ -65,7 +65,9 @@ def resolve_lpips(net: str, trunk: str | None, crop_size: int) -> str | None:
 class VisualModels:
     """SCRFD, PFLD, FID Inception and (when available) ArcFace for one ``VisualSettings``."""
 
-    def __init__(self, settings: VisualSettings):
+    def __init__(self, settings: VisualSettings, concurrent: bool = False):
+        """``concurrent``: the models will be called from several threads at once (see
+        ``runtime.open_model``); never changes a number."""
         from ..faces.landmarks import PFLD
         from ..faces.scrfd import SCRFD
         from ..models.arcface import ArcFace
@@ -86,14 +88,18 @@ class VisualModels:
                 "sha256": store.verify(s.landmarks, lm_path),
             },
         }
-        self.detector = SCRFD(det_path, backend=s.backend)
-        self.pfld = PFLD(lm_path, backend=s.backend, batch_size=s.batch_size)
+        self.detector = SCRFD(det_path, backend=s.backend, concurrent=concurrent)
+        self.pfld = PFLD(lm_path, backend=s.backend, batch_size=s.batch_size, concurrent=concurrent)
         onnx, ts_sha = onnx_files.inception_onnx(s.fid_model)
-        self.inception = FIDInception(onnx, backend=s.backend, batch_size=s.batch_size)
+        self.inception = FIDInception(
+            onnx, backend=s.backend, batch_size=s.batch_size, concurrent=concurrent
+        )
         self.info["fid"] = {"name": s.fid_model, "torchscript_sha256": ts_sha, "onnx": str(onnx)}
         path, sha, self.arcface_reason = resolve_arcface(s.arcface)
         self.arcface = (
-            None if path is None else ArcFace(path, backend=s.backend, batch_size=s.batch_size)
+            None
+            if path is None
+            else ArcFace(path, backend=s.backend, batch_size=s.batch_size, concurrent=concurrent)
         )
         self.info["arcface"] = {
             "name": s.arcface,
@@ -106,7 +112,9 @@ class VisualModels:
         if self.lpips_reason is None:
             from ..models.lpips import LPIPS
 
-            self.lpips = LPIPS.load(s.lpips, s.lpips_trunk, backend=s.backend)
+            self.lpips = LPIPS.load(
+                s.lpips, s.lpips_trunk, backend=s.backend, concurrent=concurrent
+            )
         self.info["lpips"] = {
             "net": s.lpips,
             **(self.lpips.provenance if self.lpips is not None else {}),

@@ -98,9 +98,9 @@ def _cat(parts: list[np.ndarray]) -> np.ndarray:
 class VisualScorer:
     """Per-video visual metrics with one set of settings; models are loaded once."""
 
-    def __init__(self, settings: VisualSettings | None = None):
+    def __init__(self, settings: VisualSettings | None = None, concurrent: bool = False):
         self.settings = settings or VisualSettings()
-        self.models = VisualModels(self.settings)
+        self.models = VisualModels(self.settings, concurrent)
 
     def describe(self) -> dict:
         """Everything that produced a number: models with sha256, settings, versions."""
