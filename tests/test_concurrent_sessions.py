@@ -121,3 +121,34 @@ def test_score_opens_the_visual_models_concurrent_with_two_workers(model_dir):
         m = ex.worker.visual.models
         for rt in (m.detector.model, m.pfld.runtime, m.inception.runtime):
             assert rt.threads == threads, (workers, rt.path)
+
+
+def test_detectors_opened_concurrent_where_workers_share_them(model_dir, tmp_path, monkeypatch):
+    """SyncScorer(concurrent) opens its face detector so; `score` and `sync DIR` ask for
+    it with two workers or more, not with one."""
+    import synth
+    from lipleak.cli import main
+    from lipleak.protocol.scoring import LocalExecutor
+    from lipleak.sync import SyncScorer, SyncSettings
+
+    detect = SyncSettings(syncnet="syncnet_v2_random", mode="detect")
+    assert SyncScorer(detect, concurrent=True).detector.model.threads == 1
+    assert SyncScorer(detect).detector.model.threads == cpu_threads()
+    for workers, threads in ((2, 1), (1, cpu_threads())):
+        ex = LocalExecutor(detect, None, workers)
+        assert ex.worker.sync.detector.model.threads == threads
+
+    asked = []
+    init = SyncScorer.__init__
+
+    def spy(self, settings=None, concurrent=False):
+        asked.append(concurrent)
+        init(self, settings, concurrent)
+
+    monkeypatch.setattr(SyncScorer, "__init__", spy)
+    synth.make_set(tmp_path / "clips", 2, seconds=0.48)
+    for workers in ("2", "1"):
+        db = tmp_path / f"w{workers}.sqlite"
+        args = ["sync", str(tmp_path / "clips"), "--syncnet", "syncnet_v2_random", "--quiet"]
+        assert main([*args, "--workers", workers, "--db", str(db)]) == 0
+    assert asked == [True, False]

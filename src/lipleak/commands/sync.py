@@ -433,7 +433,8 @@ def run_many(args) -> int:
                     backend=args.backend,
                 )
             )
-        executor = LocalExecutor(SyncScorer(settings), workers=args.workers, avs=avs, pair=pair)
+        scorer = SyncScorer(settings, concurrent=args.workers > 1)
+        executor = LocalExecutor(scorer, workers=args.workers, avs=avs, pair=pair)
     with RunLock(lock_path(db)):
         store = SyncStore(db)
         try:

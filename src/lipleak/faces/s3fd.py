@@ -123,8 +123,9 @@ class S3FD:
         backend: str = "cpu",
         scale: float = 0.25,
         conf_th: float = 0.9,
+        concurrent: bool = False,
     ):
-        self.model = open_model(onnx_path, onnxruntime_backend(backend))
+        self.model = open_model(onnx_path, onnxruntime_backend(backend), concurrent=concurrent)
         self.input_name = self.model.inputs[0].name
         self.output_names = [o.name for o in self.model.outputs]
         if len(self.output_names) != 2 * len(STRIDES):

@@ -115,8 +115,9 @@ class StemScorer:
 
     def __init__(self, sync: SyncSettings, visual=None, avs=None, concurrent: bool = False):
         """``concurrent``: copies made with ``sharing`` will score stems on several threads
-        at once (the visual models are opened for it, ``runtime.open_model``)."""
-        self.sync = SyncScorer(sync)
+        at once (the face detectors and visual models are opened for it,
+        ``runtime.open_model``)."""
+        self.sync = SyncScorer(sync, concurrent)
         sync_desc = self.sync.describe()
         # the scorer's settings: they name the JPEG encoder found on this machine
         sync = self.sync.settings

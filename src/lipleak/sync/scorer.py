@@ -96,7 +96,9 @@ class VideoSync:
 class SyncScorer:
     """Scores videos with one set of settings; models are loaded once."""
 
-    def __init__(self, settings: SyncSettings | None = None):
+    def __init__(self, settings: SyncSettings | None = None, concurrent: bool = False):
+        """``concurrent``: several threads will score at once through ``sharing`` copies
+        (the face detector is opened for it, ``runtime.open_model``); changes no number."""
         from ..models.syncnet import SyncNet
 
         # valid: SyncSettings checks itself; with_ffmpeg finds the reference JPEG encoder
@@ -108,6 +110,7 @@ class SyncScorer:
             max_batch=self.settings.batch_size,
         )
         self._detector = None
+        self._concurrent = concurrent
 
     @property
     def detector(self):
@@ -122,14 +125,18 @@ class SyncScorer:
                 from ..models.onnx_files import s3fd_onnx
 
                 path, self._detector_sha = s3fd_onnx(name)
-                self._detector = S3FD(path, backend=self.settings.backend)
+                self._detector = S3FD(
+                    path, backend=self.settings.backend, concurrent=self._concurrent
+                )
             else:
                 from ..faces.scrfd import SCRFD
                 from ..models import store
 
                 path = store.locate(name)
                 self._detector_sha = store.verify(name, path)
-                self._detector = SCRFD(path, backend=self.settings.backend)
+                self._detector = SCRFD(
+                    path, backend=self.settings.backend, concurrent=self._concurrent
+                )
         return self._detector
 
     def describe(self) -> dict:
