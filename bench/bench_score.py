@@ -28,22 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
-from common import CLIPS_DIR, SHARED, write_result  # noqa: E402
-
-
-def _rows(db: Path) -> list[tuple]:
-    import sqlite3
-
-    con = sqlite3.connect(db)
-    try:
-        return sorted(
-            con.execute(
-                "SELECT stem, setup, reference, metric, value, status, reason FROM results"
-            ).fetchall(),
-            key=lambda r: tuple(map(str, r)),
-        )
-    finally:
-        con.close()
+from common import CLIPS_DIR, SHARED, store_rows, write_result  # noqa: E402
 
 
 def main() -> None:
@@ -144,9 +129,10 @@ def main() -> None:
         pooled["speedup_of_concurrent_sessions"] = (
             pooled["score_seconds"] / rows["all_metrics"]["score_seconds"]
         )
-        pooled["rows_identical"] = _rows(tmp / "all_metrics.sqlite") == _rows(
-            tmp / "all_metrics_pooled_sessions.sqlite"
-        )
+        skip = ("run_id", "created")  # the settings hash too must be the same
+        pooled["rows_identical"] = store_rows(
+            tmp / "all_metrics.sqlite", "results", skip
+        ) == store_rows(tmp / "all_metrics_pooled_sessions.sqlite", "results", skip)
         print(
             f"concurrent sessions: {pooled['speedup_of_concurrent_sessions']:.2f}x the pooled "
             f"speed; rows identical: {pooled['rows_identical']}"

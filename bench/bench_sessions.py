@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -23,18 +22,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import CLIPS_DIR, model_env, write_result  # noqa: E402
-
-
-def _rows(db: Path) -> list[tuple]:
-    con = sqlite3.connect(db)
-    try:
-        cur = con.execute("SELECT * FROM videos")
-        names = [d[0] for d in cur.description]
-        keep = [i for i, n in enumerate(names) if n not in ("created", "seq", "run_id")]
-        return sorted(tuple(str(r[i]) for i in keep) for r in cur.fetchall())
-    finally:
-        con.close()
+from common import CLIPS_DIR, model_env, store_rows, write_result  # noqa: E402
 
 
 def main() -> None:
@@ -71,8 +59,10 @@ def main() -> None:
             subprocess.run([*cmd, *common, "--db", str(db)], check=True, stdout=subprocess.DEVNULL)
             times[name].append(time.perf_counter() - t)
             print(f"round {r} {name:>10}: {times[name][-1]:.1f} s", flush=True)
+    skip = ("created", "seq", "run_id")
+    first = store_rows(tmp / "pooled0.sqlite", "videos", skip)
     identical = all(
-        _rows(tmp / f"{name}{r}.sqlite") == _rows(tmp / "pooled0.sqlite")
+        store_rows(tmp / f"{name}{r}.sqlite", "videos", skip) == first
         for name in variants
         for r in range(args.rounds)
     )

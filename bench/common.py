@@ -62,3 +62,17 @@ def model_env(tmp: Path) -> Path:
     for name in ("syncnet_v2_random", "scrfd_500m"):
         store.fetch(name, source=SHARED / "models")
     return tmp
+
+
+def store_rows(db: Path, table: str, skip: tuple[str, ...] = ()) -> list[tuple]:
+    """Every row of ``table`` in a results store, less the ``skip`` columns (times, run
+    ids), as sorted string tuples: what "the same rows" compares between two runs."""
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    try:
+        cur = con.execute(f"SELECT * FROM {table}")  # noqa: S608 - a fixed table name
+        keep = [i for i, d in enumerate(cur.description) if d[0] not in skip]
+        return sorted(tuple(str(r[i]) for i in keep) for r in cur.fetchall())
+    finally:
+        con.close()
