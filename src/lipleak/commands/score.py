@@ -83,8 +83,9 @@ def add_parser(sub) -> None:
         default=2,
         metavar="N",
         help="stems scored at once in this process, sharing the models and one SyncNet "
-        "that batches windows from all of them; never changes a number. Default: "
-        "%(default)s",
+        "that batches windows from all of them; with 2 or more, each worker runs the shared "
+        "CPU models on its own thread (not one pool for all). Never changes a number. "
+        "Default: %(default)s",
     )
     p.add_argument(
         "--ray",

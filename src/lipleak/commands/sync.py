@@ -296,8 +296,9 @@ def add_parser(sub) -> None:
         type=int,
         default=2,
         metavar="N",
-        help="videos prepared at once (decode, crops, MFCC) while one SyncNet runs batches "
-        "mixed from all of them; never changes a number. Default: %(default)s",
+        help="videos prepared at once (decode, crops, MFCC, face detection) while one "
+        "SyncNet runs batches mixed from all of them; never changes a number. Default: "
+        "%(default)s",
     )
     v.add_argument(
         "--ray",
