@@ -214,8 +214,8 @@ class SyncNet:
     def audio_for_threads(self) -> Runtime:
         """The audio tower for many threads calling at once (the pipeline's workers).
 
-        On the CPU backend a session of its own on one thread: concurrent calls then each
-        run on their caller's core, and no pool thread spins between ops beside the lip
+        On the CPU backend a session of its own opened ``concurrent`` (one thread per
+        call, ``runtime.open_model``): no pool thread spins between ops beside the lip
         tower's sessions (``sync DIR`` +7 % windows/s on two cores, ``bench/README.md``).
         The same bits: onnxruntime's CPU kernels give them for any thread count (the
         pipeline's rows equal single-video scoring, ``tests/test_sync_volume.py``).
@@ -224,7 +224,7 @@ class SyncNet:
         info = self.audio.describe()
         if info.backend != "cpu":
             return self.audio
-        return open_model(info.model_path, "cpu", threads=1)
+        return open_model(info.model_path, "cpu", concurrent=True)
 
     def embed_audio(self, x: np.ndarray, runtime: Runtime | None = None) -> np.ndarray:
         """B×1×13×20 float32 MFCC windows → B×1024 float32 (``runtime``: one from
