@@ -20,8 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import InputError, ModelError
-from ..runtime import open_model
+from ..errors import InputError
 from ..runtime.batching import BatchedModel
 
 SIZE = 112
@@ -82,11 +81,10 @@ class PFLD:
         crop_scale: float = CROP_SCALE,
         concurrent: bool = False,
     ):
-        self.runtime = open_model(onnx_path, backend, concurrent=concurrent)
-        spec = self.runtime.inputs[0]
-        if len(spec.shape) != 4 or tuple(spec.shape[1:]) != (3, SIZE, SIZE):
-            raise ModelError(f"{onnx_path}: landmark input must be N×3×112×112, got {spec.shape}")
-        self.batched = BatchedModel(self.runtime, batch_size)
+        self.batched = BatchedModel.open(
+            onnx_path, backend, batch_size, concurrent, (3, SIZE, SIZE), "landmark"
+        )
+        self.runtime = self.batched.runtime
         self.fixed_batch, self.batch_size = self.batched.fixed_batch, self.batched.batch_size
         self.crop_scale = crop_scale
 

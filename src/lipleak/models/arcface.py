@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, ModelError
-from ..runtime import open_model
+from ..errors import InputError
 from ..runtime.batching import BatchedModel
 
 SIZE = 112
@@ -53,11 +52,10 @@ class ArcFace:
         batch_size: int = 32,
         concurrent: bool = False,
     ):
-        self.runtime = open_model(onnx_path, backend, concurrent=concurrent)
-        spec = self.runtime.inputs[0]
-        if len(spec.shape) != 4 or tuple(spec.shape[1:]) != (3, SIZE, SIZE):
-            raise ModelError(f"{onnx_path}: ArcFace input must be N×3×112×112, got {spec.shape}")
-        self.batched = BatchedModel(self.runtime, batch_size)
+        self.batched = BatchedModel.open(
+            onnx_path, backend, batch_size, concurrent, (3, SIZE, SIZE), "ArcFace"
+        )
+        self.runtime = self.batched.runtime
         self.fixed_batch, self.batch_size = self.batched.fixed_batch, self.batched.batch_size
 
     def embed(self, faces_bgr: Sequence[np.ndarray]) -> np.ndarray:

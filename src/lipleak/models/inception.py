@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..runtime import open_model
 from ..runtime.batching import BatchedModel
 
 SIZE = 299
@@ -86,8 +85,8 @@ class FIDInception:
         batch_size: int = 32,
         concurrent: bool = False,
     ):
-        self.runtime = open_model(onnx_path, backend, concurrent=concurrent)
-        self.batched = BatchedModel(self.runtime, batch_size)
+        self.batched = BatchedModel.open(onnx_path, backend, batch_size, concurrent)
+        self.runtime = self.batched.runtime
         self.fixed_batch, self.batch_size = self.batched.fixed_batch, self.batched.batch_size
 
     def run(self, images: np.ndarray) -> np.ndarray:

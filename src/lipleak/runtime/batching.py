@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+
+from ..errors import ModelError
 
 
 class BatchedModel:
@@ -20,6 +24,27 @@ class BatchedModel:
         fixed = spec.shape[0] if spec.shape else None
         self.fixed_batch = fixed if isinstance(fixed, int) and fixed > 0 else None
         self.batch_size = self.fixed_batch or batch_size
+
+    @classmethod
+    def open(
+        cls,
+        onnx_path: str | Path,
+        backend: str,
+        batch_size: int,
+        concurrent: bool = False,
+        row_shape: tuple[int, ...] | None = None,
+        what: str = "model",
+    ) -> BatchedModel:
+        """``onnx_path`` opened (``runtime.open_model``) and batched; with ``row_shape``, a
+        graph whose input rows have another shape is refused, naming it as ``what``."""
+        from .select import open_model
+
+        runtime = open_model(onnx_path, backend, concurrent=concurrent)
+        shape = tuple(runtime.inputs[0].shape)
+        if row_shape is not None and (len(shape) != 1 + len(row_shape) or shape[1:] != row_shape):
+            dims = "×".join(map(str, row_shape))
+            raise ModelError(f"{onnx_path}: {what} input must be N×{dims}, got {shape}")
+        return cls(runtime, batch_size)
 
     def _run_chunk(self, x: np.ndarray) -> np.ndarray:
         n = len(x)
