@@ -206,3 +206,16 @@ def test_no_face_anywhere_is_an_input_error():
         acc.result()
     with pytest.raises(InputError, match="differ in length"):
         acc.update([np.zeros((50, 50, 3), np.uint8)], [None], [], [])
+
+
+def test_a_graph_with_other_input_rows_is_refused():
+    """ArcFace and PFLD open their graphs through BatchedModel.open, which names the model
+    and the input it wanted."""
+    from lipleak.errors import ModelError
+    from lipleak.faces.landmarks import PFLD
+
+    scrfd = SHARED_MODELS / "scrfd_500m.onnx"  # N×3×H×W, not N×3×112×112
+    with pytest.raises(ModelError, match=r"ArcFace input must be N×3×112×112, got"):
+        ArcFace(scrfd, backend="cpu")
+    with pytest.raises(ModelError, match=r"landmark input must be N×3×112×112, got"):
+        PFLD(scrfd, backend="cpu")
