@@ -184,7 +184,7 @@ def test_run_lock_refuses_a_second_run(tmp_path):
 def test_row_from_result_keeps_tracks_without_per_window_lists():
     tracks = [
         TrackSync(0, 59, 55, 1, 6.5, 7.25, mdist=[1.0] * 31, fconf=[0.5] * 55),
-        TrackSync(70, 199, 125, -2, 5.0, 8.0, mdist=[2.0] * 31, fconf=[0.1] * 125),
+        TrackSync(70, 199, 125, -2, 5.0, 8.0, mdist=[2.0] * 31, fconf=[0.1] * 125, shot=1),
     ]
     result = VideoSync(
         video="/x/v.mp4",
@@ -209,6 +209,7 @@ def test_row_from_result_keeps_tracks_without_per_window_lists():
         "offset": -2,
         "lse_c": 5.0,
         "lse_d": 8.0,
+        "shot": 1,
     }
     assert row["detail"] == result.to_dict() and "mdist" not in row["detail"]["tracks"][0]
     assert (row["video"], row["audio"]) == ("/x/v.mp4", "/x/a.wav")

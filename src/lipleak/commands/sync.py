@@ -118,6 +118,16 @@ def add_sync_options(p: argparse.ArgumentParser) -> None:
         "Every track's row is printed either way. Default: %(default)s",
     )
     g.add_argument(
+        "--shots",
+        default="content",
+        choices=("content", "none"),
+        help="detect mode: content splits the video into shots first (PySceneDetect "
+        "0.6.7.1's ContentDetector with its defaults on the 25-fps frames, as syncnet_python "
+        "does) and tracks faces per shot, so no track crosses a cut; every shot is "
+        "reported, also those shorter than --min-track (not tracked). none: the whole video "
+        "is one shot. prealigned mode is always one shot. Default: %(default)s",
+    )
+    g.add_argument(
         "--backend",
         default="auto",
         choices=("auto", "tensorrt", "ort-cuda", "ort-tensorrt", "torch", "cpu"),
@@ -166,6 +176,7 @@ def settings_from_args(args):
         decoder=args.decoder,
         ffmpeg_path=args.ffmpeg or "",
         tracks=args.tracks,
+        shots=args.shots,
     )
 
 
@@ -510,11 +521,18 @@ def run_one(args) -> int:
         f"{result.video}  ({result.n_frames} frames at 25 fps{resampled}; "
         f"frames: {result.frame_path}{encoder}; audio: {result.audio_source})"
     )
-    print(f"{'track':>5} {'frames':>11} {'offset':>6} {'LSE-C':>8} {'LSE-D':>8}")
+    if args.mode == "detect":
+        for sh in result.shots:
+            tracked = "" if sh.tracked else "  (shorter than --min-track: not tracked)"
+            print(
+                f"shot {sh.index:>3} frames {sh.start_frame:>5}-{sh.end_frame:<5} "
+                f"{sh.start_s:9.2f}-{sh.end_s:.2f} s{tracked}"
+            )
+    print(f"{'track':>5} {'frames':>11} {'offset':>6} {'LSE-C':>8} {'LSE-D':>8} {'shot':>5}")
     for i, t in enumerate(result.tracks):
         print(
             f"{i:>5} {t.start_frame:>5}-{t.end_frame:<5} {t.offset:>6} {t.lse_c:>8.4f} "
-            f"{t.lse_d:>8.4f}"
+            f"{t.lse_d:>8.4f} {t.shot:>5}"
         )
         if args.verbose:
             print("      mdist: " + " ".join(f"{x:.4f}" for x in t.mdist))

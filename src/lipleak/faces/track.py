@@ -1,12 +1,12 @@
 """Face tracks as syncnet_python builds them (run_pipeline.py ``track_shot`` + ``crop_video``).
 
-Tracking, per shot (this project treats the whole video as one shot; the reference splits
-shots with PySceneDetect first): scan frames in order and detections in the detector's
-order (score, descending); the first unused detection starts a track, and a later
-detection joins it when it is at most ``num_failed_det`` frames after the track's last
-detection and its IoU with that detection is > ``iou_thres``. The reference removes
-joined detections from the list it is iterating over, which makes Python skip the next
-detection of the same frame; we reproduce that. Repeat until no detection is left.
+Tracking, per shot (``lipleak.faces.shots`` splits the video first, as the reference
+does with PySceneDetect; ``track_faces`` gets one shot's detections): scan frames in order
+and detections in the detector's order (score, descending); the first unused detection
+starts a track, and a later detection joins it when it is at most ``num_failed_det`` frames
+after the track's last detection and its IoU with that detection is > ``iou_thres``. The
+reference removes joined detections from the list it is iterating over, which makes Python
+skip the next detection of the same frame; we reproduce that. Repeat until no detection is left.
 A track is kept when it has more than ``min_track`` *detections* and, after linear
 interpolation over the missing frames, max(mean width, mean height) > ``min_face_size``.
 
@@ -102,10 +102,12 @@ def track_faces(
     min_track: int = 100,
     min_face_size: float = 100.0,
     iou_thres: float = 0.5,
+    first_frame: int = 0,
 ) -> list[Track]:
     """Tracks from per-frame detections ``[(boxes[n,4], scores[n], kps[n,5,2]), ...]``.
 
-    The list index is the frame index (25 fps). Returns the kept tracks in the order found.
+    The list index plus ``first_frame`` (where a shot starts) is the frame index (25 fps).
+    Returns the kept tracks in the order found.
     """
     kept = []
     for members in _group(detections, num_failed_det, iou_thres):
@@ -125,7 +127,7 @@ def track_faces(
         det_scores[fd - fd[0]] = scores
         kept.append(
             Track(
-                frames=frames,
+                frames=frames + first_frame,
                 boxes=boxes_i,
                 s=medfilt(np.maximum(h, w) / 2),
                 x=medfilt((boxes_i[:, 0] + boxes_i[:, 2]) / 2),
@@ -135,3 +137,17 @@ def track_faces(
             )
         )
     return kept
+
+
+def track_shots(detections, shots, **kw) -> list[tuple[int, Track]]:
+    """(shot index, track) for every shot long enough to be tracked (``Shot.tracked``),
+    each shot tracked on its own detections only, as the reference's ``track_shot`` per
+    scene: no track crosses a cut. ``kw`` as for ``track_faces``."""
+    return [
+        (shot.index, t)
+        for shot in shots
+        if shot.tracked
+        for t in track_faces(
+            detections[shot.start_frame : shot.end_frame + 1], first_frame=shot.start_frame, **kw
+        )
+    ]

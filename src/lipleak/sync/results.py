@@ -120,6 +120,7 @@ def row_from_result(job_key: tuple[str, str], result: VideoSync) -> dict:
                 "offset": int(t.offset),
                 "lse_c": float(t.lse_c),
                 "lse_d": float(t.lse_d),
+                "shot": int(t.shot),
             }
             for t in result.tracks
         ],

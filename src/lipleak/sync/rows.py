@@ -2,7 +2,9 @@
 
 * ``format_header``/``format_row``: one fixed-width line per video.
 * ``write_csv``: one line per video (``track`` = "video") followed by one per face track
-  (``track`` = 0, 1, ...); ``write_jsonl``: one JSON object per video, tracks nested.
+  (``track`` = 0, 1, ...; ``shot`` = the shot it lies in) and one per shot (``track`` =
+  "shot", its frames in ``start_frame``/``end_frame``); ``write_jsonl``: one JSON object per
+  video, tracks and shots nested.
 * ``summarize``/``format_summary``: count, means, spread and range over the scored videos.
 * ``keep``/``write_keep_list``: the videos passing thresholds, as a list ``collect_jobs``
   reads back (``@LIST``).
@@ -57,6 +59,7 @@ CSV_COLUMNS = (
     "n_tracks",
     "start_frame",
     "end_frame",
+    "shot",  # a track line: the shot it lies in; a shot line: its index
     "settings_hash",
     "avs_u",  # only with --avs (empty otherwise)
     "lpips",  # only with --gt-dir (empty otherwise)
@@ -130,6 +133,7 @@ def csv_lines(row: dict) -> list[list[str]]:
         "n_tracks": row.get("n_tracks") if ok else None,
         "start_frame": None,
         "end_frame": None,
+        "shot": None,
         "settings_hash": row.get("settings_hash") or "",
         "avs_u": row.get("avs_u") if ok else None,
         "lpips": row.get("lpips") if ok else None,
@@ -146,11 +150,33 @@ def csv_lines(row: dict) -> list[list[str]]:
             "n_tracks": None,
             "start_frame": t["start_frame"],
             "end_frame": t["end_frame"],
+            "shot": t.get("shot", 0),
+            "avs_u": None,
+            "lpips": None,
+        }
+        out.append([_cell(line[c]) for c in CSV_COLUMNS])
+    for shot in _shots(row) if ok else []:
+        line = video | {
+            "track": "shot",
+            "reason": "" if shot["tracked"] else "shorter than --min-track: not tracked",
+            "offset": None,
+            "lse_c": None,
+            "lse_d": None,
+            "n_frames": shot["end_frame"] - shot["start_frame"] + 1,
+            "n_tracks": sum(t.get("shot", 0) == shot["index"] for t in row.get("tracks") or []),
+            "start_frame": shot["start_frame"],
+            "end_frame": shot["end_frame"],
+            "shot": shot["index"],
             "avs_u": None,
             "lpips": None,
         }
         out.append([_cell(line[c]) for c in CSV_COLUMNS])
     return out
+
+
+def _shots(row: dict) -> list[dict]:
+    """The shots of a scored row (rows stored before shots existed: none)."""
+    return list((row.get("detail") or {}).get("shots") or [])
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -202,6 +228,7 @@ def json_object(row: dict) -> dict:
     obj["audio"] = obj["audio"] or ""
     obj["reason"] = obj["reason"] or ""
     obj["tracks"] = list(row.get("tracks") or [])
+    obj["shots"] = _shots(row)
     detail = row.get("detail") or {}
     obj |= {k: detail.get(k) for k in JSONL_DETAIL}
     return _finite(obj)

@@ -36,6 +36,7 @@ class TrackSync:
     lse_d: float
     mdist: list[float] = field(default_factory=list)
     fconf: list[float] = field(default_factory=list)
+    shot: int = 0  # the shot it lies in (``VideoSync.shots``); tracks never cross a cut
 
 
 def aggregate_tracks(tracks: list[TrackSync], rule: str) -> tuple[int, float, float]:
@@ -83,6 +84,8 @@ class VideoSync:
     lse_d: float
     decoder: str = "cpu"  # which decoder produced the frames ("cpu" = PyAV, or "dali")
     track_rule: str = "weighted-mean"
+    # the shots of the video (``lipleak.faces.shots.Shot``): detect mode's cuts, else one
+    shots: list = field(default_factory=list)
 
     def to_dict(self, verbose: bool = False) -> dict:
         d = asdict(self)
@@ -216,10 +219,13 @@ class SyncScorer:
                     "too_short",
                 )
             if self.settings.mode == "prealigned":
+                from ..faces.shots import whole_video
+
                 tracks, n_frames = self._score_prealigned(frames, whole)
+                shots = whole_video(n_frames)
             else:  # each track reads its own stretch of the audio
                 whole.close()
-                tracks, n_frames = self._score_detect(frames, chunks)
+                tracks, n_frames, shots = self._score_detect(frames, chunks)
         finally:
             whole.close()
         offset, lse_c, lse_d = aggregate_tracks(tracks, s.tracks)
@@ -236,9 +242,12 @@ class SyncScorer:
             lse_d=lse_d,
             decoder=frames.decoder,
             track_rule=s.tracks,
+            shots=shots,
         )
 
-    def _track_result(self, video: Path, stream: WindowStream, start: int, end: int) -> TrackSync:
+    def _track_result(
+        self, video: Path, stream: WindowStream, start: int, end: int, shot: int = 0
+    ) -> TrackSync:
         r = stream.result()
         if r is None:
             raise InputError(
@@ -256,6 +265,7 @@ class SyncScorer:
             lse_d=float(r["lse_d"]),
             mdist=[float(x) for x in r["mdist"]],
             fconf=[float(x) for x in r["fconf"]],
+            shot=shot,
         )
 
     def _score_prealigned(self, frames: VideoFrames, audio: AudioWindows):
@@ -272,31 +282,45 @@ class SyncScorer:
         return [self._track_result(video, stream, 0, n_frames - 1)], n_frames
 
     def _score_detect(self, frames: VideoFrames, chunks):
-        """Two decoding passes (detect and track, then crop) rather than holding frames."""
+        """Two decoding passes (detect faces and shots, then crop) rather than holding frames.
+
+        Faces are tracked per shot (SPEC §10), so no track crosses a cut; shots shorter
+        than ``min_track`` frames are listed without tracks, as the reference skips them.
+        """
         from ..faces.crop import syncnet_crop
-        from ..faces.track import track_faces
+        from ..faces.shots import ShotDetector, whole_video
+        from ..faces.track import track_shots
 
         s = self.settings
         video = frames.path
-        detections = [self.detector.detect(frame) for frame in frames.decode()]
+        cutter = ShotDetector() if s.shots == "content" else None
+        detections = []
+        for frame in frames.decode():
+            detections.append(self.detector.detect(frame))
+            if cutter is not None:
+                cutter.push(frame)
         n_frames = len(detections)
-        tracks = track_faces(
+        shots = cutter.shots(s.min_track) if cutter is not None else whole_video(n_frames)
+        tracks = track_shots(
             detections,
+            shots,
             num_failed_det=s.num_failed_det,
             min_track=s.min_track,
             min_face_size=s.min_face_size,
         )
+        del detections
         if not tracks:
+            cut = f" in {len(shots)} shots" if len(shots) > 1 else ""
             raise InputError(
                 video,
                 f"no face track: no face seen for more than {s.min_track} "
-                f"frames with a mean size above {s.min_face_size:g} px "
+                f"frames{cut} with a mean size above {s.min_face_size:g} px "
                 f"({n_frames} frames decoded)",
                 "no_face",
             )
         streams = []  # each track reads its own stretch of the audio, streamed
         try:
-            for t in tracks:
+            for _, t in tracks:
                 start, end = int(t.frames[0]), int(t.frames[-1])
                 seg = AudioWindows(
                     sample_range(chunks(), start * SAMPLES_PER_FRAME, (end + 1) * SAMPLES_PER_FRAME)
@@ -312,9 +336,10 @@ class SyncScorer:
                 if all(st.done or idx >= end for _, _, end, _, st in streams):
                     break
             results = [
-                self._track_result(video, st, start, end) for _, start, end, _, st in streams
+                self._track_result(video, st, start, end, shot)
+                for (shot, _), (_, start, end, _, st) in zip(tracks, streams, strict=True)
             ]
         finally:
             for *_, seg, _ in streams:
                 seg.close()
-        return results, n_frames
+        return results, n_frames, shots

@@ -14,6 +14,10 @@ MODES = ("prealigned", "detect")
 # the longest track's offset), "best" (MoChaBench: the track with the highest LSE-C, its
 # LSE-D and offset), "longest" (the longest track's three numbers).
 TRACK_RULES = ("weighted-mean", "best", "longest")
+# Detect mode: "content" splits the video into shots first (SPEC §10, PySceneDetect's
+# ContentDetector, as syncnet_python does) and tracks faces per shot; "none" tracks over
+# the whole video as one shot (what this project did before shots existed).
+SHOT_MODES = ("content", "none")
 MAX_VSHIFT = 100_000  # the most the core's shift_distances accepts
 # Settings that do not change any number (batch size, backend) are kept out of the hash so
 # that reruns with another batch size reuse finished results. The decoder is hashed (see
@@ -50,6 +54,7 @@ class SyncSettings(HashedSettings):
     ffmpeg: str = ""
     ffmpeg_path: str = ""
     tracks: str = "weighted-mean"
+    shots: str = "content"
 
     def __post_init__(self):
         for name, allowed in (
@@ -58,6 +63,7 @@ class SyncSettings(HashedSettings):
             ("backend", BACKENDS),
             ("precision", PRECISIONS),
             ("tracks", TRACK_RULES),
+            ("shots", SHOT_MODES),
         ):
             value = getattr(self, name)
             if value not in allowed:
@@ -82,6 +88,13 @@ class SyncSettings(HashedSettings):
         if self.tracks == "weighted-mean":
             # the default rule keeps the hashes stored before the field existed
             del d["tracks"]
+        if self.mode == "prealigned" or self.shots == "none":
+            # one shot: the hashes stored before shots existed stay valid
+            del d["shots"]
+        else:
+            from ..faces.shots import describe
+
+            d["shots"] = describe()  # the pinned scenedetect release and its settings
         if self.decoder == "cpu":
             # the reference decoder keeps the hashes stored while the decoder was unhashed
             del d["decoder"]
