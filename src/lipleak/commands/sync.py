@@ -322,6 +322,16 @@ def add_parser(sub) -> None:
     )
     v.add_argument("--ray-workers", type=int, metavar="N", help="number of Ray workers")
     v.add_argument("--retry-failed", action="store_true", help="rescore videos that failed")
+    v.add_argument(
+        "--checkpoint-every",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="save the progress of a video being scored in the results store every SECONDS "
+        "of video, so that a killed run goes on from there when rerun (numbers bit for bit "
+        "those of an uninterrupted run; a changed file, setting or model starts it again "
+        "from frame 0); 0: never. Not with --ray. Default: %(default)g",
+    )
     v.add_argument("--quiet", action="store_true", help="no progress bar and no per-video rows")
     add_sync_options(p)
     add_avs_options(p, gt=False)
@@ -403,6 +413,8 @@ def run_many(args) -> int:
         )
     if args.ray_workers is not None and args.ray is None:
         raise InputError(None, "--ray-workers needs --ray", "bad_option")
+    if not 0 <= args.checkpoint_every < float("inf"):
+        raise InputError(None, "--checkpoint-every must be 0 or more seconds", "bad_option")
     db = _db_path(args)
     outputs = [p for p in (db, args.csv, args.jsonl, args.keep_list) if p is not None]
     jobs, ignored = collect_jobs(args.inputs, args.audio_dir, exclude=outputs)
@@ -450,7 +462,13 @@ def run_many(args) -> int:
     with RunLock(lock_path(db)):
         store = SyncStore(db)
         try:
-            run = VolumeRun(jobs, store, executor, retry_failed=args.retry_failed)
+            run = VolumeRun(
+                jobs,
+                store,
+                executor,
+                retry_failed=args.retry_failed,
+                checkpoint_every=args.checkpoint_every or None,
+            )
             run.start()
             warnings = fixture_warnings(run.provenance)
             for w in warnings:

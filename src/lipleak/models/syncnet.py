@@ -8,6 +8,7 @@ needs torch (the ``export`` extra); scoring does not.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
@@ -121,6 +122,11 @@ class SyncNet:
         self.lips = lips
         self.audio = audio
         self._scratch = threading.local()  # per thread: host windows of embed_lip_frames
+        self._lip_thread: ThreadPoolExecutor | None = None  # submit_lip_frames, made on use
+        self._lip_thread_lock = threading.Lock()
+
+    # batches a scorer may leave with submit_lip_frames before it waits for the oldest
+    lip_in_flight = 1
 
     @classmethod
     def load(
@@ -184,6 +190,16 @@ class SyncNet:
             lip_windows(r, x[i : i + k])
             i += k
         return rt.run({LIPS_INPUT: x})[EMBEDDING_OUTPUT]
+
+    def submit_lip_frames(self, runs: list[np.ndarray]) -> Future:
+        """``embed_lip_frames(runs)`` on the tower's own thread; the caller goes on (decoding
+        the next frames, running the audio tower) while it runs. One thread: batches run
+        in the order submitted, each with the backend's own threads, as before."""
+        if self._lip_thread is None:
+            with self._lip_thread_lock:
+                if self._lip_thread is None:
+                    self._lip_thread = ThreadPoolExecutor(1, thread_name_prefix="lip-tower")
+        return self._lip_thread.submit(self.embed_lip_frames, runs)
 
     def lip_replicas(self, n: int) -> list[Runtime]:
         """``n`` lip towers that can run at the same time, one per serving thread.

@@ -85,6 +85,24 @@ class AudioWindows:
             self._buf = self._buf[drop:].copy()
             self._base += drop
 
+    @property
+    def base(self) -> int:
+        """The first sample still kept (what a checkpoint records)."""
+        return self._base
+
+    def skip_to(self, base: int) -> None:
+        """Read on and drop every sample before ``base``: this reader in the state of one
+        that made and released windows up to there (a resumed checkpoint). The samples
+        from ``base`` on are the signal's own, so later windows are bit for bit the same."""
+        self.has_frames(-(-base // SAMPLES_PER_FRAME))
+        if self._pending:
+            self._buf = np.concatenate([self._buf, *self._pending])
+            self._pending = []
+        drop = min(base - self._base, len(self._buf))
+        if drop > 0:
+            self._buf = self._buf[drop:].copy()
+            self._base += drop
+
     def close(self) -> None:
         """Stop reading (closes a file the chunks come from)."""
         close = getattr(self._chunks, "close", None)

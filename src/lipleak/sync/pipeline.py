@@ -50,14 +50,23 @@ class TowerStats:
 
 
 class _Request:
-    __slots__ = ("runs", "rows", "result", "error", "done")
+    __slots__ = ("runs", "rows", "value", "error", "done")
 
     def __init__(self, runs: list[np.ndarray]):
         self.runs = runs
         self.rows = sum(map(run_windows, runs))
-        self.result: np.ndarray | None = None
+        self.value: np.ndarray | None = None
         self.error: BaseException | None = None
         self.done = threading.Event()
+
+    def result(self) -> np.ndarray:
+        """The embeddings, once the tower made them (blocks until then)."""
+        if self.rows == 0:
+            return np.zeros((0, EMBED_DIM), np.float32)
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.value
 
 
 class SharedLipTower:
@@ -91,21 +100,30 @@ class SharedLipTower:
             t.start()
 
     # -- what a scorer calls ----------------------------------------------------------
-    def embed_lip_frames(self, runs: list[np.ndarray]) -> np.ndarray:
-        """``SyncNet.embed_lip_frames``, batched with other callers' windows. Blocks until
-        done; the runs are only read before it returns."""
+    @property
+    def lip_in_flight(self) -> int:
+        """Batches one video may have waiting or running at once: one per tower thread and
+        one more queued, so that the only (or last) video of a run keeps every replica
+        busy while its worker decodes on (``WindowStream``)."""
+        return len(self.replicas) + 1
+
+    def submit_lip_frames(self, runs: list[np.ndarray]) -> _Request:
+        """Queue the windows of ``runs`` for the tower and return at once; ``result()``
+        waits for their embeddings. The runs are not written to while queued."""
         req = _Request(list(runs))
         if req.rows == 0:
-            return np.zeros((0, EMBED_DIM), np.float32)
+            return req
         with self._cond:
             if self._closed:
                 raise RuntimeError("the shared lip tower is closed")
             self._waiting.append(req)
             self._cond.notify()
-        req.done.wait()
-        if req.error is not None:
-            raise req.error
-        return req.result
+        return req
+
+    def embed_lip_frames(self, runs: list[np.ndarray]) -> np.ndarray:
+        """``SyncNet.embed_lip_frames``, batched with other callers' windows. Blocks until
+        done; the runs are only read before it returns."""
+        return self.submit_lip_frames(runs).result()
 
     def embed_audio(self, x: np.ndarray) -> np.ndarray:
         return self.syncnet.embed_audio(x, self._audio)
@@ -145,7 +163,7 @@ class SharedLipTower:
                 self.stats.mixed_batches += len(taken) > 1
             i = 0
             for r in taken:
-                r.result = y[i : i + r.rows]
+                r.value = y[i : i + r.rows]
                 i += r.rows
                 r.done.set()
 
@@ -202,7 +220,11 @@ class SyncPipeline:
             self.tower.close()
             self.tower = None
 
-    def run(self, jobs: Iterable) -> Iterator[tuple[object, object]]:
+    def run(
+        self, jobs: Iterable, checkpoint_for: Callable[[object], object] | None = None
+    ) -> Iterator[tuple[object, object]]:
+        """``checkpoint_for(job)``: the ``lipleak.sync.checkpoint.Checkpoint`` of a job
+        (or None), so that a long video resumes where a killed run left it."""
         if self.tower is None:
             raise RuntimeError("SyncPipeline.run outside its with-block")
         scorer = self.scorer.sharing(self.tower)
@@ -212,7 +234,8 @@ class SyncPipeline:
                 check = getattr(job, "check", None)  # a VideoJob: its files still exist
                 if check is not None:
                     check()
-                yield job, scorer.score(job.video, job.audio)
+                checkpoint = checkpoint_for(job) if checkpoint_for is not None else None
+                yield job, scorer.score(job.video, job.audio, checkpoint=checkpoint)
             except InputError as exc:
                 yield job, exc
 

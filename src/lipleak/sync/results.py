@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import InputError, LipleakError
 from ..files import RunLock, inputs_hash, lock_path
+from .checkpoint import SCHEMA as CHECKPOINT_SCHEMA
+from .checkpoint import delete_sql as checkpoint_delete_sql
 
 if TYPE_CHECKING:
     from .scorer import VideoSync
@@ -41,7 +43,8 @@ __all__ = [
     "sync_inputs_hash",
 ]
 
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS runs (
   run_id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL NOT NULL, finished REAL,
   version TEXT NOT NULL, argv TEXT, provenance TEXT NOT NULL);
@@ -55,6 +58,8 @@ CREATE TABLE IF NOT EXISTS videos (
   PRIMARY KEY (video, audio, settings_hash));
 CREATE INDEX IF NOT EXISTS videos_seq ON videos (seq);
 """
+    + CHECKPOINT_SCHEMA
+)
 
 COLUMNS = (
     "video",
@@ -234,11 +239,14 @@ class SyncStore:
             values[COLUMNS.index("detail")] = json.dumps(row["detail"], sort_keys=True)
         # seq is computed inside the INSERT, i.e. inside its transaction: no two commits
         # (even of two processes, which the run lock forbids anyway) get the same number.
+        # The video's checkpoint (``lipleak.sync.checkpoint``) goes in the same transaction.
+        key = (row["video"], row["audio"])
         self._write(
             f"INSERT OR REPLACE INTO videos ({', '.join(_q(c) for c in COLUMNS)}) "
             f"VALUES ({', '.join('?' * len(ROW_KEYS))}, ?, ?, "
             "(SELECT COALESCE(MAX(seq), 0) + 1 FROM videos))",
             (*values, row.get("run_id", self.run_id), time.time()),
+            *[(sql, key) for sql in checkpoint_delete_sql()],
         )
 
     def rows(
@@ -275,11 +283,14 @@ class SyncStore:
         d["detail"] = None if d["detail"] is None else json.loads(d["detail"])
         return d
 
-    def _write(self, sql: str, args: tuple) -> sqlite3.Cursor:
-        """One statement in one explicit transaction: whole or not at all."""
+    def _write(self, sql: str, args: tuple, *more: tuple[str, tuple]) -> sqlite3.Cursor:
+        """One statement (and ``more`` after it) in one explicit transaction: whole or not
+        at all. Returns the first statement's cursor."""
         try:
             self.db.execute("BEGIN IMMEDIATE")
             cur = self.db.execute(sql, args)
+            for other, other_args in more:
+                self.db.execute(other, other_args)
             self.db.execute("COMMIT")
             return cur
         except BaseException as exc:

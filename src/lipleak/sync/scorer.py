@@ -10,6 +10,7 @@ rather than holding frames.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from ..export.syncnet_shapes import SAMPLES_PER_FRAME, WINDOW_FRAMES
 from ..io.audio import array_chunks, sample_range
 from ..io.container import check_complete
 from .audio import AudioWindows
+from .checkpoint import Checkpoint
 from .frames import VideoFrames
 from .search import WindowStream
 from .settings import SyncSettings
@@ -201,8 +203,21 @@ class SyncScorer:
         return lambda: iter_audio(source), str(audio)
 
     # -- scoring --------------------------------------------------------------------
-    def score(self, video: str | Path, audio=None) -> VideoSync:
-        """LSE-C / LSE-D of one video against its own audio track or ``audio``."""
+    def score(
+        self,
+        video: str | Path,
+        audio=None,
+        checkpoint: Checkpoint | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> VideoSync:
+        """LSE-C / LSE-D of one video against its own audio track or ``audio``.
+
+        ``checkpoint`` (``lipleak.sync.checkpoint``): the scoring state is saved there
+        every ``checkpoint.every_frames`` frames, and a saved one is resumed (the frames
+        before it are decoded again but not scored); the numbers are bit for bit those of
+        an uninterrupted run. ``progress(frames)`` is called as frames are scored (each
+        pass of detect mode counts the video once).
+        """
         video = Path(video)
         s = self.settings
         frames = VideoFrames.open(
@@ -221,11 +236,11 @@ class SyncScorer:
             if self.settings.mode == "prealigned":
                 from ..faces.shots import whole_video
 
-                tracks, n_frames = self._score_prealigned(frames, whole)
+                tracks, n_frames = self._score_prealigned(frames, whole, checkpoint, progress)
                 shots = whole_video(n_frames)
             else:  # each track reads its own stretch of the audio
                 whole.close()
-                tracks, n_frames, shots = self._score_detect(frames, chunks)
+                tracks, n_frames, shots = self._score_detect(frames, chunks, checkpoint, progress)
         finally:
             whole.close()
         offset, lse_c, lse_d = aggregate_tracks(tracks, s.tracks)
@@ -268,20 +283,31 @@ class SyncScorer:
             shot=shot,
         )
 
-    def _score_prealigned(self, frames: VideoFrames, audio: AudioWindows):
+    def _score_prealigned(self, frames: VideoFrames, audio: AudioWindows, checkpoint, progress):
         from ..faces.crop import prealigned_crop
 
         video = frames.path
         stream = WindowStream(self.syncnet, audio, self.settings.vshift, self.settings.batch_size)
+        skip = 0
+        saved = checkpoint.load() if checkpoint is not None else None
+        if saved is not None and saved[0].get("kind") == "prealigned":
+            skip = int(saved[0]["frame"])
+            _restore_streams([stream], *saved, self.settings.vshift)
         n_frames = 0
         for frame in frames.decode():
             n_frames += 1
+            if n_frames <= skip:
+                continue  # scored before the checkpoint
             stream.push(prealigned_crop(frame))
             if stream.done:
                 break  # the audio ends here: later frames cannot enter any window
+            if checkpoint is not None and checkpoint.due(n_frames):
+                _save_streams(checkpoint, {"kind": "prealigned", "frame": n_frames}, [stream])
+            if progress is not None:
+                progress(n_frames)
         return [self._track_result(video, stream, 0, n_frames - 1)], n_frames
 
-    def _score_detect(self, frames: VideoFrames, chunks):
+    def _score_detect(self, frames: VideoFrames, chunks, checkpoint, progress):
         """Two decoding passes (detect faces and shots, then crop) rather than holding frames.
 
         Faces are tracked per shot (SPEC §10), so no track crosses a cut; shots shorter
@@ -294,11 +320,31 @@ class SyncScorer:
         s = self.settings
         video = frames.path
         cutter = ShotDetector() if s.shots == "content" else None
-        detections = []
-        for frame in frames.decode():
-            detections.append(self.detector.detect(frame))
-            if cutter is not None:
+        saved = checkpoint.load() if checkpoint is not None else None
+        if saved is not None and saved[0].get("kind") != "detect":
+            saved = None
+        detections = _detections_from(saved[2]) if saved is not None else []
+        saved_dets = len(detections)
+        pass2 = saved is not None and saved[0]["pass"] == 2
+        # pass 1 (faces and shots); resumed in pass 2, only the cut detector sees the frames
+        for idx, frame in enumerate(frames.decode() if cutter is not None or not pass2 else ()):
+            if cutter is not None:  # the cut detector is cheap: fed again from frame 0
                 cutter.push(frame)
+            if pass2 and idx + 1 >= len(detections):
+                break  # pass 1 was done: only the cut detector had to see the frames again
+            if idx < len(detections):
+                continue
+            detections.append(self.detector.detect(frame))
+            n = len(detections)
+            if checkpoint is not None and checkpoint.due(n):
+                checkpoint.save(
+                    {"kind": "detect", "pass": 1, "frame": n},
+                    {},
+                    _detection_arrays(detections[saved_dets:n]),
+                )
+                saved_dets = n
+            if progress is not None:
+                progress(n)
         n_frames = len(detections)
         shots = cutter.shots(s.min_track) if cutter is not None else whole_video(n_frames)
         tracks = track_shots(
@@ -308,6 +354,12 @@ class SyncScorer:
             min_track=s.min_track,
             min_face_size=s.min_face_size,
         )
+        if checkpoint is not None and not pass2:  # what pass 2 resumes from
+            checkpoint.save(
+                {"kind": "detect", "pass": 2, "frame": 0, "streams": []},
+                {},
+                _detection_arrays(detections[saved_dets:]),
+            )
         del detections
         if not tracks:
             cut = f" in {len(shots)} shots" if len(shots) > 1 else ""
@@ -328,13 +380,27 @@ class SyncScorer:
                 streams.append(
                     (t, start, end, seg, WindowStream(self.syncnet, seg, s.vshift, s.batch_size))
                 )
+            skip = 0
+            if pass2 and saved[0]["streams"]:
+                skip = int(saved[0]["frame"])
+                _restore_streams([st[-1] for st in streams], *saved, s.vshift)
             for idx, frame in enumerate(frames.decode()):
+                if idx < skip:
+                    continue  # cropped and scored before the checkpoint
                 for t, start, end, _, stream in streams:
                     if start <= idx <= end and not stream.done:
                         i = idx - start
                         stream.push(syncnet_crop(frame, t.s[i], t.x[i], t.y[i], s.crop_scale))
                 if all(st.done or idx >= end for _, _, end, _, st in streams):
                     break
+                if checkpoint is not None and checkpoint.due(idx + 1):
+                    _save_streams(
+                        checkpoint,
+                        {"kind": "detect", "pass": 2, "frame": idx + 1},
+                        [st[-1] for st in streams],
+                    )
+                if progress is not None:
+                    progress(n_frames + idx + 1)  # detect mode decodes the video twice
             results = [
                 self._track_result(video, st, start, end, shot)
                 for (shot, _), (_, start, end, _, st) in zip(tracks, streams, strict=True)
@@ -343,3 +409,51 @@ class SyncScorer:
             for *_, seg, _ in streams:
                 seg.close()
         return results, n_frames, shots
+
+
+# -- checkpoints (``lipleak.sync.checkpoint``) -------------------------------------------
+
+
+def _save_streams(checkpoint: Checkpoint, meta: dict, streams: list[WindowStream]) -> None:
+    """Save ``meta`` and every stream's state; each stream's new distance rows are appended."""
+    arrays, appended, scalars = {}, {}, []
+    for i, stream in enumerate(streams):
+        state, rows = stream.state()
+        scalars.append({k: int(v) for k, v in state.items() if not isinstance(v, np.ndarray)})
+        arrays |= {f"s{i}/{k}": v for k, v in state.items() if isinstance(v, np.ndarray)}
+        appended[f"s{i}/rows"] = rows
+    checkpoint.save({**meta, "streams": scalars}, arrays, appended)
+
+
+def _restore_streams(streams: list[WindowStream], meta, arrays, parts, vshift: int) -> None:
+    for i, stream in enumerate(streams):
+        state = dict(meta["streams"][i])
+        state |= {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(f"s{i}/")}
+        rows = parts.get(f"s{i}/rows")
+        stream.restore(state, np.concatenate(rows) if rows else np.empty((0, 2 * vshift + 1)))
+
+
+def _detection_arrays(detections: list) -> dict[str, np.ndarray]:
+    """Detections of consecutive frames as flat arrays (a checkpoint part), in the
+    detector's own dtypes: tracking compares them as they are."""
+    if not detections:
+        return {}
+    out = {"det/count": np.array([len(d[0]) for d in detections], np.int64)}
+    for i, (name, shape) in enumerate((("boxes", (4,)), ("scores", ()), ("kps", (5, 2)))):
+        parts = [np.asarray(d[i]).reshape(-1, *shape) for d in detections]
+        found = [p.dtype for p in parts if len(p)]
+        dtype = np.result_type(*found) if found else np.float32
+        out[f"det/{name}"] = np.concatenate([p.astype(dtype, copy=False) for p in parts])
+    return out
+
+
+def _detections_from(parts: dict[str, list[np.ndarray]]) -> list:
+    """The per-frame detections a checkpoint's parts hold (``_detection_arrays`` undone)."""
+    if "det/count" not in parts:
+        return []
+    count = np.concatenate(parts["det/count"])
+    ends = np.cumsum(count)[:-1]
+    boxes, scores, kps = (
+        np.split(np.concatenate(parts[f"det/{k}"]), ends) for k in ("boxes", "scores", "kps")
+    )
+    return list(zip(boxes, scores, kps, strict=True))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 
 from .. import _core
@@ -30,6 +32,31 @@ class StreamingSearch:
         self.a0 = 0
         self.n_video = 0
         self.rows: list[np.ndarray] = []
+        self.saved_rows = 0  # distance rows already in a checkpoint
+
+    def state(self) -> tuple[dict, np.ndarray]:
+        """(what resumes this search, the distance rows made since the last ``state``)."""
+        new = [r for r in self.rows]
+        rows = np.concatenate(new) if new else np.empty((0, 2 * self.vshift + 1))
+        fresh = rows[self.saved_rows :]
+        self.saved_rows = len(rows)
+        self.rows = [rows] if len(rows) else []
+        return {
+            "v": self.v,
+            "v0": self.v0,
+            "a": self.a,
+            "a0": self.a0,
+            "n_video": self.n_video,
+        }, fresh
+
+    def restore(self, state: dict, rows: np.ndarray) -> None:
+        self.v = np.asarray(state["v"], np.float32)
+        self.v0 = int(state["v0"])
+        self.a = np.asarray(state["a"], np.float32)
+        self.a0 = int(state["a0"])
+        self.n_video = int(state["n_video"])
+        self.rows = [rows] if len(rows) else []
+        self.saved_rows = len(rows)
 
     def _audio_rows(self, hi: int) -> None:
         """Make sure audio embeddings exist up to row ``hi`` (exclusive)."""
@@ -66,6 +93,28 @@ class StreamingSearch:
         return _core.sync_stats(np.concatenate(self.rows))
 
 
+class _Done:
+    """An embedding already computed, with the interface of a submitted one."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: np.ndarray):
+        self._value = value
+
+    def result(self) -> np.ndarray:
+        return self._value
+
+
+def submit_lip_frames(syncnet, runs: list[np.ndarray]):
+    """``syncnet.embed_lip_frames(runs)`` started in the background where the model can
+    (``submit_lip_frames``: a thread of its own, or the pipeline's shared tower), else run
+    now; either way an object whose ``result()`` gives the embeddings."""
+    submit = getattr(syncnet, "submit_lip_frames", None)
+    if submit is None:
+        return _Done(syncnet.embed_lip_frames(runs))
+    return submit(runs)
+
+
 class WindowStream:
     """Turns consecutive 224x224 crops of one track into SyncNet lip embeddings.
 
@@ -74,15 +123,30 @@ class WindowStream:
     needs k + 6 frames of samples). Crops are kept as they come (uint8) and handed to the
     model as runs of consecutive frames, ``batch_size`` windows at a time; the model makes
     the float windows (``SyncNet.embed_lip_frames``), on its device where it can.
-    Embeddings go straight into the streaming offset search; audio is read only as far
-    as the windows reach. Memory: at most ``batch_size`` + 5 crops.
+
+    A full batch is submitted and the caller goes on decoding: up to ``in_flight``
+    batches (the model's ``lip_in_flight``, else 1) are embedded in the background while
+    the next crops are made, and the audio tower and the offset search take each batch's
+    embeddings in order as it comes back. Same numbers as one batch at a time (a
+    window's embedding depends on that window only). Embeddings go straight into the
+    streaming offset search; audio is read only as far as the windows reach. Memory: at
+    most (``in_flight`` + 1) × (``batch_size`` + 4) + 1 crops.
     """
 
-    def __init__(self, syncnet, audio: AudioWindows, vshift: int, batch_size: int):
+    def __init__(
+        self,
+        syncnet,
+        audio: AudioWindows,
+        vshift: int,
+        batch_size: int,
+        in_flight: int | None = None,
+    ):
         self.syncnet = syncnet
         self.audio = audio
         self.search = StreamingSearch(syncnet, audio, vshift, batch_size)
         self.batch_size = batch_size
+        self.in_flight = getattr(syncnet, "lip_in_flight", 1) if in_flight is None else in_flight
+        self._pending: deque = deque()  # submitted batches, oldest first
         self.frames: list[np.ndarray] = []  # crops from frame ``first`` on
         self.first = 0  # the first window not yet embedded (= its first frame)
         self.seen = 0
@@ -105,14 +169,40 @@ class WindowStream:
             self.flush()
 
     def flush(self) -> None:
+        """Submit the windows made so far (a partial batch too)."""
         n = self.windows - self.first
         if n:
             run = np.stack(self.frames[: n + WINDOW_FRAMES - 1])
-            self.search.add(self.syncnet.embed_lip_frames([run]))
+            self._pending.append(submit_lip_frames(self.syncnet, [run]))
             del self.frames[:n]
             self.first = self.windows
+            while len(self._pending) > self.in_flight:
+                self.search.add(self._pending.popleft().result())
+
+    def drain(self) -> None:
+        """Submit what is left and wait until every window is in the offset search."""
+        self.flush()
+        while self._pending:
+            self.search.add(self._pending.popleft().result())
+
+    def state(self) -> tuple[dict, np.ndarray]:
+        """Everything that resumes this stream, and the distance rows made since the last
+        call (a checkpoint appends them). Drains first: nothing is in flight."""
+        self.drain()
+        search, rows = self.search.state()
+        frames = np.stack(self.frames) if self.frames else np.empty((0, 224, 224, 3), np.uint8)
+        meta = {"seen": self.seen, "windows": self.windows, "audio_base": self.audio.base}
+        return {**{f"search_{k}": v for k, v in search.items()}, **meta, "frames": frames}, rows
+
+    def restore(self, state: dict, rows: np.ndarray) -> None:
+        """This (new) stream in the state ``state`` recorded; its audio read on to match."""
+        self.search.restore({k[7:]: v for k, v in state.items() if k.startswith("search_")}, rows)
+        self.seen = int(state["seen"])
+        self.windows = self.first = int(state["windows"])
+        self.frames = list(state["frames"])
+        self.audio.skip_to(int(state["audio_base"]))
 
     def result(self) -> dict | None:
         """The offset search over all windows, or None when there were none."""
-        self.flush()
+        self.drain()
         return self.search.finish() if self.windows else None

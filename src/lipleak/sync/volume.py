@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from .. import __version__
 from ..errors import InputError
+from .checkpoint import Checkpoint
 from .pipeline import SyncPipeline
 from .results import (
     RunLock,  # noqa: F401 - re-exported for the command
@@ -106,6 +107,8 @@ class LocalExecutor:
         self.avs = avs  # lipleak.avs.AVSScorer: AVS_u of each scored video, or None
         self.pair = pair  # lipleak.visual.pair.PairScorer: LPIPS against job.gt, or None
         self.pipeline: SyncPipeline | None = None
+        # job -> its Checkpoint (VolumeRun sets it): long videos resume where they stopped
+        self.checkpoint_for: Callable[[object], object] | None = None
 
     def start(self) -> tuple[str, dict]:
         provenance = self.scorer.describe()
@@ -117,7 +120,7 @@ class LocalExecutor:
 
     def run(self, jobs: Iterable, commit: Commit) -> None:
         with SyncPipeline(self.scorer, self.workers) as self.pipeline:
-            for job, outcome in self.pipeline.run(jobs):
+            for job, outcome in self.pipeline.run(jobs, self.checkpoint_for):
                 if not isinstance(outcome, InputError) and (self.avs or self.pair):
                     # AV-HuBERT and LPIPS run here, after SyncNet, one video at a time:
                     # their onnxruntime sessions use every core themselves
@@ -144,14 +147,26 @@ class Counts:
 class VolumeRun:
     """One ``sync`` run over a list of jobs (``lipleak.sync.inputs.VideoJob``)."""
 
-    def __init__(self, jobs: list, store: SyncStore, executor, retry_failed: bool = False):
+    def __init__(
+        self,
+        jobs: list,
+        store: SyncStore,
+        executor,
+        retry_failed: bool = False,
+        checkpoint_every: float | None = 60.0,
+    ):
+        """``checkpoint_every``: seconds of video between two checkpoints of a video being
+        scored (``lipleak.sync.checkpoint``; executors with ``checkpoint_for``: the local
+        one), None for none."""
         self.jobs = jobs
         self.store = store
         self.executor = executor
         self.retry_failed = retry_failed
+        self.checkpoint_every = checkpoint_every
         self.hash: str | None = None
         self.provenance: dict | None = None
         self._in_hash: dict[tuple[str, str], str] = {}  # jobs handed out, not yet committed
+        self._checkpoints: dict[tuple[str, str], Checkpoint] = {}
 
     def start(self) -> None:
         if self.hash is None:
@@ -170,6 +185,10 @@ class VolumeRun:
             # the row records the files as they were when their scoring was decided: one
             # changed while it was scored is scored again by the next run
             self._in_hash[job.key()] = in_hash
+            if self.checkpoint_every is not None:
+                self._checkpoints[job.key()] = Checkpoint(
+                    self.store.path, job.key(), self.hash, in_hash, self.checkpoint_every
+                )
             yield job
 
     def _failed(self, job) -> bool:
@@ -195,6 +214,7 @@ class VolumeRun:
             row["reason"] = one_line("; ".join(why))
         row["settings_hash"] = self.hash
         row["inputs_hash"] = self._in_hash.pop(job.key())
+        self._checkpoints.pop(job.key(), None)
         return row
 
     def run(
@@ -217,6 +237,8 @@ class VolumeRun:
                 counts.failures.append(f"{job.video}: {row['reason']}")
             on_row(row)
 
+        if hasattr(self.executor, "checkpoint_for"):
+            self.executor.checkpoint_for = lambda job: self._checkpoints.get(job.key())
         try:
             self.executor.run(self.pending(counts, on_skip), commit)
         finally:

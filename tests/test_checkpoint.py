@@ -1,0 +1,229 @@
+"""Checkpoints of long videos (``lipleak.sync.checkpoint``): a run stopped after any save
+resumes from it and ends with the numbers of an uninterrupted run, bit for bit.
+
+The scorer runs here with a cheap deterministic stand-in for SyncNet (and for the face
+detector in detect mode) so that multi-minute videos take seconds: what is under test is
+the streaming state (crops in flight, pending embeddings, the audio reader, distance
+rows, detections, shots), not the model. ``tests/test_sync_volume.py`` kills a real
+``sync`` run with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import cv2
+import numpy as np
+import pytest
+
+from lipleak.sync import SyncScorer, SyncSettings
+from lipleak.sync.checkpoint import Checkpoint
+from media import speech_like, write_video
+
+
+def _rows(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    # one product per row: a matrix product's kernels (and bits) may depend on the batch
+    return np.stack([r @ w for r in x]).astype(np.float32) if len(x) else np.zeros((0, 1024))
+
+
+class FakeSyncNet:
+    """Embeddings from the windows' mean colours and MFCCs through fixed projections;
+    like SyncNet, a window's embedding does not depend on its batch."""
+
+    def __init__(self):
+        rng = np.random.default_rng(5)
+        self.w_lip = rng.standard_normal((15, 1024)).astype(np.float32)
+        self.w_audio = rng.standard_normal((260, 1024)).astype(np.float32) / 50
+
+    def embed_lip_frames(self, runs):
+        out = []
+        for run in runs:
+            means = run.reshape(len(run), -1, 3).mean(axis=1, dtype=np.float64) / 255
+            win = np.lib.stride_tricks.sliding_window_view(means, (5, 3))[:, 0]
+            out.append(_rows(win.reshape(len(win), 15), self.w_lip))
+        return np.concatenate(out)
+
+    def embed_audio(self, x):
+        return _rows(x.reshape(len(x), -1), self.w_audio)
+
+    def describe(self):
+        return {"fake": True}
+
+
+class FakeDetector:
+    """One face box per frame, moving with the frame's content; none on dark frames."""
+
+    def detect(self, frame):
+        m = float(frame.mean())
+        if m < 20:
+            return (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2)))
+        x = 10 + (m % 7)
+        box = np.array([[x, 8, x + 40, 48]], np.float32)
+        kps = np.repeat(((box[:, :2] + box[:, 2:]) / 2)[:, None], 5, axis=1).astype(np.float32)
+        return box, np.array([0.9], np.float32), kps
+
+
+class Stop(Exception):
+    pass
+
+
+class StoppingCheckpoint(Checkpoint):
+    """Raises after its ``stop_after``-th save, as if the process were killed right then."""
+
+    stop_after = 10**9
+
+    def save(self, *a, **kw):
+        super().save(*a, **kw)
+        self.stop_after -= 1
+        if self.stop_after == 0:
+            raise Stop
+
+
+def _video(path, seconds: float, shots: int = 1, dark_gap: bool = False):
+    """A synthetic clip: smooth textures moving a little, ``shots`` scenes of other
+    colours (hard cuts), speech-like audio."""
+    rng = np.random.default_rng(1)
+    n = int(seconds * 25)
+    frames = []
+    bases = []
+    for k in range(shots):
+        smooth = cv2.GaussianBlur(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), (0, 0), 6)
+        smooth = cv2.normalize(smooth, None, 0, 255, cv2.NORM_MINMAX)
+        bases.append(np.roll(smooth if k % 2 == 0 else 255 - smooth, k, axis=2))
+    for i in range(n):
+        shot = i * shots // n
+        f = np.roll(bases[shot], round(6 * np.sin(i / 10)), axis=1)
+        if dark_gap and n // 6 <= i < n // 6 + 40:
+            f = np.zeros_like(f)
+        frames.append(f)
+    return write_video(path, frames, audio=speech_like(seconds, seed=3))
+
+
+@pytest.fixture(scope="module")
+def scorers(model_dir):
+    out = {}
+    for mode in ("prealigned", "detect"):
+        settings = SyncSettings(
+            syncnet="syncnet_v2_random", mode=mode, min_track=25, min_face_size=30, batch_size=16
+        )
+        scorer = SyncScorer(settings).sharing(FakeSyncNet())
+        scorer._detector = FakeDetector()
+        out[mode] = scorer
+    return out
+
+
+def last_frame(db) -> int:
+    with sqlite3.connect(db) as con:
+        return json.loads(con.execute("SELECT meta FROM checkpoints").fetchone()[0])["frame"]
+
+
+def _numbers(result) -> dict:
+    d = result.to_dict(verbose=True)
+    d.pop("video")
+    return d
+
+
+@pytest.mark.parametrize(
+    "mode,seconds,shots,stops",
+    [
+        ("prealigned", 150, 1, [1, 3, 4]),  # a 2.5-minute video stopped three times
+        # stopped in pass 1 (frames 250, 750, 1500), at its last frame (2000), then in
+        # pass 2 (at its frame 500)
+        ("detect", 80, 3, [1, 2, 3, 2, 3]),
+    ],
+)
+def test_stopped_runs_resume_to_the_uninterrupted_numbers(
+    scorers, tmp_path, mode, seconds, shots, stops
+):
+    scorer = scorers[mode]
+    video = _video(tmp_path / "long.mp4", seconds, shots, dark_gap=mode == "detect")
+    whole = scorer.score(video)
+    if mode == "detect":
+        # the cuts between scenes and into and out of the faceless dark stretch
+        assert len(whole.shots) == shots + 2 and len(whole.tracks) >= shots
+
+    db = tmp_path / "store.sqlite"
+    resumed = []
+    for stop_after in stops:
+        ck = StoppingCheckpoint(db, (str(video), ""), "run", "inputs", every_seconds=10)
+        ck.stop_after = stop_after
+        with pytest.raises(Stop):
+            scorer.score(video, checkpoint=ck)
+        resumed.append(ck.resumed_from)
+    if mode == "detect":
+        assert resumed == [None, 250, 750, 1500, 2000] and last_frame(db) == 500
+    last = Checkpoint(db, (str(video), ""), "run", "inputs", every_seconds=10)
+    result = scorer.score(video, checkpoint=last)
+    # every rerun went on from the previous one's last save, none from frame 0
+    assert resumed[0] is None and all(r for r in resumed[1:]) and last.resumed_from
+    assert _numbers(result) == _numbers(whole)
+
+
+def test_changed_setting_or_file_restarts_from_zero(scorers, tmp_path):
+    scorer = scorers["prealigned"]
+    video = _video(tmp_path / "v.mp4", 30)
+    db = tmp_path / "store.sqlite"
+    ck = StoppingCheckpoint(db, (str(video), ""), "run-a", "in-a", every_seconds=4)
+    ck.stop_after = 2
+    with pytest.raises(Stop):
+        scorer.score(video, checkpoint=ck)
+    for run, inputs in (("run-b", "in-a"), ("run-a", "in-b")):
+        other = Checkpoint(db, (str(video), ""), run, inputs, every_seconds=4)
+        assert other.load() is None and other.resumed_from is None
+        # the stale checkpoint is gone: the one of the first hashes cannot load it either
+        assert Checkpoint(db, (str(video), ""), "run-a", "in-a").load() is None
+        ck = StoppingCheckpoint(db, (str(video), ""), "run-a", "in-a", every_seconds=4)
+        ck.stop_after = 2
+        with pytest.raises(Stop):
+            scorer.score(video, checkpoint=ck)
+
+
+def test_checkpoint_arrays_append_and_never_unpickle(tmp_path):
+    db = tmp_path / "s.sqlite"
+    ck = Checkpoint(db, ("/v", ""), "h", "i")
+    ck.save({"frame": 5}, {"x": np.arange(3)}, {"rows": np.ones((2, 3))})
+    ck.save({"frame": 9}, {"x": np.arange(4)}, {"rows": np.zeros((1, 3)), "empty": np.ones(0)})
+    meta, arrays, parts = Checkpoint(db, ("/v", ""), "h", "i").load()
+    assert meta == {"frame": 9} and arrays["x"].tolist() == [0, 1, 2, 3]
+    assert [p.tolist() for p in parts["rows"]] == [[[1.0] * 3] * 2, [[0.0] * 3]]
+    assert "empty" not in parts
+    # a pickled object array planted in the store is refused, not loaded
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE checkpoint_arrays SET data = ? WHERE name = 'x'", (buf.getvalue(),))
+    with pytest.raises(ValueError, match="pickle"):
+        Checkpoint(db, ("/v", ""), "h", "i").load()
+
+
+def test_final_row_commit_deletes_the_checkpoint(tmp_path):
+    from lipleak.sync.results import SyncStore
+
+    db = tmp_path / "s.sqlite"
+    Checkpoint(db, ("/v", ""), "h", "i").save({"frame": 5}, {"x": np.arange(3)}, {})
+    store = SyncStore(db)
+    store.start_run("t", [], {})
+    store.commit(
+        {
+            "video": "/v",
+            "audio": "",
+            "settings_hash": "h",
+            "inputs_hash": "i",
+            "status": "ok",
+            "reason": "",
+            "offset": 0,
+            "lse_c": 1.0,
+            "lse_d": 2.0,
+            "n_frames": 10,
+            "n_tracks": 1,
+            "tracks": [],
+            "detail": None,
+        }
+    )
+    store.close()
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT COUNT(*) FROM checkpoints").fetchone() == (0,)
+        assert con.execute("SELECT COUNT(*) FROM checkpoint_arrays").fetchone() == (0,)
