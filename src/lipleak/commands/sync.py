@@ -277,6 +277,12 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--json", action="store_true", help="one video: print one JSON object")
     p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="one video: no progress bar (frames, frames/s, ETA) on stderr; it is shown "
+        "only when stderr is a terminal",
+    )
+    p.add_argument(
         "--verbose",
         action="store_true",
         help="one video: also give mdist (31 values) and per-frame confidence per track",
@@ -508,6 +514,34 @@ def run_many(args) -> int:
     return 4 if any(r["status"] != "ok" for r in rows) else 0
 
 
+class FrameProgress:
+    """A progress bar on stderr for one video: frames scored, frames/s and an ETA
+    (detect mode's two passes count the video twice)."""
+
+    def __init__(self, disable: bool = False):
+        self.disable = disable or not sys.stderr.isatty()
+        self.bar = None
+
+    def __enter__(self) -> FrameProgress:
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.disable:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=total, unit="frame", desc="sync", file=sys.stderr, dynamic_ncols=True
+            )
+        self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def run_one(args) -> int:
     from ..models.registry import fixture_warnings
     from ..sync import SyncScorer
@@ -517,7 +551,8 @@ def run_one(args) -> int:
     if args.audio is not None and not args.audio.exists():
         raise InputError(args.audio, "no such audio file", "missing")
     scorer = SyncScorer(settings_from_args(args))
-    result = scorer.score(args.video, args.audio)
+    with FrameProgress(disable=args.no_progress) as progress:
+        result = scorer.score(args.video, args.audio, progress=progress)
     provenance = scorer.describe()
     warnings = fixture_warnings(provenance)
     if args.json:

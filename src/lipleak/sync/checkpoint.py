@@ -146,10 +146,9 @@ class Checkpoint:
             for name, a in arrays.items():
                 con.execute(ins, (*self.key, name, REPLACED, _npy(a)))
             next_parts = dict(self._parts)
-            for name, a in (appended or {}).items():
-                if len(a):
-                    next_parts[name] = next_parts.get(name, 0) + 1
-                    con.execute(ins, (*self.key, name, next_parts[name], _npy(a)))
+            for name, a in (appended or {}).items():  # empty ones too: parts stay aligned
+                next_parts[name] = next_parts.get(name, 0) + 1
+                con.execute(ins, (*self.key, name, next_parts[name], _npy(a)))
             con.execute("COMMIT")
             self._parts = next_parts
         except BaseException:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -208,15 +209,16 @@ class SyncScorer:
         video: str | Path,
         audio=None,
         checkpoint: Checkpoint | None = None,
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> VideoSync:
         """LSE-C / LSE-D of one video against its own audio track or ``audio``.
 
         ``checkpoint`` (``lipleak.sync.checkpoint``): the scoring state is saved there
         every ``checkpoint.every_frames`` frames, and a saved one is resumed (the frames
         before it are decoded again but not scored); the numbers are bit for bit those of
-        an uninterrupted run. ``progress(frames)`` is called as frames are scored (each
-        pass of detect mode counts the video once).
+        an uninterrupted run. ``progress(done, total)`` is called as frames are scored:
+        frames so far and the expected count (detect mode decodes the video twice: each
+        pass counts).
         """
         video = Path(video)
         s = self.settings
@@ -224,6 +226,11 @@ class SyncScorer:
             video, s.decoder, s.reference_frames, s.ffmpeg_path or None, check_audio=audio is None
         )
         chunks, audio_source = self._audio(video, audio)
+        if progress is not None:
+            passes = 1 if s.mode == "prealigned" else 2
+            total = passes * frames.info.n_frames
+            progress(0, total)
+            progress = partial(_report, progress, total)
         whole = AudioWindows(chunks())
         try:
             if not whole.has_frames(WINDOW_FRAMES + 1):
@@ -314,6 +321,7 @@ class SyncScorer:
         than ``min_track`` frames are listed without tracks, as the reference skips them.
         """
         from ..faces.crop import syncnet_crop
+        from ..faces.detections import DetectionLog
         from ..faces.shots import ShotDetector, whole_video
         from ..faces.track import track_shots
 
@@ -323,7 +331,9 @@ class SyncScorer:
         saved = checkpoint.load() if checkpoint is not None else None
         if saved is not None and saved[0].get("kind") != "detect":
             saved = None
-        detections = _detections_from(saved[2]) if saved is not None else []
+        detections = DetectionLog()
+        for part in _det_parts(saved[2]) if saved is not None else []:
+            detections.extend(part)
         saved_dets = len(detections)
         pass2 = saved is not None and saved[0]["pass"] == 2
         # pass 1 (faces and shots); resumed in pass 2, only the cut detector sees the frames
@@ -340,7 +350,7 @@ class SyncScorer:
                 checkpoint.save(
                     {"kind": "detect", "pass": 1, "frame": n},
                     {},
-                    _detection_arrays(detections[saved_dets:n]),
+                    _det_arrays(detections, saved_dets),
                 )
                 saved_dets = n
             if progress is not None:
@@ -358,7 +368,7 @@ class SyncScorer:
             checkpoint.save(
                 {"kind": "detect", "pass": 2, "frame": 0, "streams": []},
                 {},
-                _detection_arrays(detections[saved_dets:]),
+                _det_arrays(detections, saved_dets),
             )
         del detections
         if not tracks:
@@ -411,6 +421,11 @@ class SyncScorer:
         return results, n_frames, shots
 
 
+def _report(progress: Callable[[int, int], None], total: int, done: int) -> None:
+    # a stated frame count can be off (VFR, a short stream): never report past the end
+    progress(done, max(total, done))
+
+
 # -- checkpoints (``lipleak.sync.checkpoint``) -------------------------------------------
 
 
@@ -433,27 +448,13 @@ def _restore_streams(streams: list[WindowStream], meta, arrays, parts, vshift: i
         stream.restore(state, np.concatenate(rows) if rows else np.empty((0, 2 * vshift + 1)))
 
 
-def _detection_arrays(detections: list) -> dict[str, np.ndarray]:
-    """Detections of consecutive frames as flat arrays (a checkpoint part), in the
-    detector's own dtypes: tracking compares them as they are."""
-    if not detections:
-        return {}
-    out = {"det/count": np.array([len(d[0]) for d in detections], np.int64)}
-    for i, (name, shape) in enumerate((("boxes", (4,)), ("scores", ()), ("kps", (5, 2)))):
-        parts = [np.asarray(d[i]).reshape(-1, *shape) for d in detections]
-        found = [p.dtype for p in parts if len(p)]
-        dtype = np.result_type(*found) if found else np.float32
-        out[f"det/{name}"] = np.concatenate([p.astype(dtype, copy=False) for p in parts])
-    return out
+def _det_arrays(log, start: int) -> dict[str, np.ndarray]:
+    """The detections of frames ``start ..`` as checkpoint parts."""
+    return {f"det/{k}": v for k, v in log.arrays(start).items()}
 
 
-def _detections_from(parts: dict[str, list[np.ndarray]]) -> list:
-    """The per-frame detections a checkpoint's parts hold (``_detection_arrays`` undone)."""
-    if "det/count" not in parts:
-        return []
-    count = np.concatenate(parts["det/count"])
-    ends = np.cumsum(count)[:-1]
-    boxes, scores, kps = (
-        np.split(np.concatenate(parts[f"det/{k}"]), ends) for k in ("boxes", "scores", "kps")
-    )
-    return list(zip(boxes, scores, kps, strict=True))
+def _det_parts(parts: dict[str, list[np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """The saved detection parts, in order, as ``DetectionLog.arrays`` gave them."""
+    names = [k[4:] for k in parts if k.startswith("det/")]
+    n = len(parts.get("det/count", []))
+    return [{k: parts[f"det/{k}"][i] for k in names} for i in range(n)]
