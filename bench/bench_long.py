@@ -15,6 +15,12 @@ and how many hours of video one machine scores per hour.
 
     python bench/bench_long.py [--lengths 10,600,3600] [--modes prealigned,detect]
         [--work DIR]   # keeps the generated videos between runs
+    python bench/bench_long.py --dir-vs-single 30 [--repeat 3]
+
+``--dir-vs-single S``: one S-second video scored by ``sync VIDEO`` and by ``sync DIR`` (a
+folder holding only it: the volume pipeline's case of one long video), each as a whole
+CLI process, alternately ``--repeat`` times; the best times and whether the numbers are
+equal.
 """
 
 from __future__ import annotations
@@ -140,12 +146,55 @@ def score(video: Path, settings: dict, env: dict) -> dict:
     }
 
 
+def _cli(args: list, env: dict) -> tuple[float, subprocess.CompletedProcess]:
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "lipleak", *map(str, args)], env=env, capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"lipleak-fast {' '.join(map(str, args))} failed:\n{proc.stderr}")
+    return time.perf_counter() - t0, proc
+
+
+def dir_vs_single(seconds: int, repeat: int, work: Path, env: dict, clips) -> dict:
+    folder = work / f"one_{seconds}s"
+    folder.mkdir(exist_ok=True)
+    video = make_video(folder / "episode.mp4", seconds, clips)
+    common = ["--syncnet", "syncnet_v2_random"]
+    single, volume = [], []
+    for i in range(repeat):
+        t, proc = _cli(["sync", video, "--json", "--no-progress", *common], env)
+        single.append(t)
+        one = json.loads(proc.stdout)["result"]
+        db, rows = work / f"dir_{i}.sqlite", work / f"dir_{i}.jsonl"
+        t, _ = _cli(["sync", folder, "--db", db, "--jsonl", rows, "--quiet", *common], env)
+        volume.append(t)
+        row = json.loads(rows.read_text())
+        db.unlink()
+        same = (row["offset"], row["lse_c"], row["lse_d"]) == (
+            one["offset"],
+            one["lse_c"],
+            one["lse_d"],
+        )
+        if not same:
+            raise RuntimeError(f"sync DIR gave {row} and sync VIDEO {one}")
+    return {
+        "seconds": seconds,
+        "sync_video_s": [round(t, 2) for t in single],
+        "sync_dir_s": [round(t, 2) for t in volume],
+        "dir_over_single_best": round(min(volume) / min(single), 3),
+        "rows_equal": True,
+    }
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--lengths", default="10,600,3600", help="seconds, comma-separated")
     ap.add_argument("--modes", default="prealigned,detect")
     ap.add_argument("--work", type=Path, help="folder for the generated videos (kept)")
     ap.add_argument("--min-face-size", type=float, default=60, help="detect mode (320-px frames)")
+    ap.add_argument("--dir-vs-single", type=int, metavar="SECONDS", help="see above")
+    ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
     lengths = [int(x) for x in args.lengths.split(",")]
     modes = args.modes.split(",")
@@ -164,6 +213,11 @@ def main(argv=None) -> int:
         check=True,
     )
     clips = _clips()
+    if args.dir_vs_single:
+        r = dir_vs_single(args.dir_vs_single, args.repeat, work, env, clips)
+        print(json.dumps(r, indent=1))
+        print(f"wrote {write_result('long_dir_vs_single', r)}")
+        return 0
     runs = []
     for seconds in lengths:
         video = make_video(work / f"long_{seconds}s.mp4", seconds, clips)
