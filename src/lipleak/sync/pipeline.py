@@ -16,9 +16,11 @@ batches instead of leaving the model half-idle.
 Every number equals scoring each video alone: a window's embedding depends on that
 window only (the tower has no batch statistics; ``tests/test_sync_volume.py`` checks the
 rows bit for bit against single-video scoring, for several batch sizes and worker
-counts). Memory is bounded by ``workers`` (each holds one video's streaming state and at
-most ``batch_size`` + 5 waiting crops) and one queued job, never by the number or length
-of the videos. The audio tower (about 1/9 of the lip tower's core time per window on the
+counts). A worker does not wait for its batch: it queues it and decodes on, up to the
+tower's ``lip_in_flight`` batches of one video (one per tower thread, and one more), so
+that the only or last long video of a run keeps every replica busy. Memory is bounded
+by ``workers`` (each holds one video's streaming state and at most ``lip_in_flight`` + 1
+batches of crops) and one queued job, never by the number or length of the videos. The audio tower (about 1/9 of the lip tower's core time per window on the
 CPU, ``bench/volume_ceiling.py``) runs in the worker threads, on the CPU in a
 single-threaded session of its own (``SyncNet.audio_for_threads``).
 """
