@@ -170,7 +170,8 @@ def dir_vs_single(seconds: int, repeat: int, work: Path, env: dict, clips) -> di
         t, _ = _cli(["sync", folder, "--db", db, "--jsonl", rows, "--quiet", *common], env)
         volume.append(t)
         row = json.loads(rows.read_text())
-        db.unlink()
+        for f in (db, rows, db.with_name(db.name + ".lock")):
+            f.unlink(missing_ok=True)
         same = (row["offset"], row["lse_c"], row["lse_d"]) == (
             one["offset"],
             one["lse_c"],

@@ -148,6 +148,7 @@ def main() -> None:
     from lipleak.io.video import iter_frames
     from lipleak.models import store
     from lipleak.sync import SyncScorer, SyncSettings
+    from lipleak.sync.pipeline import served
 
     torch.set_num_threads(max(1, __import__("os").cpu_count() or 1))
     clips = sorted(CLIPS_DIR.glob("*.mp4"))
@@ -230,9 +231,11 @@ def main() -> None:
     scorer.syncnet.embed_lip_frames = lips_t.wrap(scorer.syncnet.embed_lip_frames)
     scorer.syncnet.embed_audio = audio_t.wrap(scorer.syncnet.embed_audio)
     t = time.perf_counter()
-    ours = {c.name: scorer.score(c) for c in clips}
+    with served(scorer) as one:  # as `sync VIDEO` scores one video (the tower's threads)
+        ours = {c.name: one.score(c) for c in clips}
     ours_time = time.perf_counter() - t
     ours_frames = sum(r.n_frames for r in ours.values())
+    # the tower's threads run at once: this adds their times, so it can pass 100 %
     syncnet_share = (lips_t.total + audio_t.total) / ours_time
     record("end to end, ours", ours_frames, ours_time)
     print(f"{'SyncNet share of our time':>28}: {100 * syncnet_share:.1f} %")

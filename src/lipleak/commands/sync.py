@@ -550,9 +550,11 @@ def run_one(args) -> int:
         raise InputError(args.video, "no such file", "missing")
     if args.audio is not None and not args.audio.exists():
         raise InputError(args.audio, "no such audio file", "missing")
+    from ..sync.pipeline import served
+
     scorer = SyncScorer(settings_from_args(args))
-    with FrameProgress(disable=args.no_progress) as progress:
-        result = scorer.score(args.video, args.audio, progress=progress)
+    with served(scorer) as one, FrameProgress(disable=args.no_progress) as progress:
+        result = one.score(args.video, args.audio, progress=progress)
     provenance = scorer.describe()
     warnings = fixture_warnings(provenance)
     if args.json:

@@ -20,9 +20,10 @@ counts). A worker does not wait for its batch: it queues it and decodes on, up t
 tower's ``lip_in_flight`` batches of one video (one per tower thread, and one more), so
 that the only or last long video of a run keeps every replica busy. Memory is bounded
 by ``workers`` (each holds one video's streaming state and at most ``lip_in_flight`` + 1
-batches of crops) and one queued job, never by the number or length of the videos. The audio tower (about 1/9 of the lip tower's core time per window on the
-CPU, ``bench/volume_ceiling.py``) runs in the worker threads, on the CPU in a
-single-threaded session of its own (``SyncNet.audio_for_threads``).
+batches of crops) and one queued job, never by the number or length of the videos.
+The audio tower (about 1/9 of the lip tower's core time per window on the CPU,
+``bench/volume_ceiling.py``) runs in the worker threads, on the CPU in a single-threaded
+session of its own (``SyncNet.audio_for_threads``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -186,6 +188,24 @@ def default_replicas() -> int:
     else one. ``SyncNet.lip_replicas`` keeps one on a GPU whatever this says."""
     cores = cpu_threads()
     return 2 if cores >= 2 else 1
+
+
+@contextmanager
+def served(scorer, replicas: int | None = None) -> Iterator:
+    """``scorer`` with its lip tower served by ``SharedLipTower`` threads: how one video is
+    scored on its own (``sync VIDEO``). Its batches queue while its frames are decoded
+    (``WindowStream``), and on the CPU two single-threaded tower sessions run two of them
+    at once, as the folder pipeline does, so one video alone goes as fast there as here.
+    Same numbers as ``scorer.score``."""
+    tower = SharedLipTower(
+        scorer.syncnet,
+        scorer.settings.batch_size,
+        default_replicas() if replicas is None else replicas,
+    )
+    try:
+        yield scorer.sharing(tower)
+    finally:
+        tower.close()
 
 
 class SyncPipeline:
