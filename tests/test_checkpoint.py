@@ -127,7 +127,7 @@ def _numbers(result) -> dict:
 @pytest.mark.parametrize(
     "mode,seconds,shots,stops",
     [
-        ("prealigned", 150, 1, [1, 3, 4]),  # a 2.5-minute video stopped three times
+        ("prealigned", 120, 1, [1, 3, 4]),  # a 2-minute video stopped three times
         # stopped in pass 1 (frames 250, 750, 1500), at its last frame (2000), then in
         # pass 2 (at its frame 500)
         ("detect", 80, 3, [1, 2, 3, 2, 3]),
