@@ -120,13 +120,23 @@ def row_from_result(job_key: tuple[str, str], result: VideoSync) -> dict:
                 "offset": int(t.offset),
                 "lse_c": float(t.lse_c),
                 "lse_d": float(t.lse_d),
+                # SPEC §11: the numbers a rerun re-gates without rescoring (sync.timeline)
+                "segments": [seg.to_dict() for seg in t.segments],
             }
             for t in result.tracks
         ],
-        "detail": result.to_dict(),
+        "detail": _detail(result),
         "avs_u": None,
         "lpips": None,
     }
+
+
+def _detail(result: VideoSync) -> dict:
+    """``result.to_dict()`` without the segments, which the row's tracks hold already."""
+    d = result.to_dict()
+    for t in d["tracks"]:
+        t.pop("segments", None)
+    return d
 
 
 def row_from_error(job_key: tuple[str, str], exc: InputError) -> dict:

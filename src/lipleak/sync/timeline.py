@@ -203,3 +203,16 @@ def build_timeline(tracks: list[list[dict]], no_face: list[dict], src_fps: float
         "verdict": verdict(ok, rule.gate, fit),
         "failing": failing_ranges([s for s in ok if rule.gate.fails(s["av_offset_ms"])], src_fps),
     }
+
+
+def row_timeline(row: dict, rule: TimelineRule) -> dict | None:
+    """The timeline of a stored row (``lipleak.sync.results``) under ``rule``, its tracks'
+    segment statuses updated in place. None for a failed row and for a row stored before
+    segments existed (rescore it to get them: ``--retry-failed`` does not, a new store
+    does)."""
+    tracks = row.get("tracks") or []
+    if row["status"] != "ok" or not tracks or any("segments" not in t for t in tracks):
+        return None
+    detail = row.get("detail") or {}
+    segs = [t["segments"] for t in tracks]
+    return build_timeline(segs, detail.get("no_face") or [], detail["src_fps"], rule)
