@@ -19,23 +19,25 @@ CLIP = CLIPS_DIR / "real09_vox_rdj.mp4"  # an aligned face crop: prealigned mode
 def scorer(model_dir):
     from lipleak.sync import SyncScorer, SyncSettings
 
-    return SyncScorer(SyncSettings(syncnet="syncnet_v2_random", segment=2.0, hop=0.5))
+    return SyncScorer(SyncSettings(syncnet="syncnet_v2_random", segment=1.0, hop=0.5))
 
 
 def test_delayed_audio_moves_every_segment_towards_lag(scorer):
-    """The audio delayed by ``delay`` frames (silence put in front): audio window j is the
-    original's j - delay, so each segment's best shift moves by ``delay`` and its
-    av_offset_ms by -40 * delay ms: the audio lags, negative, as stated. The random-weight
-    SyncNet's own offsets mean nothing, so the test compares with the undelayed clip."""
-    delay = 3
-    audio = load_audio(CLIP)[: 100 * 640]  # scoring stops where the audio ends
+    """The audio delayed by 3 frames (silence put in front): audio window j is the
+    original's j - 3, so a segment's distances at shift s are the original's at s - 3, and
+    its best shift moves by 3: av_offset_ms changes by -120 ms, the audio lags, negative as
+    stated. The random-weight SyncNet's own offsets mean nothing, so the test compares with
+    the undelayed clip, on the segments whose rows never meet the silence put in front
+    (first window >= 15 + 3) and whose best shift stays in range (a best shift at the
+    edge of ±15 may move to a shift the original search did not have)."""
+    delay, vshift = 3, 15
+    audio = load_audio(CLIP)[: 125 * 640]  # scoring stops where the audio ends
     delayed = np.concatenate([np.zeros(delay * 640, np.int16), audio[: -delay * 640]])
     base, late = scorer.score(CLIP, audio), scorer.score(CLIP, delayed)
     pairs = [
         (a, b)
         for a, b in zip(base.tracks[0].segments, late.tracks[0].segments, strict=True)
-        # segments whose best shift stays inside ±vshift after the move
-        if -15 + delay <= a.offset and a.first_window >= delay
+        if a.first_window >= vshift + delay and -vshift + delay <= a.offset < vshift
     ]
     assert len(pairs) >= 3
     for a, b in pairs:
