@@ -123,7 +123,8 @@ class VideoSync:
         return d
 
     def regate(self, settings: SyncSettings) -> dict:
-        """The timeline under ``settings``' gate and threshold (segments restatused)."""
+        """The timeline under ``settings``' gate and threshold; no rescoring. Only the
+        timeline fields of ``settings`` are used; the segments' statuses follow it."""
         return regate_tracks(self.tracks, self.no_face, self.src_fps, settings)
 
 
