@@ -205,3 +205,27 @@ def test_failing_ranges_merge_adjacent_segments():
     assert ranges[1]["start_tc"] == timecode(300, 30000 / 1001) == "00:00:11;29"
     t = timeline(segs, gate="frames:2")
     assert [(r["start_frame"], r["end_frame"]) for r in t["failing"]] == [(0, 153), (300, 507)]
+
+
+def test_settings_hash_has_segments_but_not_the_gate():
+    """--segment/--hop make numbers (hashed, except the defaults: stored hashes stay);
+    the gate and threshold only re-derive verdicts (never hashed, never rescored)."""
+    from lipleak.errors import LipleakError
+    from lipleak.sync import SyncSettings
+
+    base = SyncSettings()
+    assert base.hash() == "5120ee5e8c87c7b8"  # the hash before segments existed
+    regated = SyncSettings(gate="frames:2", min_segment_lse_c=1.0)
+    assert regated.hash() == SyncSettings(max_lead_ms=10, max_lag_ms=20).hash() == base.hash()
+    assert regated.as_dict()["gate"] == "frames:2"  # recorded with the run all the same
+    assert len({base.hash(), SyncSettings(segment=2).hash(), SyncSettings(hop=1).hash()}) == 3
+    assert SyncSettings(segment=4).hash() == base.hash()
+    assert regated.timeline_rule().gate.frames == 2
+    for bad in (
+        {"gate": "nope"},
+        {"segment": 0.01},
+        {"hop": 0},
+        {"gate": "frames:2", "max_lag_ms": 5},
+    ):
+        with pytest.raises(LipleakError):
+            SyncSettings(**bad)
