@@ -226,6 +226,8 @@ def test_settings_hash_has_segments_but_not_the_gate():
         {"segment": 0.01},
         {"hop": 0},
         {"gate": "frames:2", "max_lag_ms": 5},
+        {"segment": float("nan")},
+        {"min_segment_lse_c": float("nan")},
     ):
         with pytest.raises(LipleakError):
             SyncSettings(**bad)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from ..errors import InputError
 
@@ -82,13 +83,16 @@ def timeline_kwargs(args) -> dict:
 def check_timeline_options(args) -> set[str]:
     """Usage errors before anything is scored; returns the --fail-on verdicts."""
     from ..sync.segment_rows import segments_format
-    from ..sync.timeline import VERDICTS, parse_gate
+    from ..sync.timeline import VERDICTS, TimelineRule, parse_gate
 
     for name in ("segment", "hop"):
-        if not round(getattr(args, name) * 25) >= 1:
+        v = getattr(args, name)
+        if not (math.isfinite(v) and round(v * 25) >= 1):
             raise InputError(None, f"--{name} must be at least 0.04 s (one frame)", "bad_option")
     try:
-        parse_gate(args.gate, args.max_lead_ms, args.max_lag_ms)
+        TimelineRule(
+            parse_gate(args.gate, args.max_lead_ms, args.max_lag_ms), args.min_segment_lse_c
+        )
     except ValueError as exc:
         raise InputError(None, f"--gate: {exc}", "bad_option") from None
     if args.segments is not None:

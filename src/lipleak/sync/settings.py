@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from ..errors import LipleakError
@@ -85,7 +86,8 @@ class SyncSettings(HashedSettings):
         if (self.ffmpeg or self.ffmpeg_path) and not self.reference_frames:
             raise LipleakError("an ffmpeg binary is only used with reference_frames")
         for name in ("segment", "hop"):
-            if not round(getattr(self, name) * 25) >= 1:
+            v = getattr(self, name)
+            if not (math.isfinite(v) and round(v * 25) >= 1):
                 raise LipleakError(
                     f"{name} must be at least 0.04 s (one frame), got {getattr(self, name)}"
                 )

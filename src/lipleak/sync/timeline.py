@@ -178,6 +178,10 @@ class TimelineRule:
     gate: Gate
     min_lse_c: float = 3.0
 
+    def __post_init__(self):
+        if not np.isfinite(self.min_lse_c):
+            raise ValueError(f"the segment LSE-C threshold must be finite, got {self.min_lse_c}")
+
     def to_dict(self) -> dict:
         return {"gate": self.gate.to_dict(), "min_segment_lse_c": self.min_lse_c}
 
