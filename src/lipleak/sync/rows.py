@@ -43,6 +43,7 @@ from pathlib import Path
 
 from ..errors import LipleakError
 from ..files import atomic_write
+from .timeline import VERDICTS
 
 CSV_COLUMNS = (
     "video",
@@ -343,7 +344,7 @@ def format_summary(s: Summary) -> str:
             *(
                 [
                     f"timeline ({s.gate}): "
-                    + ", ".join(f"{k} {n}" for k, n in sorted(s.verdicts.items()))
+                    + ", ".join(f"{k} {s.verdicts[k]}" for k in VERDICTS if k in s.verdicts)
                 ]
                 if s.verdicts
                 else []

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .segments import MS_PER_FRAME, SCORING_FPS, segment_status
+from .segments import MS_PER_FRAME, SCORING_FPS, STATUSES, segment_status
 from .timecode import timecode
 
 # (max lead, max lag) in ms, positive = audio leads (SPEC §11; docs/timeline.md)
@@ -195,8 +195,7 @@ def build_timeline(tracks: list[list[dict]], no_face: list[dict], src_fps: float
     ok = [s for s in every if s["status"] == "ok"]
     fit = drift(ok)
     g = global_offset([s["offset"] for s in ok])
-    counts = {k: sum(s["status"] == k for s in every) for k in ("ok", "silent", "low_confidence")}
-    counts["no_face"] = sum(s["status"] == "no_face" for s in every)
+    counts = {k: sum(s["status"] == k for s in every) for k in STATUSES}
     return {
         **rule.to_dict(),
         "sign": SIGN,
