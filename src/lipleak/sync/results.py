@@ -132,8 +132,11 @@ def row_from_result(job_key: tuple[str, str], result: VideoSync) -> dict:
 
 
 def _detail(result: VideoSync) -> dict:
-    """``result.to_dict()`` without the segments, which the row's tracks hold already."""
+    """``result.to_dict()`` without the segments, which the row's tracks hold already, and
+    without the timeline, which is re-derived from them under each run's gate
+    (``lipleak.sync.timeline.row_timeline``; the gate is in the run's provenance)."""
     d = result.to_dict()
+    d.pop("timeline", None)
     for t in d["tracks"]:
         t.pop("segments", None)
     return d
