@@ -9,6 +9,13 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
+from .sync_timeline import (
+    FAIL_ON_EXIT,
+    add_timeline_options,
+    check_timeline_options,
+    timeline_kwargs,
+    timeline_lines,
+)
 
 _RULE_WORDS = {
     "weighted-mean": "frame-weighted mean over tracks; offset of the longest track",
@@ -177,6 +184,7 @@ def settings_from_args(args):
         ffmpeg_path=args.ffmpeg or "",
         tracks=args.tracks,
         shots=args.shots,
+        **timeline_kwargs(args),
     )
 
 
@@ -341,6 +349,7 @@ def add_parser(sub) -> None:
     v.add_argument("--quiet", action="store_true", help="no progress bar and no per-video rows")
     add_sync_options(p)
     add_avs_options(p, gt=False)
+    add_timeline_options(p)
     p.set_defaults(func=run)
 
 
@@ -375,6 +384,7 @@ def run(args) -> int:
         # to compute, and a silently ignored option would look like a scored column
         raise InputError(None, "--lpips/--lpips-trunk need --gt-dir", "bad_option")
     args.lpips = args.lpips or "alex"
+    args.fail_on_verdicts = check_timeline_options(args)
     # --avs/--gt-dir go through the volume path even for one video: rows, store, summary
     if _single_video(args) and args.avs is None and args.gt_dir is None:
         args.video = Path(args.inputs[0])
@@ -410,6 +420,8 @@ def run_many(args) -> int:
     from ..sync import rows as out
     from ..sync.inputs import collect_jobs
     from ..sync.results import RunLock, SyncStore, lock_path
+    from ..sync.segment_rows import write_segments
+    from ..sync.timeline import row_timeline
     from ..sync.volume import LocalExecutor, VolumeRun
 
     keep_opts = (args.min_lse_c, args.max_lse_d, args.max_abs_offset)
@@ -500,6 +512,11 @@ def run_many(args) -> int:
             rows = run.rows()
         finally:
             store.close()
+    rule = settings.timeline_rule()  # verdicts re-derived under this run's gate
+    for r in rows:
+        r["timeline"] = row_timeline(r, rule)
+    if args.segments is not None:
+        write_segments(Path(args.segments), rows)
     if args.csv is not None:
         out.write_csv(args.csv, rows)
     if args.jsonl is not None:
@@ -511,7 +528,14 @@ def run_many(args) -> int:
         f"scored {counts.scored}, skipped {counts.skipped} already done, failed "
         f"{counts.failed}; run {run.hash}; results in {db}"
     )
-    return 4 if any(r["status"] != "ok" for r in rows) else 0
+    if any(r["status"] != "ok" for r in rows):
+        return 4
+    return FAIL_ON_EXIT if _fails(args, [r["timeline"] for r in rows]) else 0
+
+
+def _fails(args, timelines: list[dict | None]) -> bool:
+    """Some video got a ``--fail-on`` verdict."""
+    return any(t is not None and t["verdict"] in args.fail_on_verdicts for t in timelines)
 
 
 class FrameProgress:
@@ -557,6 +581,13 @@ def run_one(args) -> int:
         result = one.score(args.video, args.audio, progress=progress)
     provenance = scorer.describe()
     warnings = fixture_warnings(provenance)
+    if args.segments is not None:
+        from ..sync.results import row_from_result
+        from ..sync.segment_rows import write_segments
+
+        key = (str(args.video), "" if args.audio is None else str(args.audio))
+        write_segments(Path(args.segments), [row_from_result(key, result)])
+    status = FAIL_ON_EXIT if _fails(args, [result.timeline]) else 0
     if args.json:
         for w in warnings:  # on stderr as well, so that --json piped into a file still shows it
             print(f"lipleak-fast: warning: {w}", file=sys.stderr)
@@ -567,7 +598,7 @@ def run_one(args) -> int:
         }
         json.dump(out, sys.stdout, indent=1)
         print()
-        return 0
+        return status
     for w in warnings:
         print(f"WARNING: {w}")
     resampled = f", resampled from {result.src_fps:.3f} fps" if result.resampled else ""
@@ -595,6 +626,8 @@ def run_one(args) -> int:
         f"{'video':>5} {'':>11} {result.offset:>6} {result.lse_c:>8.4f} {result.lse_d:>8.4f}"
         f"   ({_RULE_WORDS[result.track_rule]})"
     )
+    for line in timeline_lines(result.timeline):
+        print(line)
     d = provenance
     ckpt = d["models"]["syncnet"]["checkpoint"]
     print(
@@ -602,4 +635,4 @@ def run_one(args) -> int:
         f"syncnet {ckpt['name']} sha256 {ckpt['sha256'][:16]}…; "
         f"backend {d['models']['syncnet']['backend']}"
     )
-    return 0
+    return status

@@ -3,10 +3,12 @@
     scorer = SyncScorer(SyncSettings(mode="prealigned"))
     result = scorer.score("video.mp4")          # or .score(video, audio="other.wav")
     result.lse_c, result.lse_d, result.offset, result.tracks
+    result.tracks[0].segments, result.timeline  # SPEC §11: sync over time
     scorer.describe()                           # models, sha256s, settings hash
 
 Modules: ``settings`` (SyncSettings), ``scorer`` (SyncScorer and its results),
-``search`` (the streamed offset search), ``audio`` (MFCC windows of an audio stream).
+``search`` (the streamed offset search), ``audio`` (MFCC windows of an audio stream),
+``segments``/``timecode``/``timeline`` (sync over time, docs/timeline.md).
 Batch runs: ``inputs`` (files, folders and @LIST files → jobs), ``results`` (the resumable
 SQLite store of per-video rows), ``rows`` (printed lines, CSV/JSONL, summary, keep lists).
 """

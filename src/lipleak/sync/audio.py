@@ -33,6 +33,10 @@ class AudioWindows:
         self._pending: list[np.ndarray] = []  # ... then these, not yet joined
         self._n = 0  # samples seen so far
         self.ended = False
+        # sum of squared samples of every complete video frame (640 samples) seen so far,
+        # for the segments' loudness (SPEC §11 ``silent``); 8 bytes per frame
+        self._energy: list[np.ndarray] = []
+        self._tail = np.empty(0, np.int64)  # squares of the samples of an unfinished frame
 
     @classmethod
     def from_array(cls, samples: np.ndarray) -> AudioWindows:
@@ -57,7 +61,20 @@ class AudioWindows:
                 raise ValueError(f"audio chunks must be 1-D int16, got {c.dtype} {c.shape}")
             self._pending.append(c)
             self._n += len(c)
+            self._add_energy(c)
         return self._n >= need
+
+    def _add_energy(self, c: np.ndarray) -> None:
+        sq = np.concatenate([self._tail, c.astype(np.int64) ** 2])
+        whole = len(sq) // SAMPLES_PER_FRAME * SAMPLES_PER_FRAME
+        # int64 sums are exact: 640 * 32768**2 < 2**40
+        self._energy.append(sq[:whole].reshape(-1, SAMPLES_PER_FRAME).sum(axis=1))
+        self._tail = sq[whole:]
+
+    def frame_energy(self) -> np.ndarray:
+        """int64[frames]: the sum of squared samples of each complete frame read so far."""
+        self._energy = [np.concatenate([np.empty(0, np.int64), *self._energy])]
+        return self._energy[0]
 
     def windows(self, lo: int, hi: int) -> np.ndarray:
         """float32[hi - lo, 1, 13, 20]: the MFCC windows of video windows lo .. hi - 1."""

@@ -126,13 +126,26 @@ def row_from_result(job_key: tuple[str, str], result: VideoSync) -> dict:
                 "lse_c": float(t.lse_c),
                 "lse_d": float(t.lse_d),
                 "shot": int(t.shot),
+                # SPEC §11: the numbers a rerun re-gates without rescoring (sync.timeline)
+                "segments": [seg.to_dict() for seg in t.segments],
             }
             for t in result.tracks
         ],
-        "detail": result.to_dict(),
+        "detail": _detail(result),
         "avs_u": None,
         "lpips": None,
     }
+
+
+def _detail(result: VideoSync) -> dict:
+    """``result.to_dict()`` without the segments, which the row's tracks hold already, and
+    without the timeline, which is re-derived from them under each run's gate
+    (``lipleak.sync.timeline.row_timeline``; the gate is in the run's provenance)."""
+    d = result.to_dict()
+    d.pop("timeline", None)
+    for t in d["tracks"]:
+        t.pop("segments", None)
+    return d
 
 
 def row_from_error(job_key: tuple[str, str], exc: InputError) -> dict:

@@ -45,6 +45,7 @@ from pathlib import Path
 
 from ..errors import LipleakError
 from ..files import atomic_write
+from .timeline import VERDICTS
 
 CSV_COLUMNS = (
     "video",
@@ -63,6 +64,7 @@ CSV_COLUMNS = (
     "settings_hash",
     "avs_u",  # only with --avs (empty otherwise)
     "lpips",  # only with --gt-dir (empty otherwise)
+    "verdict",  # the video's timeline verdict under the run's gate (SPEC §11)
 )
 # detail fields (VideoSync.to_dict) that a JSONL line carries besides the row's own
 JSONL_DETAIL = ("audio_source", "src_fps", "resampled", "frame_path", "decoder", "track_rule")
@@ -137,6 +139,7 @@ def csv_lines(row: dict) -> list[list[str]]:
         "settings_hash": row.get("settings_hash") or "",
         "avs_u": row.get("avs_u") if ok else None,
         "lpips": row.get("lpips") if ok else None,
+        "verdict": (row.get("timeline") or {}).get("verdict"),
     }
     out = [[_cell(video[c]) for c in CSV_COLUMNS]]
     for i, t in enumerate((row.get("tracks") or []) if ok else []):
@@ -169,6 +172,7 @@ def csv_lines(row: dict) -> list[list[str]]:
             "shot": shot["index"],
             "avs_u": None,
             "lpips": None,
+            "verdict": None,
         }
         out.append([_cell(line[c]) for c in CSV_COLUMNS])
     return out
@@ -229,6 +233,7 @@ def json_object(row: dict) -> dict:
     obj["reason"] = obj["reason"] or ""
     obj["tracks"] = list(row.get("tracks") or [])
     obj["shots"] = _shots(row)
+    obj["timeline"] = row.get("timeline")
     detail = row.get("detail") or {}
     obj |= {k: detail.get(k) for k in JSONL_DETAIL}
     return _finite(obj)
@@ -277,6 +282,8 @@ class Summary:
     lpips_n: int = 0  # ok videos with an LPIPS (sync --gt-dir)
     mean_lpips: float | None = None
     std_lpips: float | None = None
+    verdicts: dict[str, int] = field(default_factory=dict)  # timeline verdict -> videos
+    gate: str | None = None  # the gate of those verdicts
 
     def to_dict(self) -> dict:
         return _finite(asdict(self))
@@ -306,6 +313,11 @@ def summarize(rows: list[dict]) -> Summary:
             s.failures[r["status"]] = s.failures.get(r["status"], 0) + 1
     s.ok, s.failed = len(ok), len(rows) - len(ok)
     s.failures = dict(sorted(s.failures.items()))
+    for r in ok:
+        if r.get("timeline"):
+            v = r["timeline"]["verdict"]
+            s.verdicts[v] = s.verdicts.get(v, 0) + 1
+            s.gate = r["timeline"]["gate"]["name"]
     if not ok:
         return s
     c = [float(r["lse_c"]) for r in ok]
@@ -354,6 +366,14 @@ def format_summary(s: Summary) -> str:
             *(
                 [f"LPIPS  mean {s.mean_lpips:.4f}  std {s.std_lpips:.4f}  (over {s.lpips_n})"]
                 if s.lpips_n
+                else []
+            ),
+            *(
+                [
+                    f"timeline ({s.gate}): "
+                    + ", ".join(f"{k} {s.verdicts[k]}" for k in VERDICTS if k in s.verdicts)
+                ]
+                if s.verdicts
                 else []
             ),
             # full precision, as Wav2Lip's calculate_scores_LRS.py prints its two means

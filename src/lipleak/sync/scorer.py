@@ -26,7 +26,9 @@ from .audio import AudioWindows
 from .checkpoint import Checkpoint
 from .frames import VideoFrames
 from .search import WindowStream
+from .segments import Segment, no_face_segments, track_segments, windows_for
 from .settings import SyncSettings
+from .timeline import build_timeline
 
 
 @dataclass
@@ -40,6 +42,11 @@ class TrackSync:
     mdist: list[float] = field(default_factory=list)
     fconf: list[float] = field(default_factory=list)
     shot: int = 0  # the shot it lies in (``VideoSync.shots``); tracks never cross a cut
+    segments: list[Segment] = field(default_factory=list)  # SPEC §11
+    # the offset search's rows d[i, s] (N x S) and the audio energy per frame of the track's
+    # stretch, from which the segments are made; kept for callers, not in to_dict
+    distances: np.ndarray | None = field(default=None, repr=False, compare=False)
+    frame_energy: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 def aggregate_tracks(tracks: list[TrackSync], rule: str) -> tuple[int, float, float]:
@@ -70,6 +77,22 @@ def aggregate_tracks(tracks: list[TrackSync], rule: str) -> tuple[int, float, fl
     return chosen.offset, chosen.lse_c, chosen.lse_d
 
 
+def add_segments(
+    tracks: list[TrackSync], n_frames: int, src_fps: float, s: SyncSettings
+) -> list[Segment]:
+    """Fills each track's segments (SPEC §11); returns detect mode's no_face stretches."""
+    length, hop = windows_for(s.segment), windows_for(s.hop)
+    for t in tracks:
+        t.segments = track_segments(
+            t.distances, t.frame_energy, t.start_frame, length, hop, src_fps, s.min_segment_lse_c
+        )
+    if s.mode != "detect":
+        return []
+    return no_face_segments(
+        n_frames, [(t.start_frame, t.end_frame) for t in tracks], length, src_fps
+    )
+
+
 @dataclass
 class VideoSync:
     video: str
@@ -89,14 +112,37 @@ class VideoSync:
     track_rule: str = "weighted-mean"
     # the shots of the video (``lipleak.faces.shots.Shot``): detect mode's cuts, else one
     shots: list = field(default_factory=list)
+    # detect mode: stretches of at least half a segment that no track covers (SPEC §11)
+    no_face: list[Segment] = field(default_factory=list)
+    # global offset, drift, verdict and failing ranges under the settings' gate
+    # (lipleak.sync.timeline.build_timeline); ``regate`` gives it under another
+    timeline: dict | None = None
 
     def to_dict(self, verbose: bool = False) -> dict:
         d = asdict(self)
-        if not verbose:
-            for t in d["tracks"]:
+        for t in d["tracks"]:
+            t.pop("distances", None)
+            t.pop("frame_energy", None)
+            if not verbose:
                 t.pop("mdist", None)
                 t.pop("fconf", None)
         return d
+
+    def regate(self, settings: SyncSettings) -> dict:
+        """The timeline under ``settings``' gate and threshold; no rescoring. Only the
+        timeline fields of ``settings`` are used; the segments' statuses follow it."""
+        return regate_tracks(self.tracks, self.no_face, self.src_fps, settings)
+
+
+def regate_tracks(tracks: list[TrackSync], no_face: list[Segment], src_fps: float, settings):
+    tracks_segs = [[s.to_dict() for s in t.segments] for t in tracks]
+    timeline = build_timeline(
+        tracks_segs, [s.to_dict() for s in no_face], src_fps, settings.timeline_rule()
+    )
+    for t, segs in zip(tracks, tracks_segs):
+        for seg, d in zip(t.segments, segs):
+            seg.status = d["status"]
+    return timeline
 
 
 class SyncScorer:
@@ -251,6 +297,8 @@ class SyncScorer:
         finally:
             whole.close()
         offset, lse_c, lse_d = aggregate_tracks(tracks, s.tracks)
+        src_fps = float(frames.info.src_fps)
+        no_face = add_segments(tracks, n_frames, src_fps, s)
         return VideoSync(
             video=str(video),
             audio_source=audio_source,
@@ -265,6 +313,8 @@ class SyncScorer:
             decoder=frames.decoder,
             track_rule=s.tracks,
             shots=shots,
+            no_face=no_face,
+            timeline=regate_tracks(tracks, no_face, src_fps, s),
         )
 
     def _track_result(
@@ -288,6 +338,8 @@ class SyncScorer:
             mdist=[float(x) for x in r["mdist"]],
             fconf=[float(x) for x in r["fconf"]],
             shot=shot,
+            distances=r["distances"],
+            frame_energy=stream.audio.frame_energy(),
         )
 
     def _score_prealigned(self, frames: VideoFrames, audio: AudioWindows, checkpoint, progress):

@@ -89,8 +89,12 @@ class StreamingSearch:
         self._finalize(self.n_video - self.vshift, None)
 
     def finish(self) -> dict:
+        """``sync_stats`` of all rows, with the rows themselves as ``distances`` (N x S):
+        the segments of SPEC §11 are computed from them (``lipleak.sync.segments``)."""
         self._finalize(self.n_video, self.n_video)
-        return _core.sync_stats(np.concatenate(self.rows))
+        d = np.concatenate(self.rows)
+        self.rows = [d]
+        return {**_core.sync_stats(d), "distances": d}
 
 
 class _Done:

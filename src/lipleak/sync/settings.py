@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from ..errors import LipleakError
@@ -23,11 +24,14 @@ MAX_VSHIFT = 100_000  # the most the core's shift_distances accepts
 # that reruns with another batch size reuse finished results. The decoder is hashed (see
 # hashed_dict): NVDEC's frames differ from the CPU decoder's by a few levels.
 _NOT_HASHED = ("batch_size", "backend", "ffmpeg_path")
+# The timeline's gate and confidence threshold only re-derive statuses and verdicts from
+# stored segment numbers (``lipleak.sync.timeline``): a rerun with others rescores nothing.
+_TIMELINE_RULE = ("gate", "max_lead_ms", "max_lag_ms", "min_segment_lse_c")
 
 
 @dataclass(frozen=True)
 class SyncSettings(HashedSettings):
-    NOT_HASHED = _NOT_HASHED
+    NOT_HASHED = _NOT_HASHED + _TIMELINE_RULE
 
     mode: str = "prealigned"  # "prealigned" (full frame -> 224x224) or "detect"
     reference_frames: bool = False  # reproduce the reference tool's JPEG round trip
@@ -55,6 +59,14 @@ class SyncSettings(HashedSettings):
     ffmpeg_path: str = ""
     tracks: str = "weighted-mean"
     shots: str = "content"
+    # SPEC §11 segments: length and hop in seconds (rounded to 25-fps windows); they make
+    # the segment numbers, so they are hashed (when not the defaults, see hashed_dict)
+    segment: float = 4.0
+    hop: float = 2.0
+    gate: str = "itu-bt1359"  # a preset or frames:K (lipleak.sync.timeline.GATE_PRESETS)
+    max_lead_ms: float | None = None  # replaces the gate's limit
+    max_lag_ms: float | None = None
+    min_segment_lse_c: float = 3.0  # a segment below it is low_confidence
 
     def __post_init__(self):
         for name, allowed in (
@@ -79,6 +91,23 @@ class SyncSettings(HashedSettings):
                 raise LipleakError(f"{name} must not be negative, got {getattr(self, name)}")
         if (self.ffmpeg or self.ffmpeg_path) and not self.reference_frames:
             raise LipleakError("an ffmpeg binary is only used with reference_frames")
+        for name in ("segment", "hop"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and round(v * 25) >= 1):
+                raise LipleakError(
+                    f"{name} must be at least 0.04 s (one frame), got {getattr(self, name)}"
+                )
+        try:
+            self.timeline_rule()
+        except ValueError as exc:
+            raise LipleakError(str(exc)) from None
+
+    def timeline_rule(self):
+        """The gate and threshold that turn segment numbers into a verdict."""
+        from .timeline import TimelineRule, parse_gate
+
+        gate = parse_gate(self.gate, self.max_lead_ms, self.max_lag_ms)
+        return TimelineRule(gate, float(self.min_segment_lse_c))
 
     def hashed_dict(self) -> dict:
         d = super().hashed_dict()
@@ -98,6 +127,9 @@ class SyncSettings(HashedSettings):
         if self.decoder == "cpu":
             # the reference decoder keeps the hashes stored while the decoder was unhashed
             del d["decoder"]
+        for name, default in (("segment", 4.0), ("hop", 2.0)):
+            if d[name] == default:
+                del d[name]  # the defaults keep the hashes stored before segments existed
         return d
 
     def with_ffmpeg(self) -> SyncSettings:
