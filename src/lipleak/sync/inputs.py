@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..names import storable
 
 # Containers FFmpeg demuxes that carry video (and usually audio). Raw elementary streams
 # (.h264, .hevc) and image formats are left out: they have no audio track and no timing.
@@ -89,9 +90,10 @@ class VideoJob:
     gt: Path | None = None
 
     def key(self) -> tuple[str, str]:
-        """(resolved absolute video, resolved absolute audio or ""): the results key."""
-        audio = "" if self.audio is None else str(Path(self.audio).resolve())
-        return str(Path(self.video).resolve()), audio
+        """(resolved absolute video, resolved absolute audio or ""): the results key, as
+        text a store can hold (a name's bytes that are not UTF-8 written ``\\xNN``)."""
+        audio = "" if self.audio is None else storable(Path(self.audio).resolve())
+        return storable(Path(self.video).resolve()), audio
 
     def check(self) -> None:
         """Raise the ``InputError`` a failed row records when the video or audio is gone."""

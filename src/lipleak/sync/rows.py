@@ -43,6 +43,7 @@ from pathlib import Path
 
 from ..errors import LipleakError
 from ..files import atomic_write
+from ..names import as_path, shown
 
 CSV_COLUMNS = (
     "video",
@@ -82,17 +83,18 @@ def format_row(row: dict) -> str:
     """One line: status, offset, LSE-C, LSE-D, frames, tracks, then the path (and audio);
     a failed video shows dashes for the numbers and its reason after the path."""
     w = _W
-    where = row["video"] + (f"  (audio {row['audio']})" if row.get("audio") else "")
+    # names are escaped: a newline must not split the row, an escape sequence not act
+    where = shown(row["video"]) + (f"  (audio {shown(row['audio'])})" if row.get("audio") else "")
     if row["status"] != "ok":
         dashes = " ".join(f"{'-':>{n}}" for n in w[1:])
-        return f"{row['status']:<{w[0]}} {dashes}  {where}: {row.get('reason') or ''}"
+        return f"{row['status']:<{w[0]}} {dashes}  {where}: {shown(row.get('reason') or '')}"
     return (
         f"{'ok':<{w[0]}} {_int(row['offset']):>{w[1]}} {_num(row['lse_c']):>{w[2]}} "
         f"{_num(row['lse_d']):>{w[3]}} {_int(row['n_frames']):>{w[4]}} "
         f"{_int(row['n_tracks']):>{w[5]}}  {where}"
         + ("" if row.get("avs_u") is None else f"  AVS_u {row['avs_u']:.4f}")
         + ("" if row.get("lpips") is None else f"  LPIPS {row['lpips']:.4f}")
-        + (f"  ({row['reason']})" if row.get("reason") else "")
+        + (f"  ({shown(row['reason'])})" if row.get("reason") else "")
     )
 
 
@@ -158,14 +160,14 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
     Floats are written as their repr (they read back exactly); a track line's ``n_frames``
     is its own length, ``end_frame`` inclusive. File names that are not UTF-8 are written
-    as their original bytes.
+    as the store keeps them (``lipleak.names.storable``: each such byte as ``\\xNN``).
     """
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
     for row in rows:
         w.writerows(csv_lines(row))
-    atomic_write(path, buf.getvalue().encode("utf-8", "surrogateescape"))
+    _write(path, buf.getvalue().encode("utf-8", "surrogateescape"))
 
 
 def _finite(x):
@@ -218,7 +220,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
         except UnicodeEncodeError:  # a name that is not UTF-8: escaped, still valid JSON
             text = json.dumps(obj, allow_nan=False, ensure_ascii=True)
         lines.append(text + "\n")
-    atomic_write(path, "".join(lines))
+    _write(path, "".join(lines))
 
 
 # --- summary -------------------------------------------------------------------------------
@@ -376,8 +378,20 @@ def write_keep_list(path: Path, rows: list[dict]) -> None:
     the ``@LIST`` format ``collect_jobs`` reads (the rows' paths are absolute)."""
     lines = []
     for r in rows:
-        fields = [_list_field(r["video"])]
+        fields = [_list_field(as_path(r["video"]))]
         if r.get("audio"):
-            fields.append(_list_field(r["audio"]))
+            fields.append(_list_field(as_path(r["audio"])))
         lines.append("\t".join(fields) + "\n")
-    atomic_write(path, "".join(lines).encode("utf-8", "surrogateescape"))
+    _write(path, "".join(lines).encode("utf-8", "surrogateescape"))
+
+
+def _write(path: Path, data: bytes | str) -> None:
+    """``atomic_write``, with a full disk or a folder that cannot be written as one line
+    naming the file (the rows are in the results store already: nothing is lost)."""
+    try:
+        atomic_write(path, data)
+    except OSError as exc:
+        raise LipleakError(
+            f"{path}: cannot write ({exc.strerror or exc}); every row is in the results "
+            "store: free space or pick another path and rerun (nothing is rescored)"
+        ) from None
