@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
+from ..names import shown
+from .limits import BATCH_LIMIT, VSHIFT_LIMIT, WORKERS_LIMIT, float_at_least, int_in
 
 _RULE_WORDS = {
     "weighted-mean": "frame-weighted mean over tracks; offset of the longest track",
@@ -83,27 +85,27 @@ def add_sync_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--batch-size",
-        type=int,
+        type=int_in(1, BATCH_LIMIT),
         default=32,
         metavar="N",
         help="SyncNet windows per batch; never changes a number. Default: %(default)s",
     )
     g.add_argument(
         "--vshift",
-        type=int,
+        type=int_in(0, VSHIFT_LIMIT),
         default=15,
-        help="offset search range in frames, ±N. Default: %(default)s",
+        help=f"offset search range in frames, ±N (0..{VSHIFT_LIMIT}). Default: %(default)s",
     )
     g.add_argument(
         "--min-track",
-        type=int,
+        type=int_in(1),
         default=100,
         metavar="FRAMES",
         help="detect mode: keep face tracks longer than this (reference: 100)",
     )
     g.add_argument(
         "--min-face-size",
-        type=float,
+        type=float_at_least(0),
         default=100.0,
         metavar="PX",
         help="detect mode: keep tracks whose mean box side exceeds this (reference: 100)",
@@ -189,7 +191,7 @@ def add_avs_options(p: argparse.ArgumentParser, gt: bool = True) -> None:
     )
     g.add_argument(
         "--avs-window",
-        type=int,
+        type=int_in(0),
         default=0,
         metavar="K",
         help="run AV-HuBERT's encoder over windows of K frames instead of the whole clip "
@@ -290,15 +292,15 @@ def add_parser(sub) -> None:
     )
     v.add_argument("--min-lse-c", type=float, metavar="X", help="keep: LSE-C >= X")
     v.add_argument("--max-lse-d", type=float, metavar="Y", help="keep: LSE-D <= Y")
-    v.add_argument("--max-abs-offset", type=int, metavar="K", help="keep: |offset| <= K")
+    v.add_argument("--max-abs-offset", type=int_in(0), metavar="K", help="keep: |offset| <= K")
     v.add_argument(
         "--workers",
-        type=int,
+        type=int_in(1, WORKERS_LIMIT),
         default=2,
         metavar="N",
         help="videos prepared at once (decode, crops, MFCC, face detection) while one "
-        "SyncNet runs batches mixed from all of them; never changes a number. Default: "
-        "%(default)s",
+        "SyncNet runs batches mixed from all of them; never changes a number (at most "
+        f"{WORKERS_LIMIT}: each holds a video in memory). Default: %(default)s",
     )
     v.add_argument(
         "--ray",
@@ -309,7 +311,7 @@ def add_parser(sub) -> None:
         "every node). ADDRESS: host:port, ray://host:port or 'auto'; without it: "
         "$RAY_ADDRESS, else the cluster started here, else a new local instance",
     )
-    v.add_argument("--ray-workers", type=int, metavar="N", help="number of Ray workers")
+    v.add_argument("--ray-workers", type=int_in(1), metavar="N", help="number of Ray workers")
     v.add_argument("--retry-failed", action="store_true", help="rescore videos that failed")
     v.add_argument("--quiet", action="store_true", help="no progress bar and no per-video rows")
     add_sync_options(p)
@@ -401,7 +403,7 @@ def run_many(args) -> int:
         jobs = pair_gt(jobs, args.gt_dir)
     if not args.quiet:
         for path, why in ignored:
-            print(f"not scored: {path}: {why}", file=sys.stderr)
+            print(f"not scored: {shown(path)}: {why}", file=sys.stderr)
     if not jobs:
         raise InputError(None, "no video to score in " + " ".join(map(str, args.inputs)), "missing")
     settings = settings_from_args(args)
@@ -507,7 +509,7 @@ def run_one(args) -> int:
     resampled = f", resampled from {result.src_fps:.3f} fps" if result.resampled else ""
     encoder = f" by {scorer.settings.ffmpeg}" if scorer.settings.reference_frames else ""
     print(
-        f"{result.video}  ({result.n_frames} frames at 25 fps{resampled}; "
+        f"{shown(result.video)}  ({result.n_frames} frames at 25 fps{resampled}; "
         f"frames: {result.frame_path}{encoder}; audio: {result.audio_source})"
     )
     print(f"{'track':>5} {'frames':>11} {'offset':>6} {'LSE-C':>8} {'LSE-D':>8}")
