@@ -161,9 +161,9 @@ class VolumeRun:
         """The jobs still to do, decided one by one as the executor asks for them."""
         for job in self.jobs:
             in_hash = sync_inputs_hash(job.video, job.audio, job.gt)
-            if self.store.is_done(job.key(), self.hash, in_hash) and not (
-                self.retry_failed and self._failed(job)
-            ):
+            # one indexed look-up per job (retry: a failed row is not done), so a retry
+            # costs the same per job whatever the size of the store
+            if self.store.is_done(job.key(), self.hash, in_hash, ok_only=self.retry_failed):
                 counts.skipped += 1
                 on_skip(job)
                 continue
@@ -171,10 +171,6 @@ class VolumeRun:
             # changed while it was scored is scored again by the next run
             self._in_hash[job.key()] = in_hash
             yield job
-
-    def _failed(self, job) -> bool:
-        rows = self.store.rows(self.hash, keys=[job.key()])
-        return bool(rows) and rows[0]["status"] != "ok"
 
     def row(self, job, outcome) -> dict:
         extras: dict = {}
