@@ -508,9 +508,11 @@ def run_one(args) -> int:
         print(f"WARNING: {w}")
     resampled = f", resampled from {result.src_fps:.3f} fps" if result.resampled else ""
     encoder = f" by {scorer.settings.ffmpeg}" if scorer.settings.reference_frames else ""
+    shift = result.audio_shift_s
+    placed = f", shifted {shift:+.3f} s onto the video's timeline" if shift else ""
     print(
         f"{shown(result.video)}  ({result.n_frames} frames at 25 fps{resampled}; "
-        f"frames: {result.frame_path}{encoder}; audio: {result.audio_source})"
+        f"frames: {result.frame_path}{encoder}; audio: {result.audio_source}{placed})"
     )
     print(f"{'track':>5} {'frames':>11} {'offset':>6} {'LSE-C':>8} {'LSE-D':>8}")
     for i, t in enumerate(result.tracks):

@@ -63,7 +63,15 @@ CSV_COLUMNS = (
     "lpips",  # only with --gt-dir (empty otherwise)
 )
 # detail fields (VideoSync.to_dict) that a JSONL line carries besides the row's own
-JSONL_DETAIL = ("audio_source", "src_fps", "resampled", "frame_path", "decoder", "track_rule")
+JSONL_DETAIL = (
+    "audio_source",
+    "audio_shift_s",
+    "src_fps",
+    "resampled",
+    "frame_path",
+    "decoder",
+    "track_rule",
+)
 
 _W = (12, 6, 8, 8, 7, 6)  # status, offset, LSE-C, LSE-D, frames, tracks
 

@@ -83,6 +83,9 @@ class VideoSync:
     lse_d: float
     decoder: str = "cpu"  # which decoder produced the frames ("cpu" = PyAV, or "dali")
     track_rule: str = "weighted-mean"
+    # the video's own audio put on its timeline (``io.timeline``): seconds of silence put
+    # before it (> 0) or of audio cut from its start (< 0); 0 for --audio files and arrays
+    audio_shift_s: float = 0.0
 
     def to_dict(self, verbose: bool = False) -> dict:
         d = asdict(self)
@@ -177,25 +180,28 @@ class SyncScorer:
 
     # -- inputs ---------------------------------------------------------------------
     def _audio(self, video: Path, audio):
-        """(a function giving the audio samples as a fresh chunk iterator, its label).
+        """(a function giving the audio samples as a fresh chunk iterator, its label, the
+        shift that put the video's own audio on its timeline).
 
         Audio is streamed, not loaded: memory does not grow with the clip's length.
         """
         from ..io.audio import iter_audio
+        from ..io.timeline import audio_shift
 
         if isinstance(audio, np.ndarray):
             if audio.ndim != 1 or audio.dtype != np.int16:
                 raise InputError(None, "audio array must be 1-D int16 at 16 kHz", "bad_input")
-            return lambda: array_chunks(audio), "array"
+            return lambda: array_chunks(audio), "array", 0
         # The audio that will be read is checked as the video is: the streamed reader may
         # stop before a cut (detect mode reads the tracks' stretches only). The video's own
         # track was checked by VideoFrames.open in its pass; an --audio file is checked
         # here, and an audio track that is not used may be anything.
         if audio is None:
-            return lambda: iter_audio(video), "container"
+            shift = audio_shift(video)
+            return lambda: iter_audio(video, shift=shift), "container", shift
         source = Path(audio)
         check_complete(source, ("audio",))
-        return lambda: iter_audio(source), str(audio)
+        return lambda: iter_audio(source), str(audio), 0
 
     # -- scoring --------------------------------------------------------------------
     def score(self, video: str | Path, audio=None) -> VideoSync:
@@ -205,7 +211,7 @@ class SyncScorer:
         frames = VideoFrames.open(
             video, s.decoder, s.reference_frames, s.ffmpeg_path or None, check_audio=audio is None
         )
-        chunks, audio_source = self._audio(video, audio)
+        chunks, audio_source, shift = self._audio(video, audio)
         whole = AudioWindows(chunks())
         try:
             if not whole.has_frames(WINDOW_FRAMES + 1):
@@ -236,6 +242,7 @@ class SyncScorer:
             lse_d=lse_d,
             decoder=frames.decoder,
             track_rule=s.tracks,
+            audio_shift_s=float(shift),
         )
 
     def _track_result(self, video: Path, stream: WindowStream, start: int, end: int) -> TrackSync:

@@ -90,9 +90,12 @@ def gt_lpips(pair, job) -> float | InputError:
 def avs_u(avs, job) -> float | InputError:
     """AVS_u of one job's video with its audio (its own track without one)."""
     from ..io.audio import load_audio
+    from ..io.timeline import audio_shift
 
     try:
-        return avs.score(job.video, load_audio(job.audio or job.video))["avs_u"]
+        # the video's own audio on its timeline, as SyncNet scored it
+        shift = audio_shift(job.video) if job.audio is None else None
+        return avs.score(job.video, load_audio(job.audio or job.video, shift=shift))["avs_u"]
     except InputError as exc:
         return exc
 
