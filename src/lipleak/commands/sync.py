@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, UsageError
 from ..names import shown
 from .limits import BATCH_LIMIT, VSHIFT_LIMIT, WORKERS_LIMIT, float_at_least, int_in
 
@@ -240,6 +240,15 @@ def add_parser(sub) -> None:
         "its own audio track",
     )
     p.add_argument(
+        "--audio-stream",
+        type=_stream_spec,
+        metavar="N|lang:CODE|all",
+        help="which audio stream of the video's own audio is scored: the N-th (from 0, as "
+        "ffmpeg's -map 0:a:N), the first tagged language CODE, or all of them (one row per "
+        "stream, each with its language; one decode and one SyncNet lip pass per video). "
+        "Default: the stream ffmpeg picks (marked default, else the most channels)",
+    )
+    p.add_argument(
         "--audio-dir",
         type=Path,
         metavar="DIR",
@@ -334,6 +343,15 @@ _VOLUME_ONLY = (
 )
 
 
+def _stream_spec(text: str):
+    from ..io.streams import parse_spec
+
+    try:
+        return parse_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _single_video(args) -> bool:
     """One video file and no option of a volume run: today's one-video output."""
     if len(args.inputs) != 1 or any(getattr(args, k) not in (None, False) for k in _VOLUME_ONLY):
@@ -350,8 +368,16 @@ def run(args) -> int:
         # to compute, and a silently ignored option would look like a scored column
         raise InputError(None, "--lpips/--lpips-trunk need --gt-dir", "bad_option")
     args.lpips = args.lpips or "alex"
-    # --avs/--gt-dir go through the volume path even for one video: rows, store, summary
-    if _single_video(args) and args.avs is None and args.gt_dir is None:
+    if args.audio_stream is not None and (args.audio is not None or args.audio_dir is not None):
+        raise UsageError(
+            "--audio-stream picks a stream of the video's own audio: not with --audio/--audio-dir"
+        )
+    if args.audio_stream is not None and args.ray is not None:
+        raise UsageError("--audio-stream runs in this process, not with --ray")
+    # --avs/--gt-dir/--audio-stream all go through the volume path even for one video:
+    # rows, store, summary
+    one_row = args.avs is None and args.gt_dir is None and args.audio_stream != "all"
+    if _single_video(args) and one_row:
         args.video = Path(args.inputs[0])
         return run_one(args)
     if args.audio is not None:
@@ -401,6 +427,10 @@ def run_many(args) -> int:
         from ..sync.inputs import pair_gt
 
         jobs = pair_gt(jobs, args.gt_dir)
+    if args.audio_stream is not None:
+        from ..sync.streams import expand
+
+        jobs = expand(jobs, args.audio_stream)
     if not args.quiet:
         for path, why in ignored:
             print(f"not scored: {shown(path)}: {why}", file=sys.stderr)
@@ -490,7 +520,12 @@ def run_one(args) -> int:
     if args.audio is not None and not args.audio.exists():
         raise InputError(args.audio, "no such audio file", "missing")
     scorer = SyncScorer(settings_from_args(args))
-    result = scorer.score(args.video, args.audio)
+    stream = None
+    if args.audio_stream is not None:
+        from ..io.streams import choose
+
+        stream = choose(args.video, args.audio_stream)
+    result = scorer.score(args.video, args.audio, stream=stream)
     provenance = scorer.describe()
     warnings = fixture_warnings(provenance)
     if args.json:
@@ -510,6 +545,9 @@ def run_one(args) -> int:
     encoder = f" by {scorer.settings.ffmpeg}" if scorer.settings.reference_frames else ""
     shift = result.audio_shift_s
     placed = f", shifted {shift:+.3f} s onto the video's timeline" if shift else ""
+    if result.audio_stream is not None:
+        st = result.audio_stream
+        placed = f" a:{st['number']} ({st['language'] or 'und'}, {st['codec']})" + placed
     print(
         f"{shown(result.video)}  ({result.n_frames} frames at 25 fps{resampled}; "
         f"frames: {result.frame_path}{encoder}; audio: {result.audio_source}{placed})"

@@ -72,9 +72,10 @@ def _silence(frame, n: int):
 
 
 def iter_audio(
-    path: str | Path, sr: int = 16000, shift: Fraction | None = None
+    path: str | Path, sr: int = 16000, shift: Fraction | None = None, stream: int = 0
 ) -> Iterator[np.ndarray]:
-    """First audio stream of ``path`` as consecutive chunks of mono int16 at ``sr`` Hz.
+    """Audio stream ``stream`` of ``path`` (0: the first; ``io.streams``) as consecutive
+    chunks of mono int16 at ``sr`` Hz.
 
     ``shift`` (seconds, ``io.timeline.audio_shift``) places the audio on the video's
     timeline: a positive one is that much silence first, fed to the resampler at the
@@ -92,7 +93,9 @@ def iter_audio(
 
     container = _open(path)
     try:
-        stream = container.streams.audio[0]
+        if stream >= len(container.streams.audio):
+            raise InputError(path, f"no audio stream a:{stream}", "no_audio")
+        stream = container.streams.audio[stream]
         end = _stated_end(container, stream)
         resampler = av.AudioResampler(format="s16", layout="mono", rate=sr)
         frames = container.decode(stream)
@@ -145,10 +148,12 @@ def _dropped(chunk: np.ndarray, drop: int) -> tuple[np.ndarray, int]:
     return chunk[drop:], max(0, drop - len(chunk))
 
 
-def load_audio(path: str | Path, sr: int = 16000, shift: Fraction | None = None) -> np.ndarray:
-    """First audio stream of ``path`` as mono int16 at ``sr`` Hz (1-D array); ``shift``
-    as in ``iter_audio``."""
-    chunks = list(iter_audio(path, sr, shift))
+def load_audio(
+    path: str | Path, sr: int = 16000, shift: Fraction | None = None, stream: int = 0
+) -> np.ndarray:
+    """Audio stream ``stream`` (0: the first) of ``path`` as mono int16 at ``sr`` Hz (1-D
+    array); ``shift`` as in ``iter_audio``."""
+    chunks = list(iter_audio(path, sr, shift, stream))
     if not chunks:
         return np.zeros(0, np.int16)
     return np.concatenate(chunks)

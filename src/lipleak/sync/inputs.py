@@ -88,11 +88,21 @@ class VideoJob:
     # ``sync --gt-dir``: the GT video to compare with (LPIPS); a path that does not exist
     # when the folder has no video of this stem (the row then says so, LSE still counts)
     gt: Path | None = None
+    # ``sync --audio-stream``: which of the video's own audio streams (an int N or
+    # "lang:CODE", ``io.streams``); None: the one ffmpeg picks. ``group``: jobs of one
+    # video's streams (``--audio-stream all``), scored together (``sync.streams``)
+    stream: int | str | None = None
+    group: int | None = None
 
     def key(self) -> tuple[str, str]:
         """(resolved absolute video, resolved absolute audio or ""): the results key, as
-        text a store can hold (a name's bytes that are not UTF-8 written ``\\xNN``)."""
-        audio = "" if self.audio is None else storable(Path(self.audio).resolve())
+        text a store can hold (a name's bytes that are not UTF-8 written ``\\xNN``). A
+        chosen stream of the video's own audio is ``#a:N`` / ``#a:lang:CODE`` (no
+        resolved path starts with ``#``)."""
+        if self.audio is not None:
+            audio = storable(Path(self.audio).resolve())
+        else:
+            audio = "" if self.stream is None else f"#a:{self.stream}"
         return storable(Path(self.video).resolve()), audio
 
     def check(self) -> None:

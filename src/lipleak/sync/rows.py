@@ -61,11 +61,13 @@ CSV_COLUMNS = (
     "settings_hash",
     "avs_u",  # only with --avs (empty otherwise)
     "lpips",  # only with --gt-dir (empty otherwise)
+    "audio_stream",  # the video's own audio stream scored: "a:N (language, codec)"
 )
 # detail fields (VideoSync.to_dict) that a JSONL line carries besides the row's own
 JSONL_DETAIL = (
     "audio_source",
     "audio_shift_s",
+    "audio_stream",
     "src_fps",
     "resampled",
     "frame_path",
@@ -92,7 +94,8 @@ def format_row(row: dict) -> str:
     a failed video shows dashes for the numbers and its reason after the path."""
     w = _W
     # names are escaped: a newline must not split the row, an escape sequence not act
-    where = shown(row["video"]) + (f"  (audio {shown(row['audio'])})" if row.get("audio") else "")
+    audio = stream_label(row) or row.get("audio")
+    where = shown(row["video"]) + (f"  (audio {shown(audio)})" if audio else "")
     if row["status"] != "ok":
         dashes = " ".join(f"{'-':>{n}}" for n in w[1:])
         return f"{row['status']:<{w[0]}} {dashes}  {where}: {shown(row.get('reason') or '')}"
@@ -104,6 +107,15 @@ def format_row(row: dict) -> str:
         + ("" if row.get("lpips") is None else f"  LPIPS {row['lpips']:.4f}")
         + (f"  ({shown(row['reason'])})" if row.get("reason") else "")
     )
+
+
+def stream_label(row: dict) -> str:
+    """``a:N (language, codec)`` of the audio stream a row's numbers come from, "" when
+    none was chosen (a file, or the stream ffmpeg picks of a video with one)."""
+    st = (row.get("detail") or {}).get("audio_stream")
+    if not st or not str(row.get("audio") or "").startswith("#a:"):
+        return ""
+    return f"a:{st['number']} ({st.get('language') or 'und'}, {st.get('codec', '')})"
 
 
 def _num(x) -> str:
@@ -143,6 +155,7 @@ def csv_lines(row: dict) -> list[list[str]]:
         "settings_hash": row.get("settings_hash") or "",
         "avs_u": row.get("avs_u") if ok else None,
         "lpips": row.get("lpips") if ok else None,
+        "audio_stream": stream_label(row),
     }
     out = [[_cell(video[c]) for c in CSV_COLUMNS]]
     for i, t in enumerate((row.get("tracks") or []) if ok else []):

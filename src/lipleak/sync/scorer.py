@@ -86,6 +86,9 @@ class VideoSync:
     # the video's own audio put on its timeline (``io.timeline``): seconds of silence put
     # before it (> 0) or of audio cut from its start (< 0); 0 for --audio files and arrays
     audio_shift_s: float = 0.0
+    # the video's own audio stream that was scored (``io.streams.AudioStream.as_dict``:
+    # number, index, language, codec); None for --audio files and arrays
+    audio_stream: dict | None = None
 
     def to_dict(self, verbose: bool = False) -> dict:
         d = asdict(self)
@@ -179,39 +182,48 @@ class SyncScorer:
         return "reference-jpeg" if self.settings.ffmpeg_path else "reference-jpeg-bundled"
 
     # -- inputs ---------------------------------------------------------------------
-    def _audio(self, video: Path, audio):
+    def _audio(self, video: Path, audio, stream=None):
         """(a function giving the audio samples as a fresh chunk iterator, its label, the
-        shift that put the video's own audio on its timeline).
+        shift that put the video's own audio on its timeline, the stream it is: ``stream``
+        or, for None, ffmpeg's choice, ``io.streams.choose``).
 
         Audio is streamed, not loaded: memory does not grow with the clip's length.
         """
         from ..io.audio import iter_audio
+        from ..io.streams import choose
         from ..io.timeline import audio_shift
 
         if isinstance(audio, np.ndarray):
             if audio.ndim != 1 or audio.dtype != np.int16:
                 raise InputError(None, "audio array must be 1-D int16 at 16 kHz", "bad_input")
-            return lambda: array_chunks(audio), "array", 0
+            return lambda: array_chunks(audio), "array", 0, None
         # The audio that will be read is checked as the video is: the streamed reader may
         # stop before a cut (detect mode reads the tracks' stretches only). The video's own
         # track was checked by VideoFrames.open in its pass; an --audio file is checked
         # here, and an audio track that is not used may be anything.
         if audio is None:
-            shift = audio_shift(video)
-            return lambda: iter_audio(video, shift=shift), "container", shift
+            chosen = stream if stream is not None else choose(video)
+            shift = audio_shift(video, chosen.number)
+            return (
+                lambda: iter_audio(video, shift=shift, stream=chosen.number),
+                "container",
+                shift,
+                chosen,
+            )
         source = Path(audio)
         check_complete(source, ("audio",))
-        return lambda: iter_audio(source), str(audio), 0
+        return lambda: iter_audio(source), str(audio), 0, None
 
     # -- scoring --------------------------------------------------------------------
-    def score(self, video: str | Path, audio=None) -> VideoSync:
-        """LSE-C / LSE-D of one video against its own audio track or ``audio``."""
+    def score(self, video: str | Path, audio=None, stream=None) -> VideoSync:
+        """LSE-C / LSE-D of one video against its own audio track (``stream``, an
+        ``io.streams.AudioStream``; None: the one ffmpeg picks) or ``audio``."""
         video = Path(video)
         s = self.settings
         frames = VideoFrames.open(
             video, s.decoder, s.reference_frames, s.ffmpeg_path or None, check_audio=audio is None
         )
-        chunks, audio_source, shift = self._audio(video, audio)
+        chunks, audio_source, shift, chosen = self._audio(video, audio, stream)
         whole = AudioWindows(chunks())
         try:
             if not whole.has_frames(WINDOW_FRAMES + 1):
@@ -243,6 +255,7 @@ class SyncScorer:
             decoder=frames.decoder,
             track_rule=s.tracks,
             audio_shift_s=float(shift),
+            audio_stream=None if chosen is None else chosen.as_dict(),
         )
 
     def _track_result(self, video: Path, stream: WindowStream, start: int, end: int) -> TrackSync:

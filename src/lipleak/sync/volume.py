@@ -90,12 +90,16 @@ def gt_lpips(pair, job) -> float | InputError:
 def avs_u(avs, job) -> float | InputError:
     """AVS_u of one job's video with its audio (its own track without one)."""
     from ..io.audio import load_audio
+    from ..io.streams import choose
     from ..io.timeline import audio_shift
 
     try:
-        # the video's own audio on its timeline, as SyncNet scored it
-        shift = audio_shift(job.video) if job.audio is None else None
-        return avs.score(job.video, load_audio(job.audio or job.video, shift=shift))["avs_u"]
+        if job.audio is not None:
+            return avs.score(job.video, load_audio(job.audio))["avs_u"]
+        # the video's own audio stream on its timeline, as SyncNet scored it
+        n = choose(job.video, getattr(job, "stream", None)).number
+        audio = load_audio(job.video, shift=audio_shift(job.video, n), stream=n)
+        return avs.score(job.video, audio)["avs_u"]
     except InputError as exc:
         return exc
 
@@ -119,8 +123,11 @@ class LocalExecutor:
         return run_hash(provenance), provenance
 
     def run(self, jobs: Iterable, commit: Commit) -> None:
+        from .streams import group_streams
+
         with SyncPipeline(self.scorer, self.workers) as self.pipeline:
-            for job, outcome in self.pipeline.run(jobs):
+            # the streams of one video (--audio-stream all) go to one worker together
+            for job, outcome in self.pipeline.run(group_streams(jobs)):
                 if not isinstance(outcome, InputError) and (self.avs or self.pair):
                     # AV-HuBERT and LPIPS run here, after SyncNet, one video at a time:
                     # their onnxruntime sessions use every core themselves
