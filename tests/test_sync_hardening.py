@@ -321,3 +321,38 @@ def test_refusal_of_other_files_names_the_cause():
     assert refusal(RuntimeError("PytorchStreamReader failed reading zip archive\nmore")) == (
         "RuntimeError: PytorchStreamReader failed reading zip archive"
     )
+
+
+def test_a_file_that_cannot_be_stated_is_its_own_failed_row(tmp_path, monkeypatch):
+    """Deciding a job (its inputs hash) fails for one file: that video gets its row, the
+    others are scored. Before: the error left the job generator and stopped the run."""
+    import lipleak.sync.volume as volume
+
+    real = volume.sync_inputs_hash
+
+    def stat(video, audio, gt=None):
+        if Path(video).name == "b.mp4":
+            raise PermissionError(13, "Permission denied")
+        return real(video, audio, gt)
+
+    monkeypatch.setattr(volume, "sync_inputs_hash", stat)
+
+    class Fails(_Executor):
+        def run(self, jobs, commit):
+            for job in jobs:
+                commit(job, InputError(job.video, "not scored here", "missing"))
+
+        def close(self):
+            pass
+
+    jobs = [VideoJob(tmp_path / f"{n}.mp4", None) for n in "abc"]
+    store = SyncStore(tmp_path / "s.sqlite")
+    counts = volume.VolumeRun(jobs, store, Fails()).run([])
+    rows = store.rows("h")
+    store.close()
+    assert counts.failed == 3 and [Path(r["video"]).name for r in rows] == [
+        "a.mp4",
+        "b.mp4",
+        "c.mp4",
+    ]
+    assert rows[1]["inputs_hash"] == "? Permission denied"

@@ -170,7 +170,12 @@ class VolumeRun:
     def pending(self, counts: Counts, on_skip: Callable[[object], None]) -> Iterator:
         """The jobs still to do, decided one by one as the executor asks for them."""
         for job in self.jobs:
-            in_hash = sync_inputs_hash(job.video, job.audio, job.gt)
+            try:
+                in_hash = sync_inputs_hash(job.video, job.audio, job.gt)
+            except OSError as exc:
+                # one file that cannot even be stat'ed is that video's failed row (its
+                # scoring says why), never the end of the run; "?" is no hash: rescored
+                in_hash = f"? {exc.strerror or type(exc).__name__}"
             # one indexed look-up per job (retry: a failed row is not done), so a retry
             # costs the same per job whatever the size of the store
             if self.store.is_done(job.key(), self.hash, in_hash, ok_only=self.retry_failed):
