@@ -28,6 +28,7 @@ FLOORS = {
     "lipleak.errors": 0,
     "lipleak.paths": 0,
     "lipleak.files": 0,
+    "lipleak.names": 0,
     "lipleak.settings": 0,
     "lipleak._core": 0,
     "lipleak.io": 1,  # decode

@@ -141,6 +141,22 @@ def test_ffmpeg_failure_is_an_input_error(tmp_path):
         list(iter_frames(clip, reference_frames=True, ffmpeg=str(not_ffmpeg)))
 
 
+@needs_ffmpeg
+def test_mkv_with_audio_longer_than_video_is_not_truncated(tmp_path):
+    """Issue 24, item 5: a Matroska duration is the longest stream's (here the audio's,
+    3 s); the video's 30 frames are all there is, and they are the reference's JPEGs.
+    Before: "file is truncated: ffmpeg decoded 30 of 75 frames"."""
+    clip = write_video(
+        tmp_path / "long_audio.mkv", noise_frames(30, 64, 64), audio=speech_like(3.0)
+    )
+    assert probe(clip).n_frames > 30 + 25 * 0.5  # the container states the audio's length
+    ours = list(ffmpeg_jpeg.iter_jpeg_frames(clip, SYSTEM_FFMPEG))
+    ref = reference_jpegs(clip, tmp_path / "ref", n=1000)
+    assert len(ours) == len(ref) >= 30  # (ffmpeg may repeat a frame of ms timestamps)
+    for a, b in zip(ours, ref, strict=True):
+        assert np.array_equal(a, cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR))
+
+
 def test_split_jpegs():
     """Markers inside header segments and stuffed or restart bytes in the scan are data."""
     import io

@@ -11,6 +11,7 @@ import threading
 
 from . import __version__
 from .errors import LipleakError
+from .names import shown
 
 # Each module defines add_parser(subparsers) and run(args) -> int.
 COMMANDS = ["sync", "score", "plan", "generate", "report", "models", "doctor"]
@@ -87,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     except LipleakError as exc:
         if args.debug:
             raise
-        print(f"lipleak-fast: error: {exc}", file=sys.stderr)
+        # a file name in the message must not split the line or act on the terminal
+        print(f"lipleak-fast: error: {shown(exc)}", file=sys.stderr)
         return _stop_if_workers_alive(exc.exit_code)
     except BrokenPipeError:  # output piped into `head` and friends
         sys.stderr.close()
@@ -99,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug or os.environ.get("LIPLEAK_DEBUG"):
             raise
         print(
-            f"lipleak-fast: internal error: {type(exc).__name__}: {exc} (rerun with --debug)",
+            f"lipleak-fast: internal error: {type(exc).__name__}: {shown(exc)} "
+            "(rerun with --debug)",
             file=sys.stderr,
         )
         return _stop_if_workers_alive(70)

@@ -36,3 +36,15 @@ class ModelError(LipleakError):
     """A model file is missing, corrupt (wrong sha256) or cannot be loaded."""
 
     exit_code = 3
+
+
+class UsageError(InputError):
+    """An option value out of its range, or options that do not go together: the run
+    never starts. Exit status 2, the status argparse gives its own usage errors, so that
+    every usage error of every command exits alike."""
+
+    def __init__(self, cause: str):
+        super().__init__(None, cause, "bad_option")
+
+    def __reduce__(self):
+        return (type(self), (self.cause,))

@@ -144,9 +144,12 @@ def inputs_hash(*paths, missing_ok: bool = False) -> str:
         except FileNotFoundError:
             if not missing_ok:
                 raise
-            h.update(f"{Path(p).name}|missing;".encode())
+            h.update(f"{Path(p).name}|missing;".encode("utf-8", "surrogateescape"))
             continue
-        h.update(f"{Path(p).name}|{st.st_size}|{st.st_mtime_ns};".encode())
+        # a name that is not UTF-8 hashes as its bytes (valid names: the same hash as ever)
+        h.update(
+            f"{Path(p).name}|{st.st_size}|{st.st_mtime_ns};".encode("utf-8", "surrogateescape")
+        )
     return h.hexdigest()[:16]
 
 

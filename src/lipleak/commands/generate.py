@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .limits import float_at_least, int_in
+
 HELP = "run any generator's command line over every job of a plan (resumable)"
 
 
@@ -35,18 +37,20 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--cmd", required=True, help="command line template, run without a shell (see above)"
     )
-    p.add_argument("--jobs", type=int, default=1, help="commands run at once (default 1)")
+    p.add_argument("--jobs", type=int_in(1), default=1, help="commands run at once (default 1)")
     p.add_argument("--out", type=Path, help="output root (default: the plan's folder)")
     p.add_argument(
         "--cells", nargs="+", metavar="SETUP/REF", help="only these cells, e.g. AM/CR XM/AR"
     )
-    p.add_argument("--timeout", type=float, help="seconds before a job is killed")
+    p.add_argument(
+        "--timeout", type=float_at_least(0, strict=True), help="seconds before a job is killed"
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..errors import LipleakError
+    from ..errors import UsageError
     from ..protocol.runner import generate
 
     only = None
@@ -54,7 +58,7 @@ def run(args) -> int:
         try:
             only = {tuple(c.upper().split("/")) for c in args.cells}
         except ValueError:
-            raise LipleakError("--cells takes SETUP/REF items such as AM/CR") from None
+            raise UsageError("--cells takes SETUP/REF items such as AM/CR") from None
     r = generate(
         args.plan,
         args.cmd,

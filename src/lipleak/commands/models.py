@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import LipleakError, ModelError
+from ..errors import ModelError, UsageError
 from ..models import registry, store
 
 
@@ -135,7 +135,7 @@ def _fetch(args: argparse.Namespace) -> int:
     for name in args.names:
         registry.get(name)  # unknown names fail before anything is fetched
     if args.symlink and args.source is None:
-        raise LipleakError("--symlink needs --from PATH")
+        raise UsageError("--symlink needs --from PATH")
     failed = 0
     for name in args.names:
         try:

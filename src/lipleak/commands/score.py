@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..errors import LipleakError
+from ..errors import UsageError
+from .limits import WORKERS_LIMIT, int_in
 from .sync import add_avs_options, add_sync_options, avs_from_args, settings_from_args
 
 LOCAL_RAY = "local"  # --ray without ADDRESS (== lipleak.protocol.distributed.LOCAL)
@@ -79,7 +80,7 @@ def add_parser(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     p.add_argument(
         "--workers",
-        type=int,
+        type=int_in(1, WORKERS_LIMIT),
         default=2,
         metavar="N",
         help="stems scored at once in this process, sharing the models and one SyncNet "
@@ -99,7 +100,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--ray-workers",
-        type=int,
+        type=int_in(1),
         metavar="N",
         help="Ray workers (default: one per GPU of the cluster, or one per CPU when it has no GPU)",
     )
@@ -138,7 +139,7 @@ def run(args) -> int:
         workers=args.workers,
     )
     if args.workers < 1:
-        raise LipleakError("--workers must be at least 1")
+        raise UsageError("--workers must be at least 1")
     executor = None
     if args.ray is not None:
         from ..protocol.distributed import RayExecutor
@@ -147,7 +148,7 @@ def run(args) -> int:
             opts.sync, visual, address=args.ray, workers=args.ray_workers, avs=opts.avs
         )
     elif args.ray_workers is not None:
-        raise LipleakError("--ray-workers needs --ray")
+        raise UsageError("--ray-workers needs --ray")
     scorer = DirectoryScorer(args.dir, opts, executor=executor)
     lay = scorer.layout
     if not args.quiet:

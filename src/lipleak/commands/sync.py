@@ -8,7 +8,9 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, UsageError
+from ..names import shown
+from .limits import BATCH_LIMIT, VSHIFT_LIMIT, WORKERS_LIMIT, float_at_least, int_in
 from .sync_timeline import (
     FAIL_ON_EXIT,
     add_timeline_options,
@@ -90,27 +92,27 @@ def add_sync_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--batch-size",
-        type=int,
+        type=int_in(1, BATCH_LIMIT),
         default=32,
         metavar="N",
         help="SyncNet windows per batch; never changes a number. Default: %(default)s",
     )
     g.add_argument(
         "--vshift",
-        type=int,
+        type=int_in(0, VSHIFT_LIMIT),
         default=15,
-        help="offset search range in frames, ±N. Default: %(default)s",
+        help=f"offset search range in frames, ±N (0..{VSHIFT_LIMIT}). Default: %(default)s",
     )
     g.add_argument(
         "--min-track",
-        type=int,
+        type=int_in(1),
         default=100,
         metavar="FRAMES",
         help="detect mode: keep face tracks longer than this (reference: 100)",
     )
     g.add_argument(
         "--min-face-size",
-        type=float,
+        type=float_at_least(0),
         default=100.0,
         metavar="PX",
         help="detect mode: keep tracks whose mean box side exceeds this (reference: 100)",
@@ -208,7 +210,7 @@ def add_avs_options(p: argparse.ArgumentParser, gt: bool = True) -> None:
     )
     g.add_argument(
         "--avs-window",
-        type=int,
+        type=int_in(0),
         default=0,
         metavar="K",
         help="run AV-HuBERT's encoder over windows of K frames instead of the whole clip "
@@ -255,6 +257,15 @@ def add_parser(sub) -> None:
         metavar="FILE",
         help="score the one video against this audio (wav or any media file) instead of "
         "its own audio track",
+    )
+    p.add_argument(
+        "--audio-stream",
+        type=_stream_spec,
+        metavar="N|lang:CODE|all",
+        help="which audio stream of the video's own audio is scored: the N-th (from 0, as "
+        "ffmpeg's -map 0:a:N), the first tagged language CODE, or all of them (one row per "
+        "stream, each with its language; one decode and one SyncNet lip pass per video). "
+        "Default: the stream ffmpeg picks (marked default, else the most channels)",
     )
     p.add_argument(
         "--audio-dir",
@@ -315,15 +326,15 @@ def add_parser(sub) -> None:
     )
     v.add_argument("--min-lse-c", type=float, metavar="X", help="keep: LSE-C >= X")
     v.add_argument("--max-lse-d", type=float, metavar="Y", help="keep: LSE-D <= Y")
-    v.add_argument("--max-abs-offset", type=int, metavar="K", help="keep: |offset| <= K")
+    v.add_argument("--max-abs-offset", type=int_in(0), metavar="K", help="keep: |offset| <= K")
     v.add_argument(
         "--workers",
-        type=int,
+        type=int_in(1, WORKERS_LIMIT),
         default=2,
         metavar="N",
         help="videos prepared at once (decode, crops, MFCC, face detection) while one "
-        "SyncNet runs batches mixed from all of them; never changes a number. Default: "
-        "%(default)s",
+        "SyncNet runs batches mixed from all of them; never changes a number (at most "
+        f"{WORKERS_LIMIT}: each holds a video in memory). Default: %(default)s",
     )
     v.add_argument(
         "--ray",
@@ -334,7 +345,7 @@ def add_parser(sub) -> None:
         "every node). ADDRESS: host:port, ray://host:port or 'auto'; without it: "
         "$RAY_ADDRESS, else the cluster started here, else a new local instance",
     )
-    v.add_argument("--ray-workers", type=int, metavar="N", help="number of Ray workers")
+    v.add_argument("--ray-workers", type=int_in(1), metavar="N", help="number of Ray workers")
     v.add_argument("--retry-failed", action="store_true", help="rescore videos that failed")
     v.add_argument(
         "--checkpoint-every",
@@ -368,6 +379,15 @@ _VOLUME_ONLY = (
 )
 
 
+def _stream_spec(text: str):
+    from ..io.streams import parse_spec
+
+    try:
+        return parse_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _single_video(args) -> bool:
     """One video file and no option of a volume run: today's one-video output."""
     if len(args.inputs) != 1 or any(getattr(args, k) not in (None, False) for k in _VOLUME_ONLY):
@@ -385,8 +405,16 @@ def run(args) -> int:
         raise InputError(None, "--lpips/--lpips-trunk need --gt-dir", "bad_option")
     args.lpips = args.lpips or "alex"
     args.fail_on_verdicts = check_timeline_options(args)
-    # --avs/--gt-dir go through the volume path even for one video: rows, store, summary
-    if _single_video(args) and args.avs is None and args.gt_dir is None:
+    if args.audio_stream is not None and (args.audio is not None or args.audio_dir is not None):
+        raise UsageError(
+            "--audio-stream picks a stream of the video's own audio: not with --audio/--audio-dir"
+        )
+    if args.audio_stream is not None and args.ray is not None:
+        raise UsageError("--audio-stream runs in this process, not with --ray")
+    # --avs/--gt-dir/--audio-stream all go through the volume path even for one video:
+    # rows, store, summary
+    one_row = args.avs is None and args.gt_dir is None and args.audio_stream != "all"
+    if _single_video(args) and one_row:
         args.video = Path(args.inputs[0])
         return run_one(args)
     if args.audio is not None:
@@ -440,9 +468,13 @@ def run_many(args) -> int:
         from ..sync.inputs import pair_gt
 
         jobs = pair_gt(jobs, args.gt_dir)
+    if args.audio_stream is not None:
+        from ..sync.streams import expand
+
+        jobs = expand(jobs, args.audio_stream)
     if not args.quiet:
         for path, why in ignored:
-            print(f"not scored: {path}: {why}", file=sys.stderr)
+            print(f"not scored: {shown(path)}: {why}", file=sys.stderr)
     if not jobs:
         raise InputError(None, "no video to score in " + " ".join(map(str, args.inputs)), "missing")
     settings = settings_from_args(args)
@@ -577,8 +609,13 @@ def run_one(args) -> int:
     from ..sync.pipeline import served
 
     scorer = SyncScorer(settings_from_args(args))
+    stream = None
+    if args.audio_stream is not None:
+        from ..io.streams import choose
+
+        stream = choose(args.video, args.audio_stream)
     with served(scorer) as one, FrameProgress(disable=args.no_progress) as progress:
-        result = one.score(args.video, args.audio, progress=progress)
+        result = one.score(args.video, args.audio, stream=stream, progress=progress)
     provenance = scorer.describe()
     warnings = fixture_warnings(provenance)
     if args.segments is not None:
@@ -603,9 +640,14 @@ def run_one(args) -> int:
         print(f"WARNING: {w}")
     resampled = f", resampled from {result.src_fps:.3f} fps" if result.resampled else ""
     encoder = f" by {scorer.settings.ffmpeg}" if scorer.settings.reference_frames else ""
+    shift = result.audio_shift_s
+    placed = f", shifted {shift:+.3f} s onto the video's timeline" if shift else ""
+    if result.audio_stream is not None:
+        st = result.audio_stream
+        placed = f" a:{st['number']} ({st['language'] or 'und'}, {st['codec']})" + placed
     print(
-        f"{result.video}  ({result.n_frames} frames at 25 fps{resampled}; "
-        f"frames: {result.frame_path}{encoder}; audio: {result.audio_source})"
+        f"{shown(result.video)}  ({result.n_frames} frames at 25 fps{resampled}; "
+        f"frames: {result.frame_path}{encoder}; audio: {result.audio_source}{placed})"
     )
     if args.mode == "detect":
         for sh in result.shots:

@@ -44,6 +44,7 @@ from .avhubert_shapes import (  # noqa: F401  (re-exported: the exporter's names
     VIDEO_INPUT,
     mode_inputs,
 )
+from .refusal import refusal
 
 RESNET_OUT = 512  # ResEncoder.backend_out
 
@@ -507,7 +508,7 @@ def read_checkpoint(path: str | Path, published: Collection[str] = ()) -> dict:
             except Exception as exc2:  # noqa: BLE001 - not a torch file at all, damaged...
                 raise ModelError(
                     f"{path}: not an AV-HuBERT checkpoint that loads safely "
-                    f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; "
+                    f"({refusal(exc)}; "
                     f"{type(exc2).__name__}: {str(exc2).splitlines()[0] if str(exc2) else ''})"
                 ) from exc2
             if isinstance(ckpt, Mapping):

@@ -26,8 +26,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lipleak.errors import ModelError
 from lipleak.files import atomic_path
 
+from .refusal import refusal
 from .trace import trace_to_onnx
 
 # The package's ScalingLayer constants (ImageNet mean/std mapped into [−1, 1]).
@@ -140,7 +142,10 @@ class LPIPS(nn.Module):
 
 def read_state(path: str | Path) -> dict[str, torch.Tensor]:
     """A plain state dict of tensors (weights_only: the published files are plain dicts)."""
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises pickle/zip/runtime errors for foreign files
+        raise ModelError(f"{path}: not an LPIPS weights file ({refusal(exc)})") from None
     if not isinstance(state, dict):
         raise TypeError(f"{path}: not a state dict")
     return state

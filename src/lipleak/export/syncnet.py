@@ -22,6 +22,7 @@ from torch import nn
 from lipleak.errors import ModelError
 from lipleak.files import sha256_of
 
+from .refusal import refusal
 from .syncnet_shapes import EMBED_DIM
 
 
@@ -154,7 +155,7 @@ def read_state_dict(
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises pickle/zip/runtime errors for foreign files
         if not _is_published(path, published):
-            raise ModelError(f"{path}: not a {what} ({type(exc).__name__}: {exc})") from exc
+            raise ModelError(f"{path}: not a {what} ({refusal(exc)})") from exc
         state = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(state, Mapping) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()

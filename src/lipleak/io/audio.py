@@ -35,6 +35,9 @@ def _stated_end(container, stream) -> int | None:
     if "mov" not in container.format.name or stream.duration is None:
         return None
     start = stream.start_time or 0
+    if start > 0:
+        # audio delayed by an edit list's empty edit: the CLI decodes its last frame whole
+        return None
     return round(Fraction(start + stream.duration) * stream.time_base * stream.rate)
 
 
@@ -50,8 +53,35 @@ def _trim(frame, keep: int):
     return out
 
 
-def iter_audio(path: str | Path, sr: int = 16000) -> Iterator[np.ndarray]:
-    """First audio stream of ``path`` as consecutive chunks of mono int16 at ``sr`` Hz.
+def _silence(frame, n: int):
+    """``n`` silent samples in ``frame``'s format, layout and rate, just before it."""
+    import av
+
+    shape = (
+        (frame.layout.nb_channels, n)
+        if frame.format.is_planar
+        else (1, n * frame.layout.nb_channels)
+    )
+    out = av.AudioFrame.from_ndarray(
+        np.zeros(shape, frame.to_ndarray().dtype),
+        format=frame.format.name,
+        layout=frame.layout.name,
+    )
+    out.sample_rate = frame.sample_rate
+    return out
+
+
+def iter_audio(
+    path: str | Path, sr: int = 16000, shift: Fraction | None = None, stream: int = 0
+) -> Iterator[np.ndarray]:
+    """Audio stream ``stream`` of ``path`` (0: the first; ``io.streams``) as consecutive
+    chunks of mono int16 at ``sr`` Hz.
+
+    ``shift`` (seconds, ``io.timeline.audio_shift``) places the audio on the video's
+    timeline: a positive one is that much silence first, fed to the resampler at the
+    source rate as libswresample's async mode injects it (so the join is the ffmpeg
+    CLI's sample for sample); a negative one drops that many output samples. None or 0:
+    the samples as ``ffmpeg -i IN -vn`` writes them, whatever their timestamps.
 
     Decodes and resamples frame by frame, so a caller that keeps only what it still needs
     holds a few kilobytes whatever the length. The file is opened at the first ``next()``
@@ -63,11 +93,15 @@ def iter_audio(path: str | Path, sr: int = 16000) -> Iterator[np.ndarray]:
 
     container = _open(path)
     try:
-        stream = container.streams.audio[0]
+        if stream >= len(container.streams.audio):
+            raise InputError(path, f"no audio stream a:{stream}", "no_audio")
+        stream = container.streams.audio[stream]
         end = _stated_end(container, stream)
         resampler = av.AudioResampler(format="s16", layout="mono", rate=sr)
         frames = container.decode(stream)
         stopped = None  # where the decoded audio ends, in seconds
+        pad = shift is not None and shift > 0
+        drop = round(-shift * sr) if shift is not None and shift < 0 else 0
         while True:
             try:
                 frame = next(frames)
@@ -86,20 +120,40 @@ def iter_audio(path: str | Path, sr: int = 16000) -> Iterator[np.ndarray]:
                     continue
                 if first + frame.samples > end:
                     frame = _trim(frame, end - first)
+            if pad:
+                pad = False
+                n = round(shift * frame.sample_rate)
+                if n > 0:
+                    for out in resampler.resample(_silence(frame, n)):
+                        yield out.to_ndarray().reshape(-1).astype(np.int16)
             for out in resampler.resample(frame):
-                yield out.to_ndarray().reshape(-1).astype(np.int16)
+                chunk, drop = _dropped(out.to_ndarray().reshape(-1).astype(np.int16), drop)
+                if len(chunk):
+                    yield chunk
         if stopped is None:
             raise empty_stream(path, "audio")
         check_end(path, "audio", stopped, stated_end(stream))
         for out in resampler.resample(None):
-            yield out.to_ndarray().reshape(-1).astype(np.int16)
+            chunk, drop = _dropped(out.to_ndarray().reshape(-1).astype(np.int16), drop)
+            if len(chunk):
+                yield chunk
     finally:
         container.close()
 
 
-def load_audio(path: str | Path, sr: int = 16000) -> np.ndarray:
-    """First audio stream of ``path`` as mono int16 at ``sr`` Hz (1-D array)."""
-    chunks = list(iter_audio(path, sr))
+def _dropped(chunk: np.ndarray, drop: int) -> tuple[np.ndarray, int]:
+    """(``chunk`` less its first ``drop`` samples, what is still to drop after it)."""
+    if not drop:
+        return chunk, 0
+    return chunk[drop:], max(0, drop - len(chunk))
+
+
+def load_audio(
+    path: str | Path, sr: int = 16000, shift: Fraction | None = None, stream: int = 0
+) -> np.ndarray:
+    """Audio stream ``stream`` (0: the first) of ``path`` as mono int16 at ``sr`` Hz (1-D
+    array); ``shift`` as in ``iter_audio``."""
+    chunks = list(iter_audio(path, sr, shift, stream))
     if not chunks:
         return np.zeros(0, np.int16)
     return np.concatenate(chunks)

@@ -185,11 +185,13 @@ def iter_jpeg_frames(
     if n == 0:
         raise InputError(path, "ffmpeg decoded no frame", "decode_error")
     # The CLI stops quietly at a cut-off file: compare with the count the container states
-    # (the piped path checks timestamps in io.video instead).
-    if not resample and n < info.n_frames - TRUNCATION_SLACK_S * TARGET_FPS:
+    # for the video stream (the piped path checks timestamps in io.video instead). Only
+    # mp4/mov state it; a Matroska duration may be its audio's, longer than the video.
+    stated = info.stated_n_frames
+    if not resample and stated is not None and n < stated - TRUNCATION_SLACK_S * TARGET_FPS:
         raise InputError(
             path,
-            f"file is truncated: ffmpeg decoded {n} of {info.n_frames} frames",
+            f"file is truncated: ffmpeg decoded {n} of {stated} frames",
             "decode_error",
         )
 

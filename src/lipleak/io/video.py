@@ -50,6 +50,10 @@ class VideoInfo:
     has_audio: bool
     codec: str
     rotation: int  # degrees counter-clockwise, applied to the frames (0, 90, 180, 270)
+    # ``n_frames`` when the container states the video stream's own length (mp4/mov), else
+    # None: a Matroska duration is the longest stream's, e.g. audio that runs on, so it
+    # cannot prove the video short (``io.container.stated_end``)
+    stated_n_frames: int | None = None
 
 
 def _open(path: str | Path):
@@ -106,6 +110,7 @@ def probe(path: str | Path) -> VideoInfo:
             bool(container.streams.audio),
             stream.codec_context.name,
             90 * k,
+            n if stated_end(stream) is not None else None,
         )
     finally:
         container.close()

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, LipleakError
+from ..errors import InputError, LipleakError, UsageError
 from ..files import atomic_path, atomic_write
 from ..io.audio import iter_audio
 from ..io.video import probe
@@ -127,11 +127,11 @@ def reference_frames(ar: str, n_frames: int, rng: np.random.Generator) -> list[i
         try:
             k = int(ar.split(":", 1)[1])
         except ValueError:
-            raise LipleakError(f"--ar {ar!r}: expected multi:K with an integer K") from None
+            raise UsageError(f"--ar {ar!r}: expected multi:K with an integer K") from None
         if k < 1:
-            raise LipleakError(f"--ar {ar!r}: K must be at least 1")
+            raise UsageError(f"--ar {ar!r}: K must be at least 1")
         return sorted(int(i) for i in rng.choice(n_frames, size=min(k, n_frames), replace=False))
-    raise LipleakError(f"--ar {ar!r}: choose first, random or multi:K")
+    raise UsageError(f"--ar {ar!r}: choose first, random or multi:K")
 
 
 def _wav_bytes(samples: np.ndarray) -> bytes:

@@ -91,14 +91,23 @@ class ResultsStore:
 
     # -- units --------------------------------------------------------------------------
     def is_done(
-        self, stem: str, setup: str, ref: str, group: str, settings_hash: str, in_hash: str
+        self,
+        stem: str,
+        setup: str,
+        ref: str,
+        group: str,
+        settings_hash: str,
+        in_hash: str,
+        ok_only: bool = False,
     ) -> bool:
+        """A unit of these settings made from the same files exists; with ``ok_only`` a
+        failed unit does not count (``--retry-failed``). One indexed look-up."""
         row = self.db.execute(
-            "SELECT inputs_hash FROM units WHERE stem=? AND setup=? AND reference=? AND grp=? "
-            "AND settings_hash=?",
+            "SELECT inputs_hash, status FROM units WHERE stem=? AND setup=? AND reference=? "
+            "AND grp=? AND settings_hash=?",
             (stem, setup, ref, group, settings_hash),
         ).fetchone()
-        return row is not None and row[0] == in_hash
+        return row is not None and row[0] == in_hash and (not ok_only or row[1] == "ok")
 
     def commit_unit(
         self,

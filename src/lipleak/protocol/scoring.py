@@ -463,9 +463,9 @@ class DirectoryScorer:
                 todo = []
                 for group in self.groups:
                     h = self.hashes[group]
-                    if store.is_done(v.stem, v.setup, v.reference, group, h, in_hash) and not (
-                        self.opts.retry_failed and self._failed(store, v, group, h)
-                    ):
+                    # one look-up per unit: a retry is linear in the size of the store
+                    ok_only = self.opts.retry_failed
+                    if store.is_done(v.stem, v.setup, v.reference, group, h, in_hash, ok_only):
                         skipped += 1
                     else:
                         todo.append(group)
@@ -563,11 +563,3 @@ class DirectoryScorer:
         self.executor.run(tasks(), commit)
         bar.close()
         return counts
-
-    @staticmethod
-    def _failed(store: ResultsStore, v: CellVideo, group: str, h: str) -> bool:
-        return any(
-            x["status"] != "ok"
-            for x in store.units(group, h)
-            if (x["stem"], x["setup"], x["reference"]) == (v.stem, v.setup, v.reference)
-        )

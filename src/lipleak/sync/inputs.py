@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..names import storable
 
 # Containers FFmpeg demuxes that carry video (and usually audio). Raw elementary streams
 # (.h264, .hevc) and image formats are left out: they have no audio track and no timing.
@@ -87,11 +88,22 @@ class VideoJob:
     # ``sync --gt-dir``: the GT video to compare with (LPIPS); a path that does not exist
     # when the folder has no video of this stem (the row then says so, LSE still counts)
     gt: Path | None = None
+    # ``sync --audio-stream``: which of the video's own audio streams (an int N or
+    # "lang:CODE", ``io.streams``); None: the one ffmpeg picks. ``group``: jobs of one
+    # video's streams (``--audio-stream all``), scored together (``sync.streams``)
+    stream: int | str | None = None
+    group: int | None = None
 
     def key(self) -> tuple[str, str]:
-        """(resolved absolute video, resolved absolute audio or ""): the results key."""
-        audio = "" if self.audio is None else str(Path(self.audio).resolve())
-        return str(Path(self.video).resolve()), audio
+        """(resolved absolute video, resolved absolute audio or ""): the results key, as
+        text a store can hold (a name's bytes that are not UTF-8 written ``\\xNN``). A
+        chosen stream of the video's own audio is ``#a:N`` / ``#a:lang:CODE`` (no
+        resolved path starts with ``#``)."""
+        if self.audio is not None:
+            audio = storable(Path(self.audio).resolve())
+        else:
+            audio = "" if self.stream is None else f"#a:{self.stream}"
+        return storable(Path(self.video).resolve()), audio
 
     def check(self) -> None:
         """Raise the ``InputError`` a failed row records when the video or audio is gone."""

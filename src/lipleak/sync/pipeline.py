@@ -252,14 +252,19 @@ class SyncPipeline:
         scorer = self.scorer.sharing(self.tower)
 
         def score(_worker: int, job) -> Iterator[tuple[object, object]]:
+            from .streams import score_job
+
             try:
                 check = getattr(job, "check", None)  # a VideoJob: its files still exist
                 if check is not None:
                     check()
                 checkpoint = checkpoint_for(job) if checkpoint_for is not None else None
-                yield job, scorer.score(job.video, job.audio, checkpoint=checkpoint)
+                # (job, outcome) per audio stream: one for a VideoJob, several for the
+                # streams of one video scored together (--audio-stream all)
+                yield from score_job(scorer, job, checkpoint)
             except InputError as exc:
-                yield job, exc
+                for one in getattr(job, "jobs", [job]):
+                    yield one, exc
 
         return feed_threads(jobs, score, self.workers)
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import InputError, LipleakError
 from ..files import RunLock, inputs_hash, lock_path
+from ..names import storable
 from .checkpoint import SCHEMA as CHECKPOINT_SCHEMA
 from .checkpoint import delete_sql as checkpoint_delete_sql
 
@@ -100,8 +101,9 @@ def sync_inputs_hash(video: Path, audio: Path | None, gt: Path | None = None) ->
 
 def one_line(text: str, limit: int = REASON_MAX) -> str:
     """``text`` on one line (runs of whitespace, newlines included, become one space),
-    cut to ``limit`` characters with an ellipsis."""
-    flat = " ".join(str(text).split())
+    cut to ``limit`` characters with an ellipsis; a file name's bytes that are not UTF-8
+    written ``\\xNN`` (``lipleak.names.storable``), so that the store can hold it."""
+    flat = " ".join(storable(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 

@@ -45,6 +45,7 @@ from pathlib import Path
 
 from ..errors import LipleakError
 from ..files import atomic_write
+from ..names import as_path, shown
 from .timeline import VERDICTS
 
 CSV_COLUMNS = (
@@ -65,9 +66,19 @@ CSV_COLUMNS = (
     "avs_u",  # only with --avs (empty otherwise)
     "lpips",  # only with --gt-dir (empty otherwise)
     "verdict",  # the video's timeline verdict under the run's gate (SPEC §11)
+    "audio_stream",  # the video's own audio stream scored: "a:N (language, codec)"
 )
 # detail fields (VideoSync.to_dict) that a JSONL line carries besides the row's own
-JSONL_DETAIL = ("audio_source", "src_fps", "resampled", "frame_path", "decoder", "track_rule")
+JSONL_DETAIL = (
+    "audio_source",
+    "audio_shift_s",
+    "audio_stream",
+    "src_fps",
+    "resampled",
+    "frame_path",
+    "decoder",
+    "track_rule",
+)
 
 _W = (12, 6, 8, 8, 7, 6)  # status, offset, LSE-C, LSE-D, frames, tracks
 
@@ -87,18 +98,29 @@ def format_row(row: dict) -> str:
     """One line: status, offset, LSE-C, LSE-D, frames, tracks, then the path (and audio);
     a failed video shows dashes for the numbers and its reason after the path."""
     w = _W
-    where = row["video"] + (f"  (audio {row['audio']})" if row.get("audio") else "")
+    # names are escaped: a newline must not split the row, an escape sequence not act
+    audio = stream_label(row) or row.get("audio")
+    where = shown(row["video"]) + (f"  (audio {shown(audio)})" if audio else "")
     if row["status"] != "ok":
         dashes = " ".join(f"{'-':>{n}}" for n in w[1:])
-        return f"{row['status']:<{w[0]}} {dashes}  {where}: {row.get('reason') or ''}"
+        return f"{row['status']:<{w[0]}} {dashes}  {where}: {shown(row.get('reason') or '')}"
     return (
         f"{'ok':<{w[0]}} {_int(row['offset']):>{w[1]}} {_num(row['lse_c']):>{w[2]}} "
         f"{_num(row['lse_d']):>{w[3]}} {_int(row['n_frames']):>{w[4]}} "
         f"{_int(row['n_tracks']):>{w[5]}}  {where}"
         + ("" if row.get("avs_u") is None else f"  AVS_u {row['avs_u']:.4f}")
         + ("" if row.get("lpips") is None else f"  LPIPS {row['lpips']:.4f}")
-        + (f"  ({row['reason']})" if row.get("reason") else "")
+        + (f"  ({shown(row['reason'])})" if row.get("reason") else "")
     )
+
+
+def stream_label(row: dict) -> str:
+    """``a:N (language, codec)`` of the audio stream a row's numbers come from, "" when
+    none was chosen (a file, or the stream ffmpeg picks of a video with one)."""
+    st = (row.get("detail") or {}).get("audio_stream")
+    if not st or not str(row.get("audio") or "").startswith("#a:"):
+        return ""
+    return f"a:{st['number']} ({st.get('language') or 'und'}, {st.get('codec', '')})"
 
 
 def _num(x) -> str:
@@ -140,6 +162,7 @@ def csv_lines(row: dict) -> list[list[str]]:
         "avs_u": row.get("avs_u") if ok else None,
         "lpips": row.get("lpips") if ok else None,
         "verdict": (row.get("timeline") or {}).get("verdict"),
+        "audio_stream": stream_label(row),
     }
     out = [[_cell(video[c]) for c in CSV_COLUMNS]]
     for i, t in enumerate((row.get("tracks") or []) if ok else []):
@@ -188,14 +211,14 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
     Floats are written as their repr (they read back exactly); a track line's ``n_frames``
     is its own length, ``end_frame`` inclusive. File names that are not UTF-8 are written
-    as their original bytes.
+    as the store keeps them (``lipleak.names.storable``: each such byte as ``\\xNN``).
     """
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
     for row in rows:
         w.writerows(csv_lines(row))
-    atomic_write(path, buf.getvalue().encode("utf-8", "surrogateescape"))
+    _write(path, buf.getvalue().encode("utf-8", "surrogateescape"))
 
 
 def _finite(x):
@@ -250,7 +273,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
         except UnicodeEncodeError:  # a name that is not UTF-8: escaped, still valid JSON
             text = json.dumps(obj, allow_nan=False, ensure_ascii=True)
         lines.append(text + "\n")
-    atomic_write(path, "".join(lines))
+    _write(path, "".join(lines))
 
 
 # --- summary -------------------------------------------------------------------------------
@@ -423,8 +446,20 @@ def write_keep_list(path: Path, rows: list[dict]) -> None:
     the ``@LIST`` format ``collect_jobs`` reads (the rows' paths are absolute)."""
     lines = []
     for r in rows:
-        fields = [_list_field(r["video"])]
+        fields = [_list_field(as_path(r["video"]))]
         if r.get("audio"):
-            fields.append(_list_field(r["audio"]))
+            fields.append(_list_field(as_path(r["audio"])))
         lines.append("\t".join(fields) + "\n")
-    atomic_write(path, "".join(lines).encode("utf-8", "surrogateescape"))
+    _write(path, "".join(lines).encode("utf-8", "surrogateescape"))
+
+
+def _write(path: Path, data: bytes | str) -> None:
+    """``atomic_write``, with a full disk or a folder that cannot be written as one line
+    naming the file (the rows are in the results store already: nothing is lost)."""
+    try:
+        atomic_write(path, data)
+    except OSError as exc:
+        raise LipleakError(
+            f"{path}: cannot write ({exc.strerror or exc}); every row is in the results "
+            "store: free space or pick another path and rerun (nothing is rescored)"
+        ) from None

@@ -117,6 +117,12 @@ class VideoSync:
     # global offset, drift, verdict and failing ranges under the settings' gate
     # (lipleak.sync.timeline.build_timeline); ``regate`` gives it under another
     timeline: dict | None = None
+    # the video's own audio put on its timeline (``io.timeline``): seconds of silence put
+    # before it (> 0) or of audio cut from its start (< 0); 0 for --audio files and arrays
+    audio_shift_s: float = 0.0
+    # the video's own audio stream that was scored (``io.streams.AudioStream.as_dict``:
+    # number, index, language, codec); None for --audio files and arrays
+    audio_stream: dict | None = None
 
     def to_dict(self, verbose: bool = False) -> dict:
         d = asdict(self)
@@ -228,36 +234,49 @@ class SyncScorer:
         return "reference-jpeg" if self.settings.ffmpeg_path else "reference-jpeg-bundled"
 
     # -- inputs ---------------------------------------------------------------------
-    def _audio(self, video: Path, audio):
-        """(a function giving the audio samples as a fresh chunk iterator, its label).
+    def _audio(self, video: Path, audio, stream=None):
+        """(a function giving the audio samples as a fresh chunk iterator, its label, the
+        shift that put the video's own audio on its timeline, the stream it is: ``stream``
+        or, for None, ffmpeg's choice, ``io.streams.choose``).
 
         Audio is streamed, not loaded: memory does not grow with the clip's length.
         """
         from ..io.audio import iter_audio
+        from ..io.streams import choose
+        from ..io.timeline import audio_shift
 
         if isinstance(audio, np.ndarray):
             if audio.ndim != 1 or audio.dtype != np.int16:
                 raise InputError(None, "audio array must be 1-D int16 at 16 kHz", "bad_input")
-            return lambda: array_chunks(audio), "array"
+            return lambda: array_chunks(audio), "array", 0, None
         # The audio that will be read is checked as the video is: the streamed reader may
         # stop before a cut (detect mode reads the tracks' stretches only). The video's own
         # track was checked by VideoFrames.open in its pass; an --audio file is checked
         # here, and an audio track that is not used may be anything.
         if audio is None:
-            return lambda: iter_audio(video), "container"
+            chosen = stream if stream is not None else choose(video)
+            shift = audio_shift(video, chosen.number)
+            return (
+                lambda: iter_audio(video, shift=shift, stream=chosen.number),
+                "container",
+                shift,
+                chosen,
+            )
         source = Path(audio)
         check_complete(source, ("audio",))
-        return lambda: iter_audio(source), str(audio)
+        return lambda: iter_audio(source), str(audio), 0, None
 
     # -- scoring --------------------------------------------------------------------
     def score(
         self,
         video: str | Path,
         audio=None,
+        stream=None,
         checkpoint: Checkpoint | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> VideoSync:
-        """LSE-C / LSE-D of one video against its own audio track or ``audio``.
+        """LSE-C / LSE-D of one video against its own audio track (``stream``, an
+        ``io.streams.AudioStream``; None: the one ffmpeg picks) or ``audio``.
 
         ``checkpoint`` (``lipleak.sync.checkpoint``): the scoring state is saved there
         every ``checkpoint.every_frames`` frames, and a saved one is resumed (the frames
@@ -271,7 +290,7 @@ class SyncScorer:
         frames = VideoFrames.open(
             video, s.decoder, s.reference_frames, s.ffmpeg_path or None, check_audio=audio is None
         )
-        chunks, audio_source = self._audio(video, audio)
+        chunks, audio_source, shift, chosen = self._audio(video, audio, stream)
         if progress is not None:
             passes = 1 if s.mode == "prealigned" else 2
             total = passes * frames.info.n_frames
@@ -315,6 +334,8 @@ class SyncScorer:
             shots=shots,
             no_face=no_face,
             timeline=regate_tracks(tracks, no_face, src_fps, s),
+            audio_shift_s=float(shift),
+            audio_stream=None if chosen is None else chosen.as_dict(),
         )
 
     def _track_result(

@@ -7,8 +7,12 @@ from collections import deque
 import numpy as np
 
 from .. import _core
+from ..errors import InputError
 from ..export.syncnet_shapes import EMBED_DIM, WINDOW_FRAMES
 from .audio import AudioWindows
+
+# The most distances the core's sync_stats takes in one matrix (kMaxOutput in module.cpp).
+MAX_DISTANCES = 1 << 28
 
 
 class StreamingSearch:
@@ -84,6 +88,16 @@ class StreamingSearch:
             self.a, self.a0 = self.a[keep:], self.a0 + keep
 
     def add(self, emb: np.ndarray) -> None:
+        width = 2 * self.vshift + 1
+        if (self.n_video + len(emb)) * width > MAX_DISTANCES:
+            # refused as soon as it is known, not after the whole video was embedded
+            raise InputError(
+                None,
+                f"too long for vshift {self.vshift}: more than {MAX_DISTANCES // width} "
+                f"SyncNet windows x {width} shifts exceed the {MAX_DISTANCES} distances "
+                "the offset search keeps; use a smaller --vshift",
+                "too_long",
+            )
         self.v = np.concatenate([self.v, emb])
         self.n_video += len(emb)
         self._finalize(self.n_video - self.vshift, None)

@@ -91,9 +91,16 @@ def gt_lpips(pair, job) -> float | InputError:
 def avs_u(avs, job) -> float | InputError:
     """AVS_u of one job's video with its audio (its own track without one)."""
     from ..io.audio import load_audio
+    from ..io.streams import choose
+    from ..io.timeline import audio_shift
 
     try:
-        return avs.score(job.video, load_audio(job.audio or job.video))["avs_u"]
+        if job.audio is not None:
+            return avs.score(job.video, load_audio(job.audio))["avs_u"]
+        # the video's own audio stream on its timeline, as SyncNet scored it
+        n = choose(job.video, getattr(job, "stream", None)).number
+        audio = load_audio(job.video, shift=audio_shift(job.video, n), stream=n)
+        return avs.score(job.video, audio)["avs_u"]
     except InputError as exc:
         return exc
 
@@ -119,8 +126,11 @@ class LocalExecutor:
         return run_hash(provenance), provenance
 
     def run(self, jobs: Iterable, commit: Commit) -> None:
+        from .streams import group_streams
+
         with SyncPipeline(self.scorer, self.workers) as self.pipeline:
-            for job, outcome in self.pipeline.run(jobs, self.checkpoint_for):
+            # the streams of one video (--audio-stream all) go to one worker together
+            for job, outcome in self.pipeline.run(group_streams(jobs), self.checkpoint_for):
                 if not isinstance(outcome, InputError) and (self.avs or self.pair):
                     # AV-HuBERT and LPIPS run here, after SyncNet, one video at a time:
                     # their onnxruntime sessions use every core themselves
@@ -175,10 +185,15 @@ class VolumeRun:
     def pending(self, counts: Counts, on_skip: Callable[[object], None]) -> Iterator:
         """The jobs still to do, decided one by one as the executor asks for them."""
         for job in self.jobs:
-            in_hash = sync_inputs_hash(job.video, job.audio, job.gt)
-            if self.store.is_done(job.key(), self.hash, in_hash) and not (
-                self.retry_failed and self._failed(job)
-            ):
+            try:
+                in_hash = sync_inputs_hash(job.video, job.audio, job.gt)
+            except OSError as exc:
+                # one file that cannot even be stat'ed is that video's failed row (its
+                # scoring says why), never the end of the run; "?" is no hash: rescored
+                in_hash = f"? {exc.strerror or type(exc).__name__}"
+            # one indexed look-up per job (retry: a failed row is not done), so a retry
+            # costs the same per job whatever the size of the store
+            if self.store.is_done(job.key(), self.hash, in_hash, ok_only=self.retry_failed):
                 counts.skipped += 1
                 on_skip(job)
                 continue
@@ -190,10 +205,6 @@ class VolumeRun:
                     self.store.path, job.key(), self.hash, in_hash, self.checkpoint_every
                 )
             yield job
-
-    def _failed(self, job) -> bool:
-        rows = self.store.rows(self.hash, keys=[job.key()])
-        return bool(rows) and rows[0]["status"] != "ok"
 
     def row(self, job, outcome) -> dict:
         extras: dict = {}
@@ -238,7 +249,10 @@ class VolumeRun:
             on_row(row)
 
         if hasattr(self.executor, "checkpoint_for"):
-            self.executor.checkpoint_for = lambda job: self._checkpoints.get(job.key())
+            # a group of one video's streams (--audio-stream all) has none
+            self.executor.checkpoint_for = lambda job: (
+                self._checkpoints.get(job.key()) if hasattr(job, "key") else None
+            )
         try:
             self.executor.run(self.pending(counts, on_skip), commit)
         finally:
