@@ -315,14 +315,22 @@ class SyncScorer:
                 tracks, n_frames, shots = self._score_detect(frames, chunks, checkpoint, progress)
         finally:
             whole.close()
+        return self.video_sync(frames, tracks, n_frames, shots, audio_source, shift, chosen)
+
+    def video_sync(
+        self, frames: VideoFrames, tracks, n_frames, shots, audio_source, shift, chosen
+    ) -> VideoSync:
+        """The result of a video from its scored tracks: the video's numbers by the track
+        rule, the segments and timeline of SPEC §11, what made the frames and the audio."""
+        s = self.settings
         offset, lse_c, lse_d = aggregate_tracks(tracks, s.tracks)
         src_fps = float(frames.info.src_fps)
         no_face = add_segments(tracks, n_frames, src_fps, s)
         return VideoSync(
-            video=str(video),
+            video=str(frames.path),
             audio_source=audio_source,
             n_frames=n_frames,
-            src_fps=float(frames.info.src_fps),
+            src_fps=src_fps,
             resampled=bool(frames.info.needs_resample),
             frame_path=self.frame_path,
             tracks=tracks,
@@ -387,19 +395,20 @@ class SyncScorer:
                 progress(n_frames)
         return [self._track_result(video, stream, 0, n_frames - 1)], n_frames
 
-    def _score_detect(self, frames: VideoFrames, chunks, checkpoint, progress):
-        """Two decoding passes (detect faces and shots, then crop) rather than holding frames.
+    def detect_tracks(self, frames: VideoFrames, checkpoint=None, progress=None):
+        """Detect mode's first pass: faces and shots on every frame, then faces tracked
+        per shot (SPEC §10: no track crosses a cut; shots shorter than ``min_track``
+        frames are listed without tracks, as the reference skips them).
 
-        Faces are tracked per shot (SPEC §10), so no track crosses a cut; shots shorter
-        than ``min_track`` frames are listed without tracks, as the reference skips them.
+        Returns (tracks as [(shot index, Track)], frames, shots, the loaded checkpoint
+        or None, whether it was saved in the second pass). With a ``checkpoint`` the
+        detections are saved as they come and a saved first pass is resumed.
         """
-        from ..faces.crop import syncnet_crop
         from ..faces.detections import DetectionLog
         from ..faces.shots import ShotDetector, whole_video
         from ..faces.track import track_shots
 
         s = self.settings
-        video = frames.path
         cutter = ShotDetector() if s.shots == "content" else None
         saved = checkpoint.load() if checkpoint is not None else None
         if saved is not None and saved[0].get("kind") != "detect":
@@ -409,7 +418,7 @@ class SyncScorer:
             detections.extend(part)
         saved_dets = len(detections)
         pass2 = saved is not None and saved[0]["pass"] == 2
-        # pass 1 (faces and shots); resumed in pass 2, only the cut detector sees the frames
+        # resumed in pass 2, only the cut detector sees the frames again
         for idx, frame in enumerate(frames.decode() if cutter is not None or not pass2 else ()):
             if cutter is not None:  # the cut detector is cheap: fed again from frame 0
                 cutter.push(frame)
@@ -443,16 +452,24 @@ class SyncScorer:
                 {},
                 _det_arrays(detections, saved_dets),
             )
-        del detections
         if not tracks:
             cut = f" in {len(shots)} shots" if len(shots) > 1 else ""
             raise InputError(
-                video,
+                frames.path,
                 f"no face track: no face seen for more than {s.min_track} "
                 f"frames{cut} with a mean size above {s.min_face_size:g} px "
                 f"({n_frames} frames decoded)",
                 "no_face",
             )
+        return tracks, n_frames, shots, saved, pass2
+
+    def _score_detect(self, frames: VideoFrames, chunks, checkpoint, progress):
+        """Two decoding passes (detect faces and shots, then crop) rather than holding frames."""
+        from ..faces.crop import syncnet_crop
+
+        s = self.settings
+        video = frames.path
+        tracks, n_frames, shots, saved, pass2 = self.detect_tracks(frames, checkpoint, progress)
         streams = []  # each track reads its own stretch of the audio, streamed
         try:
             for _, t in tracks:

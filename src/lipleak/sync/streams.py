@@ -19,7 +19,7 @@ from ..export.syncnet_shapes import SAMPLES_PER_FRAME, WINDOW_FRAMES
 from ..io.audio import sample_range
 from .audio import AudioWindows
 from .frames import VideoFrames
-from .scorer import SyncScorer, VideoSync, aggregate_tracks
+from .scorer import SyncScorer, VideoSync
 from .search import StreamingSearch
 
 __all__ = ["MultiWindowStream", "score_streams"]
@@ -113,32 +113,16 @@ def score_streams(
         per = (
             _detect(scorer, frames, fns) if s.mode == "detect" else _prealigned(scorer, frames, fns)
         )
-        for i, (tracks, n_frames) in zip(live, per, strict=True):
+        for i, (tracks, n_frames, shots) in zip(live, per, strict=True):
             if isinstance(tracks, InputError):
                 out[i] = tracks
                 continue
-            offset, lse_c, lse_d = aggregate_tracks(tracks, s.tracks)
             _, label, shift, chosen = sources[i]
-            out[i] = VideoSync(
-                video=str(video),
-                audio_source=label,
-                n_frames=n_frames,
-                src_fps=float(frames.info.src_fps),
-                resampled=bool(frames.info.needs_resample),
-                frame_path=scorer.frame_path,
-                tracks=tracks,
-                offset=offset,
-                lse_c=lse_c,
-                lse_d=lse_d,
-                decoder=frames.decoder,
-                track_rule=s.tracks,
-                audio_shift_s=float(shift),
-                audio_stream=chosen.as_dict(),
-            )
+            out[i] = scorer.video_sync(frames, tracks, n_frames, shots, label, shift, chosen)
     return out  # type: ignore[return-value]
 
 
-def _result(scorer, video, r: dict | None, start: int, end: int, windows: int):
+def _result(video, r: dict | None, start: int, end: int, windows: int, audio, shot: int = 0):
     if r is None:
         return InputError(
             video,
@@ -157,11 +141,14 @@ def _result(scorer, video, r: dict | None, start: int, end: int, windows: int):
         lse_d=float(r["lse_d"]),
         mdist=[float(x) for x in r["mdist"]],
         fconf=[float(x) for x in r["fconf"]],
+        shot=shot,
+        distances=r["distances"],
+        frame_energy=audio.frame_energy(),
     )
 
 
 def _prealigned(scorer, frames, chunk_fns):
-    """[(tracks or InputError, n_frames)] per signal, prealigned mode."""
+    """[(tracks or InputError, n_frames, shots)] per signal, prealigned mode (one shot)."""
     from ..faces.crop import prealigned_crop
 
     s = scorer.settings
@@ -178,39 +165,27 @@ def _prealigned(scorer, frames, chunk_fns):
     finally:
         for a in audios:
             a.close()
+    from ..faces.shots import whole_video
+
     out = []
     for i, r in enumerate(results):
-        t = _result(scorer, frames.path, r, 0, n_frames - 1, stream.covered[i])
-        out.append((t if isinstance(t, InputError) else [t], n_frames))
+        t = _result(frames.path, r, 0, n_frames - 1, stream.covered[i], audios[i])
+        out.append((t if isinstance(t, InputError) else [t], n_frames, whole_video(n_frames)))
     return out
 
 
 def _detect(scorer, frames, chunk_fns):
-    """[(tracks or InputError, n_frames)] per signal, detect mode: one detection pass,
-    then one crop pass feeding every track's multi-stream."""
+    """[(tracks or InputError, n_frames, shots)] per signal, detect mode: one detection
+    pass (``SyncScorer.detect_tracks``: faces tracked per shot), then one crop pass
+    feeding every track's multi-stream."""
     from ..faces.crop import syncnet_crop
-    from ..faces.track import track_faces
 
     s = scorer.settings
     video = frames.path
-    detections = [scorer.detector.detect(frame) for frame in frames.decode()]
-    n_frames = len(detections)
-    tracks = track_faces(
-        detections,
-        num_failed_det=s.num_failed_det,
-        min_track=s.min_track,
-        min_face_size=s.min_face_size,
-    )
-    if not tracks:
-        raise InputError(
-            video,
-            f"no face track: no face seen for more than {s.min_track} frames with a mean "
-            f"size above {s.min_face_size:g} px ({n_frames} frames decoded)",
-            "no_face",
-        )
+    tracks, n_frames, shots, _, _ = scorer.detect_tracks(frames)
     streams = []
     try:
-        for t in tracks:
+        for _, t in tracks:
             start, end = int(t.frames[0]), int(t.frames[-1])
             segs = [
                 AudioWindows(
@@ -234,7 +209,10 @@ def _detect(scorer, frames, chunk_fns):
                     st.push(syncnet_crop(frame, t.s[i], t.x[i], t.y[i], s.crop_scale))
             if all(st.done or idx >= end for _, _, end, _, st in streams):
                 break
-        per_track = [(start, end, st, st.results()) for _, start, end, _, st in streams]
+        per_track = [
+            (shot, start, end, segs, st, st.results())
+            for (shot, _), (_, start, end, segs, st) in zip(tracks, streams, strict=True)
+        ]
     finally:
         for *_, segs, _ in streams:
             for seg in segs:
@@ -242,11 +220,11 @@ def _detect(scorer, frames, chunk_fns):
     out = []
     for i in range(len(chunk_fns)):
         results = [
-            _result(scorer, video, rs[i], start, end, st.covered[i])
-            for start, end, st, rs in per_track
+            _result(video, rs[i], start, end, st.covered[i], segs[i], shot)
+            for shot, start, end, segs, st, rs in per_track
         ]
         bad = next((r for r in results if isinstance(r, InputError)), None)
-        out.append((bad if bad is not None else results, n_frames))
+        out.append((bad if bad is not None else results, n_frames, shots))
     return out
 
 
