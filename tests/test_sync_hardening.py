@@ -141,6 +141,7 @@ def _usage_cases(tiny: Path, folder: Path) -> list[list[str]]:
         ["sync", v, "--min-face-size", "-1", *fixture],
         ["sync", d, "--ray", "--ray-workers", "0", *fixture],
         ["sync", d, "--keep-list", str(folder / "k.txt"), "--max-abs-offset", "-1", *fixture],
+        ["sync", d, "--checkpoint-every", "-1", *fixture],
         ["score", d, "--workers", "0", *fixture],
         ["models", "fetch", "syncnet_v2", "--symlink"],  # needs --from: today exit 1
     ]

@@ -349,7 +349,7 @@ def add_parser(sub) -> None:
     v.add_argument("--retry-failed", action="store_true", help="rescore videos that failed")
     v.add_argument(
         "--checkpoint-every",
-        type=float,
+        type=float_at_least(0),
         default=60.0,
         metavar="SECONDS",
         help="save the progress of a video being scored in the results store every SECONDS "
@@ -459,8 +459,6 @@ def run_many(args) -> int:
         )
     if args.ray_workers is not None and args.ray is None:
         raise InputError(None, "--ray-workers needs --ray", "bad_option")
-    if not 0 <= args.checkpoint_every < float("inf"):
-        raise InputError(None, "--checkpoint-every must be 0 or more seconds", "bad_option")
     db = _db_path(args)
     outputs = [p for p in (db, args.csv, args.jsonl, args.keep_list) if p is not None]
     jobs, ignored = collect_jobs(args.inputs, args.audio_dir, exclude=outputs)
