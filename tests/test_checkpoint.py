@@ -258,3 +258,16 @@ def test_detection_log_gives_back_what_the_detector_gave():
             assert b.dtype == b0.dtype and s.dtype == s0.dtype and k.dtype == k0.dtype
             assert np.array_equal(b, b0) and np.array_equal(s, s0) and np.array_equal(k, k0)
     assert [len(d[0]) for d in log[10:20]] == [len(f[0]) for f in frames[10:20]]
+
+
+def test_progress_counts_frames_up_to_the_total(scorers, tmp_path):
+    """What the one-video progress bar shows: frames done of the expected total (detect
+    mode's two passes count the video twice), never past it, never backwards."""
+    video = _video(tmp_path / "p.mp4", 12, 2)
+    for mode, passes in (("prealigned", 1), ("detect", 2)):
+        seen: list[tuple[int, int]] = []
+        result = scorers[mode].score(video, progress=lambda d, t, seen=seen: seen.append((d, t)))
+        dones = [d for d, _ in seen]
+        assert seen[0] == (0, passes * 300) and dones == sorted(dones)
+        assert all(d <= t for d, t in seen)
+        assert dones[-1] >= passes * result.n_frames - 2 * 5  # the last windows end early
