@@ -349,27 +349,10 @@ class SyncScorer:
     def _track_result(
         self, video: Path, stream: WindowStream, start: int, end: int, shot: int = 0
     ) -> TrackSync:
-        r = stream.result()
-        if r is None:
-            raise InputError(
-                video,
-                f"too short: {end - start + 1} frames; SyncNet needs at "
-                "least 6 frames (0.24 s) of video and audio",
-                "too_short",
-            )
-        return TrackSync(
-            start_frame=start,
-            end_frame=end,
-            n_windows=stream.windows,
-            offset=int(r["offset"]),
-            lse_c=float(r["lse_c"]),
-            lse_d=float(r["lse_d"]),
-            mdist=[float(x) for x in r["mdist"]],
-            fconf=[float(x) for x in r["fconf"]],
-            shot=shot,
-            distances=r["distances"],
-            frame_energy=stream.audio.frame_energy(),
-        )
+        result = track_sync(video, stream.result(), start, end, stream.windows, stream.audio, shot)
+        if isinstance(result, InputError):
+            raise result
+        return result
 
     def _score_prealigned(self, frames: VideoFrames, audio: AudioWindows, checkpoint, progress):
         from ..faces.crop import prealigned_crop
@@ -509,6 +492,33 @@ class SyncScorer:
             for *_, seg, _ in streams:
                 seg.close()
         return results, n_frames, shots
+
+
+def track_sync(
+    video: Path, r: dict | None, start: int, end: int, windows: int, audio, shot: int = 0
+) -> TrackSync | InputError:
+    """A track's numbers from its offset search's result ``r`` (None: no window) and the
+    audio stream that fed it (its per-frame energy makes the segments' loudness)."""
+    if r is None:
+        return InputError(
+            video,
+            f"too short: {end - start + 1} frames; SyncNet needs at "
+            "least 6 frames (0.24 s) of video and audio",
+            "too_short",
+        )
+    return TrackSync(
+        start_frame=start,
+        end_frame=end,
+        n_windows=windows,
+        offset=int(r["offset"]),
+        lse_c=float(r["lse_c"]),
+        lse_d=float(r["lse_d"]),
+        mdist=[float(x) for x in r["mdist"]],
+        fconf=[float(x) for x in r["fconf"]],
+        shot=shot,
+        distances=r["distances"],
+        frame_energy=audio.frame_energy(),
+    )
 
 
 def _report(progress: Callable[[int, int], None], total: int, done: int) -> None:

@@ -19,7 +19,7 @@ from ..export.syncnet_shapes import SAMPLES_PER_FRAME, WINDOW_FRAMES
 from ..io.audio import sample_range
 from .audio import AudioWindows
 from .frames import VideoFrames
-from .scorer import SyncScorer, VideoSync
+from .scorer import SyncScorer, VideoSync, track_sync
 from .search import StreamingSearch
 
 __all__ = ["MultiWindowStream", "score_streams"]
@@ -122,31 +122,6 @@ def score_streams(
     return out  # type: ignore[return-value]
 
 
-def _result(video, r: dict | None, start: int, end: int, windows: int, audio, shot: int = 0):
-    if r is None:
-        return InputError(
-            video,
-            f"too short: {end - start + 1} frames; SyncNet needs at least 6 frames "
-            "(0.24 s) of video and audio",
-            "too_short",
-        )
-    from .scorer import TrackSync
-
-    return TrackSync(
-        start_frame=start,
-        end_frame=end,
-        n_windows=windows,
-        offset=int(r["offset"]),
-        lse_c=float(r["lse_c"]),
-        lse_d=float(r["lse_d"]),
-        mdist=[float(x) for x in r["mdist"]],
-        fconf=[float(x) for x in r["fconf"]],
-        shot=shot,
-        distances=r["distances"],
-        frame_energy=audio.frame_energy(),
-    )
-
-
 def _prealigned(scorer, frames, chunk_fns):
     """[(tracks or InputError, n_frames, shots)] per signal, prealigned mode (one shot)."""
     from ..faces.crop import prealigned_crop
@@ -169,7 +144,7 @@ def _prealigned(scorer, frames, chunk_fns):
 
     out = []
     for i, r in enumerate(results):
-        t = _result(frames.path, r, 0, n_frames - 1, stream.covered[i], audios[i])
+        t = track_sync(frames.path, r, 0, n_frames - 1, stream.covered[i], audios[i])
         out.append((t if isinstance(t, InputError) else [t], n_frames, whole_video(n_frames)))
     return out
 
@@ -220,7 +195,7 @@ def _detect(scorer, frames, chunk_fns):
     out = []
     for i in range(len(chunk_fns)):
         results = [
-            _result(video, rs[i], start, end, st.covered[i], segs[i], shot)
+            track_sync(video, rs[i], start, end, st.covered[i], segs[i], shot)
             for shot, start, end, segs, st, rs in per_track
         ]
         bad = next((r for r in results if isinstance(r, InputError)), None)
