@@ -17,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import cv2
 import numpy as np
@@ -207,15 +208,66 @@ def test_describe_reads_exactness_flags_back_from_torch(tmp_path):
     assert d.details["float32_matmul_precision"] == "highest"
     assert d.details["cudnn_deterministic"] is True and d.details["cudnn_benchmark"] is False
     assert d.details["torch"] == torch.__version__ and d.details["onnx2torch"] == "1.5.15"
-    # read back, not written down: a flag turned on after opening shows up
-    old = torch.backends.cudnn.allow_tf32
-    try:
-        torch.backends.cudnn.allow_tf32 = True
-        assert rt.describe().details["tf32"] is True
-    finally:
-        torch.backends.cudnn.allow_tf32 = old
+    # read back, not written down: a flag turned on after opening shows up, through the
+    # legacy setter as through torch >= 2.9's fp32_precision, and describe() never raises
+    # (torch refuses the legacy cuDNN getter once the new API was used: issue 25)
+    from lipleak.runtime.torch_backend import _has_precision_api
+
+    torch.backends.cudnn.allow_tf32 = True
+    assert rt.describe().details["tf32"] is True
     open_model(tiny(tmp_path), "torch")  # opening again restores the exact mode
-    assert torch.backends.cudnn.allow_tf32 is False
+    assert rt.describe().details["tf32"] is False
+    if _has_precision_api(torch):
+        assert d.details["fp32_precision"] == {
+            "matmul": "ieee",
+            "cudnn_conv": "ieee",
+            "cudnn_rnn": "ieee",
+        }
+        torch.backends.cudnn.rnn.fp32_precision = "tf32"  # conv and rnn now disagree
+        with pytest.raises(RuntimeError):
+            torch.backends.cudnn.allow_tf32  # noqa: B018 - what torch refuses
+        d = rt.describe().details
+        assert d["tf32"] is True and d["fp32_precision"]["cudnn_rnn"] == "tf32"
+        open_model(tiny(tmp_path), "torch")
+        assert torch.backends.cudnn.rnn.fp32_precision == "ieee"
+    assert rt.describe().details["tf32"] is False
+
+
+def test_tf32_state_reads_either_api_and_never_raises():
+    """``tf32_state`` on stand-ins of torch's two APIs: "none" inherits its parent's
+    setting, "none" all the way up is IEEE; the legacy flags; a getter that raises."""
+    from types import SimpleNamespace as NS
+
+    from lipleak.runtime.torch_backend import tf32_state
+
+    def new_api(top="none", cudnn="none", conv="none", rnn="none", mm="none"):
+        b = NS(
+            fp32_precision=top,
+            cuda=NS(matmul=NS(fp32_precision=mm, allow_tf32=None)),
+            cudnn=NS(
+                fp32_precision=cudnn, conv=NS(fp32_precision=conv), rnn=NS(fp32_precision=rnn)
+            ),
+        )
+        return NS(backends=b)
+
+    assert tf32_state(new_api()) == (
+        False,
+        {"matmul": "ieee", "cudnn_conv": "ieee", "cudnn_rnn": "ieee"},
+    )
+    assert tf32_state(new_api(cudnn="tf32", rnn="ieee"))[1]["cudnn_conv"] == "tf32"
+    assert tf32_state(new_api(top="tf32", mm="ieee", conv="ieee", rnn="ieee"))[0] is False
+    assert tf32_state(new_api(top="tf32", mm="ieee", conv="ieee"))[0] is True
+    legacy = NS(backends=NS(cuda=NS(matmul=NS(allow_tf32=False)), cudnn=NS(allow_tf32=True)))
+    assert tf32_state(legacy) == (True, {"matmul_allow_tf32": False, "cudnn_allow_tf32": True})
+
+    class Refuses:
+        @property
+        def allow_tf32(self):
+            raise RuntimeError("mixed legacy and new APIs")
+
+    broken = NS(backends=NS(cuda=NS(matmul=NS(allow_tf32=False)), cudnn=Refuses()))
+    state, why = tf32_state(broken)
+    assert state is None and "mixed" in why["error"]
 
 
 def test_any_batch_size_and_fixed_batch_graphs(tmp_path):
@@ -253,6 +305,40 @@ def test_run_is_thread_safe(tmp_path):
         t.join()
     for a, b in zip(got, serial, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_busy_clock_times_each_call_once(tmp_path):
+    """``start_busy_clock``: one interval per call, from the same two events on CUDA and
+    on the CPU (the host clock there), threads or not; calls on one runtime never
+    overlap, so the busy time of a wall time stays under it (issue 25's busy figure)."""
+    pfld = open_model(SHARED_MODELS / "pfld_68.onnx", "torch")
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 3, 112, 112)).astype(np.float32)
+    want = pfld.run({"input": x})["output"]
+    clock = pfld.start_busy_clock()
+    t0 = time.perf_counter()
+
+    def work():
+        for _ in range(3):
+            np.testing.assert_array_equal(pfld.run({"input": x})["output"], want)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    assert pfld.stop_busy_clock() is clock and clock.calls == 6
+    assert 0 < clock.seconds <= wall
+    assert clock.seconds_between(t0, t0 + wall) == pytest.approx(clock.seconds)
+    pfld.run({"input": x})  # stopped: no longer counted
+    assert clock.calls == 6
+    # run_prepared (the lip tower's path) and the chunked path of run are timed too
+    dyn = open_model(tiny(tmp_path), "torch", max_batch=2)
+    c2 = dyn.start_busy_clock()
+    dyn.run({"x": np.ones((5, 3), np.float32)})
+    dyn.run_prepared([np.ones((3, 3), np.float32)], lambda t, dtype: {"x": t[0].to(dtype)})
+    assert c2.calls == 2 and c2.seconds > 0
+    assert dyn.stop_busy_clock() is c2
 
 
 def test_cpu_threads_follow_lipleak_ort_threads(tmp_path, monkeypatch):

@@ -22,6 +22,7 @@ import contextlib
 import importlib
 import sys
 import threading
+import time
 import types
 from pathlib import Path
 
@@ -93,14 +94,59 @@ def import_onnx2torch():
         return _ONNX2TORCH
 
 
+def _has_precision_api(torch) -> bool:
+    """torch >= 2.9's per-backend ``fp32_precision`` settings (the TF32 switches that
+    replace ``allow_tf32``). Once they are used, torch refuses the legacy cuDNN getter
+    (``torch.backends.cudnn.allow_tf32`` raises), so this module uses one API or the
+    other, never both."""
+    return hasattr(torch.backends.cuda.matmul, "fp32_precision") and hasattr(
+        getattr(torch.backends.cudnn, "conv", None), "fp32_precision"
+    )
+
+
 def exact_mode(torch) -> None:
     """Make fp32 mean fp32 on every device: no TF32, no autotuned (non-deterministic) cuDNN
     algorithms. Process-wide flags; the torch backend sets them whenever it opens a model."""
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
     torch.set_float32_matmul_precision("highest")
+    if _has_precision_api(torch):
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+        torch.backends.cudnn.conv.fp32_precision = "ieee"
+        torch.backends.cudnn.rnn.fp32_precision = "ieee"
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
+
+
+def tf32_state(torch) -> tuple[bool | None, dict]:
+    """Whether TF32 may run in fp32 matmuls or cuDNN convolutions/RNNs, read back from
+    torch, and what each setting says; never raises (``None`` when torch will not tell).
+
+    With the ``fp32_precision`` API a setting of ``"none"`` inherits its parent's
+    (``cudnn.conv`` → ``cudnn`` → ``torch.backends``); ``"none"`` all the way up is IEEE
+    fp32, as torch runs it. Legacy setters called later are seen too: torch maps them
+    onto the same settings."""
+    b = torch.backends
+    try:
+        if _has_precision_api(torch):
+            chains = {
+                "matmul": [b.cuda.matmul, b.cuda, b],
+                "cudnn_conv": [b.cudnn.conv, b.cudnn, b],
+                "cudnn_rnn": [b.cudnn.rnn, b.cudnn, b],
+            }
+            eff = {}
+            for name, chain in chains.items():
+                vals = [getattr(n, "fp32_precision", "none") for n in chain]
+                eff[name] = next((v for v in vals if v not in (None, "none")), "ieee")
+            return any(v == "tf32" for v in eff.values()), eff
+        flags = {
+            "matmul_allow_tf32": bool(b.cuda.matmul.allow_tf32),
+            "cudnn_allow_tf32": bool(b.cudnn.allow_tf32),
+        }
+        return any(flags.values()), flags
+    except Exception as exc:  # noqa: BLE001 - a provenance field must not fail a run
+        return None, {"error": repr(exc)[:200]}
 
 
 def _dims(value_info) -> tuple:
@@ -182,6 +228,7 @@ class TorchRuntime:
         self.fixed_batch = first if isinstance(first, int) and first > 0 else None
         self.max_batch = self.fixed_batch or max(1, int(max_batch))
         self._lock = threading.Lock()
+        self._busy: BusyClock | None = None
         self._sha256: str | None = None
         # Each model runs on a CUDA stream of its own: a call waits only for its own work,
         # so the audio tower's results (wanted by the worker threads) do not queue behind
@@ -199,23 +246,21 @@ class TorchRuntime:
 
     # -------------------------------------------------------------------- running
 
-    def _tensor(self, value: np.ndarray):
-        t = self._torch.from_numpy(np.ascontiguousarray(value))
-        if t.is_floating_point():
-            return t.to(device=self.device, dtype=self.dtype)
-        return t.to(device=self.device)
-
     def _upload(self, value: np.ndarray):
         """A host array on the device as it is (no dtype change). On CUDA through pinned
         memory, so the copy is a DMA queued on this model's stream: the kernels that read
-        it are queued behind it, and the caller's thread goes on."""
+        it are queued behind it, and the caller's thread goes on (a pageable copy would
+        wait, spinning, for everything queued on the stream before it)."""
         t = self._torch.from_numpy(np.ascontiguousarray(value))
         if self.device.type == "cuda":
             return t.pin_memory().to(self.device, non_blocking=True)
         return t
 
-    def _forward(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self._forward_tensors([self._tensor(feeds[s.name]) for s in self.inputs])
+    def _input(self, value: np.ndarray):
+        """A feed on the device in this runtime's precision (floats cast there: the same
+        IEEE round-to-nearest-even as on the host)."""
+        t = self._upload(value)
+        return t.to(self.dtype) if t.is_floating_point() else t
 
     def _outputs(self, args: list) -> list:
         """The module's outputs for one batch, still on the device, floats as float32."""
@@ -228,34 +273,85 @@ class TorchRuntime:
             )
         return [o.float() if o.is_floating_point() else o for o in out]
 
-    def _forward_tensors(self, args: list) -> list[np.ndarray]:
-        return [np.ascontiguousarray(o.detach().cpu().numpy()) for o in self._outputs(args)]
+    def _event(self, timing: bool):
+        """An event on this model's stream (recorded by the caller). On CUDA a blocking
+        one: waiting for it puts the thread to sleep instead of spinning a core that the
+        decode workers need (``cudaEventBlockingSync``). On the CPU every call has finished
+        when it returns: a host clock stands in, so the same code times both."""
+        if self._stream is None:
+            return _HostEvent()
+        return self._torch.cuda.Event(enable_timing=timing, blocking=True)
+
+    def _to_host(self, parts: list[list], start) -> tuple[list[list], object]:
+        """Queue the copies of ``parts`` (device outputs) back to pinned host memory and an
+        event behind them; the caller waits for it after releasing the lock."""
+        if self._stream is not None:
+            parts = [[o.to("cpu", non_blocking=True) for o in p] for p in parts]
+        done = None
+        if self._stream is not None or start is not None:
+            done = self._event(timing=start is not None)
+            done.record(self._stream)
+        return parts, done
+
+    def _finish(self, parts: list[list], start, done) -> list[list[np.ndarray]]:
+        """Wait (sleeping) for the queued work, add its GPU time to the busy clock, and
+        hand the outputs over as numpy arrays of their own."""
+        if done is not None:
+            done.synchronize()
+            clock = self._busy
+            if start is not None and clock is not None:
+                clock.add(start.elapsed_time(done) / 1000.0)
+        if self._stream is None:
+            return [[np.ascontiguousarray(o.detach().numpy()) for o in p] for p in parts]
+        # copies: the pinned buffers go back to torch's host cache, not to the caller
+        return [[np.array(o.numpy(), copy=True) for o in p] for p in parts]
+
+    def _mark(self):
+        """The busy clock's start event for one call (None while no clock runs)."""
+        if self._busy is None:
+            return None
+        start = self._event(timing=True)
+        start.record(self._stream)
+        return start
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model on host arrays. On CUDA the lock is held while the work is queued
+        (pinned uploads, the model, the copies back behind an event) and the thread waits
+        for the event, sleeping, after releasing it (the audio tower, called from every
+        worker thread, neither spins a core nor holds the others back meanwhile)."""
         missing = [s.name for s in self.inputs if s.name not in feeds]
         if missing:
             raise ModelError(f"{self.path}: missing inputs {missing}")
         names = [o.name for o in self.outputs]
         n = int(next(iter(feeds[s.name] for s in self.inputs)).shape[0])
+        whole = bool(n) and (
+            n == self.fixed_batch or (self.fixed_batch is None and n <= self.max_batch)
+        )
         with self._lock, self._torch.inference_mode(), self._on_stream():
-            if n and (n == self.fixed_batch or (self.fixed_batch is None and n <= self.max_batch)):
-                return dict(zip(names, self._forward(feeds), strict=True))
-            parts = []
-            # max(n, 1): an empty batch runs one zero row, for the outputs' shapes
-            for s in range(0, max(n, 1), self.max_batch):
-                chunk = {k: v[s : s + self.max_batch] for k, v in feeds.items()}
-                m = min(self.max_batch, n - s) if n else 0
-                rows = self.fixed_batch or max(m, 1)
-                if m < rows:
-                    chunk = {k: _pad_rows(v, rows) for k, v in chunk.items()}
-                res = self._forward(chunk)
-                if any(r.shape[:1] != (rows,) for r in res):
-                    raise ModelError(
-                        f"{self.path}: cannot split or pad a batch of {n}: an output has no "
-                        f"batch axis; feed {rows} rows at a time"
-                    )
-                parts.append([r[:m] for r in res])
-        return {k: np.concatenate([p[i] for p in parts]) for i, k in enumerate(names)}
+            start = self._mark()
+            if whole:
+                parts = [self._outputs([self._input(feeds[s.name]) for s in self.inputs])]
+            else:
+                parts = []
+                # max(n, 1): an empty batch runs one zero row, for the outputs' shapes
+                for s in range(0, max(n, 1), self.max_batch):
+                    chunk = {k: v[s : s + self.max_batch] for k, v in feeds.items()}
+                    m = min(self.max_batch, n - s) if n else 0
+                    rows = self.fixed_batch or max(m, 1)
+                    if m < rows:
+                        chunk = {k: _pad_rows(v, rows) for k, v in chunk.items()}
+                    res = self._outputs([self._input(chunk[i.name]) for i in self.inputs])
+                    if any(tuple(r.shape[:1]) != (rows,) for r in res):
+                        raise ModelError(
+                            f"{self.path}: cannot split or pad a batch of {n}: an output has "
+                            f"no batch axis; feed {rows} rows at a time"
+                        )
+                    parts.append([r[:m] for r in res])
+            parts, done = self._to_host(parts, start)
+        host = self._finish(parts, start, done)
+        if whole:
+            return dict(zip(names, host[0], strict=True))
+        return {k: np.concatenate([p[i] for p in host]) for i, k in enumerate(names)}
 
     def run_prepared(self, host: list[np.ndarray], prepare) -> dict[str, np.ndarray]:
         """Run the model on inputs made on the device from ``host`` arrays.
@@ -267,18 +363,19 @@ class TorchRuntime:
         run in chunks of ``max_batch`` like ``run``; only for a graph with a dynamic batch.
 
         On CUDA the lock is held only while the work is queued: the copies back go to
-        pinned memory behind an event, and waiting for it happens outside the lock, so a
-        second thread calling meanwhile queues its batch (its uploads and window making)
-        while this one's runs, and the GPU does not wait for the host between batches.
-        One stream, so the batches still run one after the other, each with the same
-        kernels as alone.
+        pinned memory behind a blocking event, and waiting for it (asleep, not spinning)
+        happens outside the lock, so a second thread calling meanwhile queues its batch
+        (its uploads and window making) while this one's runs, and the GPU does not wait
+        for the host between batches. One stream, so the batches still run one after the
+        other, each with the kernels its shape gets alone. (On CUDA the kernels depend on
+        the batch's shape: a window in a batch of another size may differ in its last
+        bits, so equality across batch shapes is a CPU claim; docs/gpu.md.)
         """
         if self.fixed_batch is not None:
             raise ModelError(f"{self.path}: run_prepared needs a dynamic batch axis")
-        torch = self._torch
         names = [o.name for o in self.outputs]
-        done = None
-        with self._lock, torch.inference_mode(), self._on_stream():
+        with self._lock, self._torch.inference_mode(), self._on_stream():
+            start = self._mark()
             feeds = prepare([self._upload(a) for a in host], self.dtype)
             missing = [s.name for s in self.inputs if s.name not in feeds]
             if missing:
@@ -288,15 +385,28 @@ class TorchRuntime:
                 self._outputs([feeds[s.name][i : i + self.max_batch] for s in self.inputs])
                 for i in range(0, n, self.max_batch)
             ]
-            if self.device.type == "cuda":
-                parts = [[o.to("cpu", non_blocking=True) for o in p] for p in parts]
-                done = torch.cuda.Event()
-                done.record(self._stream)
-        if done is not None:
-            done.synchronize()
-        if not parts:
+            parts, done = self._to_host(parts, start)
+        out = self._finish(parts, start, done)
+        if not out:
             raise ModelError(f"{self.path}: run_prepared got an empty batch")
-        return {k: np.concatenate([p[i].numpy() for p in parts]) for i, k in enumerate(names)}
+        return {k: np.concatenate([p[i] for p in out]) for i, k in enumerate(names)}
+
+    # ----------------------------------------------------------------- busy clock
+
+    def start_busy_clock(self) -> BusyClock:
+        """Time, from now on, how long this model's device is busy with its calls: each
+        call's work between two events on the model's stream (CUDA timing events: GPU
+        time, uploads, kernels and copies back, never the host's waits for the lock or
+        for the events). The calls on one stream run one after the other, so the sum is
+        the stream's busy time however many threads call (``busy / wall`` ≤ 1). On the CPU
+        the host clock between the same two points (every call is done when it returns,
+        under the lock). Returns the clock; ``stop_busy_clock`` ends the timing."""
+        self._busy = BusyClock(str(self.device))
+        return self._busy
+
+    def stop_busy_clock(self) -> BusyClock | None:
+        clock, self._busy = self._busy, None
+        return clock
 
     # ------------------------------------------------------------------- describe
 
@@ -304,13 +414,15 @@ class TorchRuntime:
         torch = self._torch
         if self._sha256 is None:
             self._sha256 = file_sha256(self.path)
+        tf32, tf32_settings = tf32_state(torch)
         details = {
             "torch": str(torch.__version__),
             "onnx2torch": _version("onnx2torch"),
             "device": str(self.device),
             "precision": self.precision,
             # read back, not assumed: another library in the process may have changed them
-            "tf32": bool(torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32),
+            "tf32": tf32,
+            "fp32_precision": tf32_settings,
             "float32_matmul_precision": torch.get_float32_matmul_precision(),
             "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
             "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
@@ -321,6 +433,54 @@ class TorchRuntime:
         else:
             details["threads"] = torch.get_num_threads()
         return RuntimeInfo("torch", str(self.path), self._sha256, details)
+
+
+class BusyClock:
+    """Device-busy seconds of one runtime's calls (``TorchRuntime.start_busy_clock``).
+
+    ``add`` takes one call's busy seconds (measured on the device between two events on
+    the model's stream) when the call is done; ``seconds`` is their sum, ``calls`` their
+    count, ``seconds_between(t0, t1)`` the sum over the calls done between two
+    ``time.perf_counter`` readings. On one stream the calls do not overlap, so the busy
+    seconds of a wall time stay under it; the clock reports what it measured and leaves
+    that check to the reader (``bench/gpu_check.py`` flags a share above 1)."""
+
+    def __init__(self, device: str = "cpu"):
+        self.device = device
+        self.seconds = 0.0
+        self.calls = 0
+        self._done: list[tuple[float, float]] = []  # (perf_counter when done, busy s)
+        self._lock = threading.Lock()
+
+    def add(self, seconds: float, at: float | None = None) -> None:
+        at = time.perf_counter() if at is None else at
+        with self._lock:
+            self.seconds += float(seconds)
+            self.calls += 1
+            self._done.append((at, float(seconds)))
+
+    def seconds_between(self, t0: float, t1: float) -> float:
+        with self._lock:
+            return sum(s for at, s in self._done if t0 < at <= t1)
+
+
+class _HostEvent:
+    """``torch.cuda.Event``'s interface on the host clock, for the CPU device."""
+
+    __slots__ = ("t",)
+
+    def __init__(self):
+        self.t: float | None = None
+
+    def record(self, stream=None) -> None:
+        self.t = time.perf_counter()
+
+    def synchronize(self) -> None:
+        pass
+
+    def elapsed_time(self, end: _HostEvent) -> float:
+        """Milliseconds from this event to ``end``, as CUDA events give them."""
+        return (end.t - self.t) * 1000.0
 
 
 def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
