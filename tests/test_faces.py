@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from itertools import islice
 
 import cv2
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from conftest import CLIPS, CLIPS_DIR, SHARED_MODELS
+from conftest import CLIPS_DIR, SHARED_MODELS
 from lipleak.faces.crop import prealigned_crop, syncnet_crop, syncnet_crop_raw
 from lipleak.faces.scrfd import SCRFD
 from lipleak.faces.track import medfilt, track_faces
@@ -118,37 +117,6 @@ def test_preprocess_geometry():
 
 
 # ---------------------------------------------------------------- tracking on real clips
-
-
-@pytest.mark.slow
-def test_one_track_per_real_clip(detector, capsys):
-    """Detection on every frame (25 fps) of every shared clip -> exactly one track."""
-    t_det = t_dec = 0.0
-    n_total = 0
-    for clip in CLIPS:
-        dets = []
-        it = iter_frames(clip)
-        while True:
-            t0 = time.perf_counter()
-            frame = next(it, None)
-            t1 = time.perf_counter()
-            t_dec += t1 - t0
-            if frame is None:
-                break
-            dets.append(detector.detect(frame))
-            t_det += time.perf_counter() - t1
-        n_total += len(dets)
-        tracks = track_faces(dets)
-        assert len(tracks) == 1, clip.name
-        tr = tracks[0]
-        assert len(tr) >= len(dets) - 5, clip.name  # the face is there throughout
-        assert np.all(np.diff(tr.frames) == 1)
-        assert np.all(tr.s > 50) and np.isnan(tr.det_scores).sum() < 5
-    with capsys.disabled():
-        print(
-            f"\n[faces] {n_total} frames: decode {n_total / t_dec:.0f} frames/s, "
-            f"detection {1000 * t_det / n_total:.1f} ms/frame"
-        )
 
 
 # ---------------------------------------------------------------- tracking semantics
