@@ -6,17 +6,20 @@
 
 ``workers`` threads each take the next video and run ``SyncScorer.score`` on it: decoding,
 crops, the audio stream and its MFCC, the offset search. Their lip crops (runs of
-consecutive frames) do not go to the model directly but to ``SharedLipTower``, one thread
-that owns the lip tower and runs it on batches made of the windows of whatever runs are
-waiting, from any video; the model makes the float windows from the crops
+consecutive frames) do not go to the model directly but to ``SharedLipTower``, whose
+serving thread(s) own the lip tower and run it on batches made of the windows of whatever
+runs are waiting, from any video; the model makes the float windows from the crops
 (``SyncNet.embed_lip_frames``: on the GPU with the torch backend). So the decoding of
 the next videos overlaps the inference of the current ones, and short clips share
 batches instead of leaving the model half-idle.
 
-Every number equals scoring each video alone: a window's embedding depends on that
-window only (the tower has no batch statistics; ``tests/test_sync_volume.py`` checks the
-rows bit for bit against single-video scoring, for several batch sizes and worker
-counts). A worker does not wait for its batch: it queues it and decodes on, up to the
+Every number equals scoring each video alone on the CPU backends, bit for bit: a window's
+embedding depends on that window only, and onnxruntime's and torch's CPU kernels give it
+the same bits in any batch (``tests/test_sync_volume.py`` checks the rows against
+single-video scoring, for several batch sizes and worker counts). On CUDA, cuDNN and
+cuBLAS choose kernels by batch shape, so an embedding may change in its last bits with
+the batch it lands in: rows agree within the fp32 path's 1e-3, not bit for bit (not yet
+measured on a GPU). A worker does not wait for its batch: it queues it and decodes on, up to the
 tower's ``lip_in_flight`` batches of one video (one per tower thread, and one more), so
 that the only or last long video of a run keeps every replica busy. Memory is bounded
 by ``workers`` (each holds one video's streaming state and at most ``lip_in_flight`` + 1
@@ -49,7 +52,7 @@ class TowerStats:
 
     windows: int = 0
     batches: int = 0
-    busy_s: float = 0.0  # time inside the model
+    busy_s: float = 0.0  # host seconds inside the model call, summed over the serving threads
     mixed_batches: int = 0  # batches holding windows of more than one request
 
 
@@ -74,16 +77,25 @@ class _Request:
 
 
 class SharedLipTower:
-    """A SyncNet whose lip tower is fed by many threads and run by ``replicas`` threads.
+    """A SyncNet whose lip tower is fed by many threads and served by ``replicas`` threads
+    (``SyncNet.lip_replicas``).
 
     Has SyncNet's ``embed_lip_frames``/``embed_audio``/``describe``, so a ``SyncScorer``
     uses it as its model (``SyncScorer.sharing``). ``embed_lip_frames`` blocks its caller
     until the windows of the runs it gave are embedded; the tower thread takes waiting
     requests first come, first served, up to ``batch_size`` windows per model call, and
-    starts as soon as it is free: waiting for a fuller batch would leave it idle. With
-    ``replicas`` > 1 (CPU: ``SyncNet.lip_replicas``) that many batches run at once, one per
-    tower thread.
-    ``busy_s`` in the stats adds the replicas' times (up to ``replicas`` × wall time).
+    starts as soon as it is free: waiting for a fuller batch would leave it idle. On the
+    CPU backend each serving thread has a single-threaded onnxruntime session of its own,
+    so that many batches run at once. With the torch backend on CUDA the threads share the
+    one runtime: ``TorchRuntime.run_prepared`` holds its lock only while queuing a batch,
+    so one thread uploads and builds the next batch while the other's runs; the batches
+    still run one after the other on the model's one stream. On TensorRT and
+    onnxruntime-GPU one thread (their runs hold the device to the end).
+    ``busy_s`` in the stats is host time inside the model call summed over the serving
+    threads (lock waits and, on CUDA, the other thread's queued GPU time included): up to
+    ``replicas`` × the wall time, so not the device's busy share; that comes from
+    ``TorchRuntime.start_busy_clock`` (CUDA events on the model's stream,
+    ``bench/gpu_check.py``).
     """
 
     def __init__(self, syncnet, batch_size: int, replicas: int = 1):
@@ -183,9 +195,11 @@ _END = object()
 
 
 def default_replicas() -> int:
-    """Lip towers run at once: two where there are two cores or more (on the CPU backend,
-    two single-threaded sessions outrun one on two threads; ``bench/bench_volume.py``),
-    else one. ``SyncNet.lip_replicas`` keeps one on a GPU whatever this says."""
+    """Lip-tower serving threads: two where there are two cores or more (on the CPU backend
+    two single-threaded sessions outrun one on two threads, ``bench/bench_volume.py``; with
+    the torch backend on CUDA two threads over the one runtime keep the GPU fed while one
+    waits for its embeddings), else one. ``SyncNet.lip_replicas`` gives one on TensorRT and
+    onnxruntime-GPU whatever this says."""
     cores = cpu_threads()
     return 2 if cores >= 2 else 1
 
