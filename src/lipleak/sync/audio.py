@@ -120,6 +120,14 @@ class AudioWindows:
             self._buf = self._buf[drop:].copy()
             self._base += drop
 
+    def restore_finished(self, n_samples: int, energy: np.ndarray) -> None:
+        """This reader as one that read ``n_samples`` and was closed: its per-frame energy
+        given, nothing read (a track a checkpoint saw finished needs no more audio)."""
+        self.close()
+        self._n = int(n_samples)
+        self._energy = [np.asarray(energy, np.int64)]
+        self.ended = True
+
     def close(self) -> None:
         """Stop reading (closes a file the chunks come from)."""
         close = getattr(self._chunks, "close", None)

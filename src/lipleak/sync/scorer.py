@@ -466,15 +466,29 @@ class SyncScorer:
             skip = 0
             if pass2 and saved[0]["streams"]:
                 skip = int(saved[0]["frame"])
-                _restore_streams([st[-1] for st in streams], *saved, s.vshift)
+                _restore_streams(
+                    [st[-1] for st in streams],
+                    *saved,
+                    s.vshift,
+                    finished=[end < skip for _, _, end, _, _ in streams],
+                )
+            finished = [False] * len(streams)
             for idx, frame in enumerate(frames.decode()):
                 if idx < skip:
                     continue  # cropped and scored before the checkpoint
-                for t, start, end, _, stream in streams:
-                    if start <= idx <= end and not stream.done:
+                for k, (t, start, end, seg, stream) in enumerate(streams):
+                    # a track's audio is not opened before its first frame (a long video
+                    # has hundreds of tracks), and is closed once the track is scored
+                    if finished[k] or idx < start:
+                        continue
+                    if idx <= end and not stream.done:
                         i = idx - start
                         stream.push(syncnet_crop(frame, t.s[i], t.x[i], t.y[i], s.crop_scale))
-                if all(st.done or idx >= end for _, _, end, _, st in streams):
+                    if idx >= end or stream.done:
+                        stream.result()  # the offset search's last rows read the audio
+                        seg.close()
+                        finished[k] = True
+                if all(finished):
                     break
                 if checkpoint is not None and checkpoint.due(idx + 1):
                     _save_streams(
@@ -540,12 +554,19 @@ def _save_streams(checkpoint: Checkpoint, meta: dict, streams: list[WindowStream
     checkpoint.save({**meta, "streams": scalars}, arrays, appended)
 
 
-def _restore_streams(streams: list[WindowStream], meta, arrays, parts, vshift: int) -> None:
+def _restore_streams(
+    streams: list[WindowStream], meta, arrays, parts, vshift: int, finished=None
+) -> None:
+    """``finished[i]``: stream i's track had ended when the checkpoint was saved."""
     for i, stream in enumerate(streams):
         state = dict(meta["streams"][i])
         state |= {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(f"s{i}/")}
         rows = parts.get(f"s{i}/rows")
-        stream.restore(state, np.concatenate(rows) if rows else np.empty((0, 2 * vshift + 1)))
+        stream.restore(
+            state,
+            np.concatenate(rows) if rows else np.empty((0, 2 * vshift + 1)),
+            finished=bool(finished and finished[i]),
+        )
 
 
 def _det_arrays(log, start: int) -> dict[str, np.ndarray]:

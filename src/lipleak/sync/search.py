@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import _core
 from ..errors import InputError
-from ..export.syncnet_shapes import EMBED_DIM, WINDOW_FRAMES
+from ..export.syncnet_shapes import EMBED_DIM, SAMPLES_PER_FRAME, WINDOW_FRAMES
 from .audio import AudioWindows
 
 # The most distances the core's sync_stats takes in one matrix (kMaxOutput in module.cpp).
@@ -209,16 +209,29 @@ class WindowStream:
         self.drain()
         search, rows = self.search.state()
         frames = np.stack(self.frames) if self.frames else np.empty((0, 224, 224, 3), np.uint8)
-        meta = {"seen": self.seen, "windows": self.windows, "audio_base": self.audio.base}
-        return {**{f"search_{k}": v for k, v in search.items()}, **meta, "frames": frames}, rows
+        meta = {
+            "seen": self.seen,
+            "windows": self.windows,
+            "audio_base": self.audio.base,
+            "audio_read": self.audio.n_samples,
+        }
+        arrays = {"frames": frames, "energy": self.audio.frame_energy()}
+        return {**{f"search_{k}": v for k, v in search.items()}, **meta, **arrays}, rows
 
-    def restore(self, state: dict, rows: np.ndarray) -> None:
-        """This (new) stream in the state ``state`` recorded; its audio read on to match."""
+    def restore(self, state: dict, rows: np.ndarray, finished: bool = False) -> None:
+        """This (new) stream in the state ``state`` recorded; its audio read on to match
+        (as far as the stopped run had read, so that the per-frame audio energy, the
+        segments' loudness, covers the same frames). ``finished``: the stream's track had
+        ended by then: its audio is not opened again, the recorded energy stands."""
         self.search.restore({k[7:]: v for k, v in state.items() if k.startswith("search_")}, rows)
         self.seen = int(state["seen"])
         self.windows = self.first = int(state["windows"])
         self.frames = list(state["frames"])
+        if finished:
+            self.audio.restore_finished(int(state["audio_read"]), state["energy"])
+            return
         self.audio.skip_to(int(state["audio_base"]))
+        self.audio.has_frames(-(-int(state["audio_read"]) // SAMPLES_PER_FRAME))
 
     def result(self) -> dict | None:
         """The offset search over all windows, or None when there were none."""
