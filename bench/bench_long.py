@@ -196,6 +196,7 @@ def main(argv=None) -> int:
     ap.add_argument("--min-face-size", type=float, default=60, help="detect mode (320-px frames)")
     ap.add_argument("--dir-vs-single", type=int, metavar="SECONDS", help="see above")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--name", default="long", help="result file: bench/results/NAME_<date>.json")
     args = ap.parse_args(argv)
     lengths = [int(x) for x in args.lengths.split(",")]
     modes = args.modes.split(",")
@@ -240,7 +241,7 @@ def main(argv=None) -> int:
                 "hours_of_video_per_hour": long_["hours_per_hour"],
             }
     path = write_result(
-        "long",
+        args.name,
         {"size": SIZE, "syncnet": "syncnet_v2_random", "runs": runs, "summary": summary},
     )
     print(json.dumps(summary, indent=1))

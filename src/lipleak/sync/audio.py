@@ -120,6 +120,14 @@ class AudioWindows:
             self._buf = self._buf[drop:].copy()
             self._base += drop
 
+    def discard(self) -> None:
+        """Close, and drop the samples kept for windows: no window will be asked for again
+        (the count read and the per-frame energy stay)."""
+        self.close()
+        self._base += len(self._buf)
+        self._buf = np.empty(0, np.int16)
+        self._pending = []
+
     def restore_finished(self, n_samples: int, energy: np.ndarray) -> None:
         """This reader as one that read ``n_samples`` and was closed: its per-frame energy
         given, nothing read (a track a checkpoint saw finished needs no more audio)."""

@@ -476,7 +476,7 @@ class SyncScorer:
             for idx, frame in enumerate(frames.decode()):
                 if idx < skip:
                     continue  # cropped and scored before the checkpoint
-                for k, (t, start, end, seg, stream) in enumerate(streams):
+                for k, (t, start, end, _, stream) in enumerate(streams):
                     # a track's audio is not opened before its first frame (a long video
                     # has hundreds of tracks), and is closed once the track is scored
                     if finished[k] or idx < start:
@@ -485,8 +485,7 @@ class SyncScorer:
                         i = idx - start
                         stream.push(syncnet_crop(frame, t.s[i], t.x[i], t.y[i], s.crop_scale))
                     if idx >= end or stream.done:
-                        stream.result()  # the offset search's last rows read the audio
-                        seg.close()
+                        stream.finish()  # its last rows read the audio, then it is closed
                         finished[k] = True
                 if all(finished):
                     break

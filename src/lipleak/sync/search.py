@@ -233,6 +233,16 @@ class WindowStream:
         self.audio.skip_to(int(state["audio_base"]))
         self.audio.has_frames(-(-int(state["audio_read"]) // SAMPLES_PER_FRAME))
 
+    def finish(self) -> None:
+        """Score the last windows, then drop what only later windows would have needed
+        (the last crops, pending embeddings, audio samples): a long video's finished
+        tracks keep only their distance rows. ``result()`` stays the same."""
+        self.result()
+        self.frames = []
+        self.search.v = self.search.v[:0]
+        self.search.a = self.search.a[:0]
+        self.audio.discard()
+
     def result(self) -> dict | None:
         """The offset search over all windows, or None when there were none."""
         self.drain()
