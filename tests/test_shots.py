@@ -208,7 +208,12 @@ def test_detect_mode_tracks_per_shot_on_cut_video(model_dir, tmp_path):
         "tracked": True,
         "start_s": 1.8,
         "end_s": 3.6,
+        "start_tc": "00:00:01:20",  # a 25-fps source: frame 45 is 1 s + 20 frames
+        "end_tc": "00:00:03:14",
     }
+    # at 29.97 fps the labels are drop-frame (";"), mapped back from the 25-fps index:
+    # frame 90 starts at 3.6 s, source frame floor(3.6 * 30000/1001) = 107 = 3 s + 17
+    assert result.shots[2].at_rate(30000 / 1001).start_tc == "00:00:03;17"
     assert [t["shot"] for t in d["tracks"]] == [t.shot for t in result.tracks]
     # without shots the same video gives tracks that join different people across cuts
     joined = SyncScorer(SyncSettings(**{**s.as_dict(), "shots": "none"})).score(video)

@@ -32,6 +32,22 @@ class Shot:
     tracked: bool  # long enough (>= min_track frames) for faces to be tracked in it
     start_s: float = 0.0  # time of its first frame's start, from the frame index at 25 fps
     end_s: float = 0.0  # time of its last frame's end
+    # SMPTE labels of its first and last frame at the source's frame rate (drop-frame for
+    # 29.97/59.94; ``lipleak.sync.timecode``), filled in with the result (``at_rate``)
+    start_tc: str = ""
+    end_tc: str = ""
+
+    def at_rate(self, src_fps: float) -> Shot:
+        """This shot with its timecodes at the source's frame rate."""
+        from dataclasses import replace
+
+        from ..sync.timecode import timecode
+
+        return replace(
+            self,
+            start_tc=timecode(self.start_frame, src_fps),
+            end_tc=timecode(self.end_frame, src_fps),
+        )
 
     @classmethod
     def make(cls, index: int, start: int, end_excl: int, tracked: bool) -> Shot:

@@ -339,7 +339,7 @@ class SyncScorer:
             lse_d=lse_d,
             decoder=frames.decoder,
             track_rule=s.tracks,
-            shots=shots,
+            shots=[shot.at_rate(src_fps) for shot in shots],
             no_face=no_face,
             timeline=regate_tracks(tracks, no_face, src_fps, s),
             audio_shift_s=float(shift),
