@@ -309,6 +309,7 @@ def test_sync_batch_whose_worker_dies_is_failed_then_retried(cluster, sync_video
     from lipleak.sync.inputs import collect_jobs
     from lipleak.sync.results import SyncStore
     from lipleak.sync.rows import write_jsonl
+    from lipleak.sync.timeline import row_timeline
     from lipleak.sync.volume import VolumeRun
     from ray_faults import KillFileSyncWorker
 
@@ -334,7 +335,10 @@ def test_sync_batch_whose_worker_dies_is_failed_then_retried(cluster, sync_video
                           retry_failed=True)  # fmt: skip
         again_counts = again.run([])
         assert again_counts.scored + again_counts.failed == len(died)  # redone, nothing else
-        write_jsonl(tmp_path / "rows.jsonl", again.rows())
+        rows = again.rows()
+        for r in rows:  # as `sync` does: timelines re-derived under the run's gate
+            r["timeline"] = row_timeline(r, settings.timeline_rule())
+        write_jsonl(tmp_path / "rows.jsonl", rows)
     finally:
         store.close()
     assert (tmp_path / "rows.jsonl").read_text() == (local / "rows.jsonl").read_text()
