@@ -30,6 +30,7 @@ FLOORS = {
     "lipleak.files": 0,
     "lipleak.names": 0,
     "lipleak.settings": 0,
+    "lipleak.timecode": 0,
     "lipleak._core": 0,
     "lipleak.io": 1,  # decode
     "lipleak.runtime": 2,  # models behind one interface

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lipleak.sync.timecode import exact_rate, smpte, source_frame, timecode
+from lipleak.timecode import exact_rate, smpte, source_frame, timecode
 from lipleak.sync.timeline import (
     GATE_PRESETS,
     TimelineRule,

@@ -33,7 +33,7 @@ class Shot:
     start_s: float = 0.0  # time of its first frame's start, from the frame index at 25 fps
     end_s: float = 0.0  # time of its last frame's end
     # SMPTE labels of its first and last frame at the source's frame rate (drop-frame for
-    # 29.97/59.94; ``lipleak.sync.timecode``), filled in with the result (``at_rate``)
+    # 29.97/59.94; ``lipleak.timecode``), filled in with the result (``at_rate``)
     start_tc: str = ""
     end_tc: str = ""
 
@@ -41,7 +41,7 @@ class Shot:
         """This shot with its timecodes at the source's frame rate."""
         from dataclasses import replace
 
-        from ..sync.timecode import timecode
+        from ..timecode import timecode
 
         return replace(
             self,

@@ -9,7 +9,7 @@ under them. A segment of windows ``first .. last`` therefore sees the track's fr
 ``first .. last + 4``; ``start_frame``/``end_frame`` are those (inclusive, in 25-fps
 frames of the video), ``start_s``/``end_s`` the times of the start of the first and of the
 end of the last, ``start_tc``/``end_tc`` the SMPTE labels of the first and last frame at
-the source's rate (``lipleak.sync.timecode``). Its loudness is the RMS of the 16-kHz
+the source's rate (``lipleak.timecode``). Its loudness is the RMS of the 16-kHz
 samples under those frames, in dBFS against full scale 32768 (a full-scale square wave is
 0 dBFS); digital silence has none (``rms_dbfs`` None).
 """
@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import _core
 from ..export.syncnet_shapes import SAMPLES_PER_FRAME, WINDOW_FRAMES
-from .timecode import SCORING_FPS, timecode
+from ..timecode import SCORING_FPS, timecode
 
 SILENT_DBFS = -45.0  # SPEC §11: a segment quieter than this is ``silent``
 FULL_SCALE = 32768.0

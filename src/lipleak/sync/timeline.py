@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .segments import MS_PER_FRAME, SCORING_FPS, STATUSES, segment_status
-from .timecode import timecode
+from ..timecode import timecode
 
 # (max lead, max lag) in ms, positive = audio leads (SPEC §11; docs/timeline.md)
 GATE_PRESETS = {
