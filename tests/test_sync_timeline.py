@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lipleak.timecode import exact_rate, smpte, source_frame, timecode
 from lipleak.sync.timeline import (
     GATE_PRESETS,
     TimelineRule,
@@ -20,6 +19,7 @@ from lipleak.sync.timeline import (
     global_offset,
     parse_gate,
 )
+from lipleak.timecode import exact_rate, smpte, source_frame, timecode
 
 
 def labels(nominal: int, drop: int, count: int):

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .segments import MS_PER_FRAME, SCORING_FPS, STATUSES, segment_status
 from ..timecode import timecode
+from .segments import MS_PER_FRAME, SCORING_FPS, STATUSES, segment_status
 
 # (max lead, max lag) in ms, positive = audio leads (SPEC §11; docs/timeline.md)
 GATE_PRESETS = {
