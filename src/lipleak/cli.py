@@ -14,7 +14,7 @@ from .errors import LipleakError
 from .names import shown
 
 # Each module defines add_parser(subparsers) and run(args) -> int.
-COMMANDS = ["sync", "score", "plan", "generate", "report", "models", "doctor"]
+COMMANDS = ["sync", "review", "score", "plan", "generate", "report", "models", "doctor"]
 
 
 def build_parser() -> argparse.ArgumentParser:
