@@ -32,6 +32,7 @@ FLOORS = {
     "lipleak.settings": 0,
     "lipleak.timecode": 0,
     "lipleak._core": 0,
+    "lipleak.html": 0,  # templates and embedded plotly.js: report and review pages
     "lipleak.io": 1,  # decode
     "lipleak.runtime": 2,  # models behind one interface
     "lipleak.export": 3,  # checkpoint -> ONNX (torch), used lazily by models

@@ -36,7 +36,6 @@ VERDICT_RANK = {
 }
 assert set(VERDICT_RANK) == set(VERDICTS)
 FAILED_RANK = -1  # videos that could not be scored sort before every verdict
-THUMBS_PER_VIDEO = 6
 STATUS_CODES = {"ok": 0, "silent": 1, "low_confidence": 2, "no_face": 3}
 
 
@@ -193,17 +192,6 @@ def video_entry(i: int, row: dict, rule: TimelineRule, out_dir: Path) -> dict:
         src_fps=detail.get("src_fps"),
     )
     return entry
-
-
-def failing_segments(entry: dict, limit: int = THUMBS_PER_VIDEO) -> list[tuple[int, int]]:
-    """(track, segment) of the first ``limit`` failing segments, in time order."""
-    found = [
-        (tr["t0"][j], k, j)
-        for k, tr in enumerate(entry["tracks"])
-        for j, f in enumerate(tr["f"])
-        if f
-    ]
-    return [(k, j) for _, k, j in sorted(found)[:limit]]
 
 
 def review_page(

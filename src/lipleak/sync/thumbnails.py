@@ -14,6 +14,7 @@ import logging
 from ..timecode import SCORING_FPS
 
 WIDTH = 160  # px; the page shows them at this size
+THUMBS_PER_VIDEO = 6  # the first failing segments of a video get one
 log = logging.getLogger(__name__)
 
 
@@ -45,12 +46,21 @@ def frames_at(path: str, wanted: list[int]) -> dict[int, str]:
     return out
 
 
+def failing_segments(entry: dict, limit: int = THUMBS_PER_VIDEO) -> list[tuple[int, int]]:
+    """(track, segment) of the first ``limit`` failing segments, in time order."""
+    found = [
+        (tr["t0"][j], k, j)
+        for k, tr in enumerate(entry["tracks"])
+        for j, f in enumerate(tr["f"])
+        if f
+    ]
+    return [(k, j) for _, k, j in sorted(found)[:limit]]
+
+
 def add_thumbnails(videos: list[dict], progress=lambda done, total: None) -> int:
     """Fill each video entry's ``thumbs`` (``review.video_entry``) for its first failing
     segments; returns how many videos with such segments have no file to decode. A video
     that cannot be decoded gets none, with a warning: the page is still written."""
-    from .review import failing_segments
-
     missing = 0
     todo = [v for v in videos if v["tracks"]]
     for n, v in enumerate(todo):
