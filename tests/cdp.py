@@ -26,6 +26,8 @@ class Browser:
         exe = chromium()
         if exe is None:
             raise RuntimeError("chromium not found")
+        active = Path(profile) / "DevToolsActivePort"
+        active.unlink(missing_ok=True)  # a reused profile's file names a closed port
         self.proc = subprocess.Popen(
             [
                 exe,
@@ -42,19 +44,22 @@ class Browser:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        active = Path(profile) / "DevToolsActivePort"
-        deadline = time.monotonic() + timeout
-        while not (active.is_file() and active.read_text().count("\n") >= 1):
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.close()
-                raise RuntimeError("chromium did not open its debugging port")
-            time.sleep(0.05)
-        port = int(active.read_text().split()[0])
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=timeout) as r:
-            page = next(t for t in json.load(r) if t["type"] == "page")
-        self.ws = websocket.create_connection(
-            page["webSocketDebuggerUrl"], timeout=timeout, suppress_origin=True
-        )
+        try:
+            deadline = time.monotonic() + timeout
+            while not (active.is_file() and active.read_text().count("\n") >= 1):
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("chromium did not open its debugging port")
+                time.sleep(0.05)
+            port = int(active.read_text().split()[0])
+            url = f"http://127.0.0.1:{port}/json/list"
+            with urllib.request.urlopen(url, timeout=timeout) as r:
+                page = next(t for t in json.load(r) if t["type"] == "page")
+            self.ws = websocket.create_connection(
+                page["webSocketDebuggerUrl"], timeout=timeout, suppress_origin=True
+            )
+        except BaseException:
+            self.close()  # never leave the browser running
+            raise
         self.next_id = 0
         self.events: list[dict] = []
 

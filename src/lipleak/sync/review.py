@@ -120,12 +120,17 @@ def _track_columns(segs: list[dict], rule: TimelineRule) -> dict:
         "tc0": [s["start_tc"] for s in segs],
         "tc1": [s["end_tc"] for s in segs],
         "ms": [s["av_offset_ms"] for s in segs],
-        "c": [s["lse_c"] for s in segs],
-        "d": [s["lse_d"] for s in segs],
+        # the page shows 3 decimals; 4 keep the JSON of a long run a third smaller
+        "c": [_r4(s["lse_c"]) for s in segs],
+        "d": [_r4(s["lse_d"]) for s in segs],
         "st": [STATUS_CODES.get(s["status"], 3) for s in segs],
         # a failing segment: ok and outside the gate (the ones the verdict counts)
         "f": [int(s["status"] == "ok" and rule.gate.fails(s["av_offset_ms"])) for s in segs],
     }
+
+
+def _r4(x):
+    return None if x is None else round(x, 4)
 
 
 def _gate_band(rule: TimelineRule) -> list[float]:

@@ -13,8 +13,21 @@
     return x === null || x === undefined ? "–" : Number(x).toFixed(digits);
   }
 
-  function seek(i, t) {
+  function player(i) {
     var video = document.getElementById("video-" + i);
+    var slot = document.getElementById("player-" + i);
+    if (video || !slot) return video;
+    video = document.createElement("video");
+    video.id = "video-" + i;
+    video.controls = true;
+    video.preload = "none";
+    video.setAttribute("src", slot.dataset.src); // relative to the page, percent-encoded
+    slot.replaceWith(video);
+    return video;
+  }
+
+  function seek(i, t) {
+    var video = player(i);
     if (!video) return;
     // preload="none": ask for the metadata now, the position is kept until it arrives
     if (video.preload === "none") video.preload = "metadata";
@@ -148,6 +161,7 @@
 
   function open(section) {
     var v = videos[Number(section.dataset.i)];
+    player(v.i);
     if (!v.tracks.length) return;
     chart(v);
     segmentList(v);
