@@ -3,10 +3,8 @@ plots, all from the results store (the rows of the latest settings of each group
 
 from __future__ import annotations
 
-import base64
 import csv
 import hashlib
-import html
 import io
 import json
 import logging
@@ -19,7 +17,7 @@ from .. import __version__
 from ..errors import LipleakError
 from ..files import atomic_write
 from ..models import registry
-from . import charts
+from . import charts, figures
 from .dataset import (
     CELLS,
     GT_REF,
@@ -305,47 +303,25 @@ CAPTIONS = {
 
 
 def _plots(data: dict) -> dict[str, bytes]:
-    by = {(v["stem"], v["setup"], v["reference"]): v for v in data["videos"]}
+    """report.md's PNG charts, drawn from the same series as report.html's figures."""
+    s = figures.series(data)
     plots = {}
-    series = {}
-    for ref in REFERENCES:
-        pts = [
-            (by[(s, "AM", ref)]["lse_c"], by[(s, "XM", ref)]["lse_c"])
-            for (s, st, rf) in by
-            if (st, rf) == ("AM", ref)
-            and (s, "XM", ref) in by
-            and "lse_c" in by[(s, "XM", ref)]
-            and "lse_c" in by[(s, "AM", ref)]
-        ]
-        if pts:
-            series[ref] = pts
-    if series:
+    if s["am_vs_xm"]:
         plots["lse_c_am_vs_xm.png"] = charts.scatter(
-            series,
+            {ref: [(a, b) for _, a, b in pts] for ref, pts in s["am_vs_xm"].items()},
             "LSE-C per video, AM vs XM (on the line: no leakage)",
             "LSE-C, AM",
             "LSE-C, XM",
         )
-    si = {
-        ref: [
-            v["lse_c"]
-            for v in data["videos"]
-            if (v["setup"], v["reference"]) == ("SI", ref) and "lse_c" in v
-        ]
-        for ref in REFERENCES
-    }
-    if any(si.values()):
+    if s["si"]:
         plots["si_lse_c.png"] = charts.histogram(
-            si, "SI: LSE-C under silence (low is leak-free)", "LSE-C"
+            {ref: [v for _, v in s["si"].get(ref, [])] for ref in REFERENCES},
+            "SI: LSE-C under silence (low is leak-free)",
+            "LSE-C",
         )
-    offs = {
-        ref: [v["offset"] for v in data["videos"] if v["reference"] == ref and "offset" in v]
-        for ref in REFERENCES
-    }
-    offs["GT"] = [v["offset"] for v in data["videos"] if v["setup"] == GT_SETUP and "offset" in v]
-    if any(offs.values()):
+    if s["offsets"]:
         plots["offsets.png"] = charts.histogram(
-            {k: v for k, v in offs.items() if v},
+            {ref: [v for _, v in pts] for ref, pts in s["offsets"].items()},
             "Audio-visual offset (frames)",
             "offset",
             integer=True,
@@ -610,71 +586,27 @@ def _markdown(data: dict, plots: dict) -> str:
     return "\n".join(out)
 
 
-_CSS = (
-    "body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:collapse;"
-    "margin:8px 0 24px}td,th{border:1px solid #bbb;padding:4px 10px;text-align:right}"
-    "th{background:#eef}td:first-child{text-align:left}img{margin:6px;border:1px solid #ddd}"
-    "code,pre{font-size:12px}figure{display:inline-block;max-width:660px;vertical-align:top}"
-    "figcaption{font-size:13px}"
-    # the banner and glossary colours are what the screenshot test looks for
-    ".banner{background:#ffd24d;border:2px solid #b00000;padding:10px 14px;margin:0 0 16px;"
-    "font-weight:bold}.glossary{background:#e6f4ea;padding:8px 14px;margin:0 0 16px}"
-    ".glossary td{text-align:left;background:#e6f4ea}"
-    ".glossary th{background:#cfe8d6;text-align:left}"
-)
+def _html(data: dict) -> str:
+    """report.html: the tables of report.md and its charts as interactive plotly figures
+    (``figures``), one self-contained file (``lipleak.html``: Jinja2, plotly.js inlined)."""
+    from ..html import render
 
-
-def _html_table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
-    esc = html.escape
-    return (
-        f"<table{f' class={cls!r}' if cls else ''}><tr>"
-        + "".join(f"<th>{esc(h)}</th>" for h in header)
-        + "</tr>"
-        + "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in r) + "</tr>" for r in rows)
-        + "</table>"
+    figs = figures.figures(data)
+    return render(
+        "report.html.j2",
+        title="lipleak-fast report",
+        charts=bool(figs),
+        warnings=data.get("warnings", []),
+        summary=_summary(data),
+        no_fid=None if data.get("fid_computed", True) else _NO_FID,
+        glossary=[list(g) for g in GLOSSARY],
+        coverage=_coverage_lines(data),
+        tables=_tables(data),
+        figures=[(name, CAPTIONS[name]) for name in figs],
+        figure_specs=list(figs.values()),
+        provenance=_provenance_table(data),
+        raw_provenance=json.dumps(data["provenance"], indent=1, sort_keys=True, default=str),
     )
-
-
-def _html(data: dict, plots: dict) -> str:
-    esc = html.escape
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>lipleak-fast report</title>",
-        f"<style>{_CSS}</style></head><body>",
-        "<h1>lipleak-fast report</h1>",
-    ]
-    for w in data.get("warnings", []):
-        parts.append(f"<div class='banner'>WARNING — test fixture model. {esc(w)}.</div>")
-    parts.append(f"<h2>Summary</h2><p>{esc(_summary(data))}</p>")
-    if not data.get("fid_computed", True):
-        parts.append(f"<p>{esc(_NO_FID)}</p>")
-    parts.append(
-        "<div class='glossary'><h2>Glossary</h2>"
-        + _html_table(["term", "meaning"], [list(g) for g in GLOSSARY], "glossary")
-        + "</div>"
-    )
-    coverage = _coverage_lines(data)
-    if coverage:
-        parts.append("<h2>Coverage</h2><ul>")
-        parts += [f"<li>{esc(line)}</li>" for line in coverage]
-        parts.append("</ul>")
-    for title, header, rows in _tables(data):
-        parts.append(f"<h2>{esc(title)}</h2>" + _html_table(header, rows))
-    parts.append("<h2>Plots</h2>")
-    for name, png in plots.items():
-        parts.append(
-            f"<figure><img alt='{esc(name)}' "
-            f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
-            f"<figcaption>{esc(CAPTIONS[name])}</figcaption></figure>"
-        )
-    title, header, rows = _provenance_table(data)
-    parts.append(f"<h2>{esc(title)}</h2>" + _html_table(header, rows))
-    parts.append(
-        "<details><summary>Raw provenance (JSON)</summary><pre>"
-        + esc(json.dumps(data["provenance"], indent=1, sort_keys=True, default=str))
-        + "</pre></details>"
-    )
-    parts.append("</body></html>")
-    return "\n".join(parts)
 
 
 def write_report(
@@ -701,7 +633,7 @@ def write_report(
     for name, png in plots.items():
         _write(out / "plots" / name, png)
     _write(out / "report.md", _markdown(data, plots))
-    _write(out / "report.html", _html(data, plots))
+    _write(out / "report.html", _html(data))
     _write(out / "results.json", json.dumps(data, indent=1, sort_keys=True, default=str) + "\n")
     cols = ["stem", "setup", "reference"] + METRICS
     buf = io.StringIO()
