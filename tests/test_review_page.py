@@ -17,10 +17,6 @@ import synth
 from cdp import Browser, chromium
 from lipleak.cli import main
 
-pytestmark = pytest.mark.skipif(
-    chromium() is None, reason="Debian's chromium is not installed (.ci/run installs it)"
-)
-
 # v0 in sync; v1 shifted +5 frames (global_offset); v2 two bad segments and a cut
 OFFSETS = {"v0": [0, 1, 0, -1, 0], "v1": [5, 5, 6, 5, 5], "v2": [0, 0, 4, 5, -1]}
 
@@ -43,6 +39,8 @@ def site(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
+    if chromium() is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
     with Browser(tmp_path_factory.mktemp("profile")) as b:
         b.send("Network.enable")
         yield b
@@ -212,3 +210,30 @@ def test_hostile_file_names_stay_text(tmp_path, browser):
     # the data block parses as JSON and holds no name at all
     data = json.loads(b.eval("document.getElementById('review-data').textContent"))
     assert len(data["videos"]) == len(rows) and "alert" not in json.dumps(data)
+
+
+def test_page_data_cannot_close_its_script_element():
+    from lipleak.html import data_json
+
+    text = str(data_json({"name": "</script><script>alert(1)</script>", "x": float("nan")}))
+    assert "<" not in text and ">" not in text
+    assert json.loads(text) == {"name": "</script><script>alert(1)</script>", "x": None}
+
+
+def test_video_url_is_relative_and_percent_encoded(tmp_path):
+    from lipleak.sync.review import video_url
+
+    video = tmp_path / "clips" / "a b\"<x>'&#?.mp4"
+    url = video_url(str(video), tmp_path / "pages")
+    assert url == "../clips/a%20b%22%3Cx%3E%27%26%23%3F.mp4"
+
+
+def test_gate_options_replace_the_stores_gate(site, tmp_path):
+    base, db, out, rows = site
+    page = tmp_path / "lead.html"
+    # lead limit 250 ms: v1's +200/+240 ms pass; the store's itu-bt1359 lag limit stays
+    assert main(["review", str(db), "-o", str(page), "--max-lead-ms", "250", "--quiet"]) == 0
+    text = page.read_text()
+    assert "itu-bt1359 (lead 250 ms)" in text
+    assert 'class="verdict v-global_offset"' not in text
+    assert main(["review", str(db), "-o", str(page), "--gate", "frames:0"]) == 2
