@@ -111,9 +111,11 @@
       shapes.push({type: "line", xref: "paper", yref: "y", x0: 0, x1: 1,
         y0: v.global_offset_ms, y1: v.global_offset_ms, line: {color: "#1f77b4", width: 1, dash: "dash"}});
     }
+    // failing ranges: a red strip along the top of the offset panel, so that the gate
+    // band under them keeps its colour
     v.failing.forEach(function (r) {
-      shapes.push({type: "rect", xref: "x", yref: "paper", x0: r[0], x1: r[1], y0: 0.4, y1: 1,
-        fillcolor: "rgba(214,39,40,0.12)", line: {width: 0}, layer: "below"});
+      shapes.push({type: "rect", xref: "x", yref: "paper", x0: r[0], x1: r[1], y0: 0.955, y1: 1,
+        fillcolor: "rgba(214,39,40,0.55)", line: {width: 0}});
     });
     v.noface.forEach(function (r) {
       shapes.push({type: "rect", xref: "x", yref: "paper", x0: r[0], x1: r[1], y0: 0, y1: 1,
@@ -125,7 +127,7 @@
     });
     var pad = 0.1 * (hi - lo) + 20;
     var layout = {
-      height: 330, margin: {l: 64, r: 16, t: 10, b: 40}, showlegend: false,
+      height: 350, margin: {l: 64, r: 16, t: 30, b: 40}, showlegend: false,
       hovermode: "closest", shapes: shapes,
       xaxis: {title: {text: "time (s)"}, anchor: "y2", range: [0, Math.max(tmax, 1)]},
       yaxis: {domain: [0.4, 1], title: {text: "offset (ms)"}, zeroline: false,
