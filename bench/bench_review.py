@@ -132,10 +132,14 @@ def main() -> int:
     ap.add_argument("--videos", type=int, default=1000)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
+    import os
+
     from lipleak.sync.review import render_review, review_page
 
     result: dict = {
         "device": "2-core CPU machine, no GPU",
+        # the 2 cores are shared with other jobs: the load says how busy they were
+        "loadavg_before": [round(x, 2) for x in os.getloadavg()],
         "videos": args.videos,
         "segments_per_video": 59,
     }
@@ -170,6 +174,7 @@ def main() -> int:
                 "best_first_chart_ms": min(r["first_chart_ms"] for r in runs),
             }
             print(name, json.dumps(result[name], indent=1))
+    result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     print(write_result("review", result))
     return 0
 
