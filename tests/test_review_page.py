@@ -237,3 +237,33 @@ def test_gate_options_replace_the_stores_gate(site, tmp_path):
     assert "itu-bt1359 (lead 250 ms)" in text
     assert 'class="verdict v-global_offset"' not in text
     assert main(["review", str(db), "-o", str(page), "--gate", "frames:0"]) == 2
+
+
+def test_a_real_sync_store_renders(model_dir, tmp_path, browser):
+    """The rows `sync DIR` writes (not constructed ones): detail, tracks and their
+    segments as stored, one chart per video, the player's source relative to the page."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for k in range(2):
+        synth.make_clip(videos / f"s{k}.mp4", seed=60 + k, seconds=2.0)
+    db = tmp_path / "sync.sqlite"
+    seg = ["--segment", "0.6", "--hop", "0.4"]
+    sync = ["sync", str(videos), "--db", str(db), "--syncnet", "syncnet_v2_random", "--quiet"]
+    assert main([*sync, *seg]) == 0
+    out = tmp_path / "review.html"
+    assert main(["review", str(db), "-o", str(out), "--quiet"]) == 0
+    b = browser
+    b.open(out.as_uri())
+    assert b.eval("document.querySelectorAll('#videos tbody tr').length") == 2
+    open_all_sections(b, 2)
+    assert b.eval("document.querySelectorAll('.js-plotly-plot').length") == 2
+    n_points = b.eval("[0, 1].map(i => document.getElementById('chart-' + i).data[0].x.length)")
+    stored = [
+        sum(len(t["segments"]) for t in json.loads(tracks))
+        for (tracks,) in sqlite3.connect(db).execute("SELECT tracks FROM videos ORDER BY seq")
+    ]
+    assert n_points == stored and min(stored) >= 3
+    assert b.eval("document.getElementById('video-0').getAttribute('src')") in (
+        "videos/s0.mp4",
+        "videos/s1.mp4",
+    )
