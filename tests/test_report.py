@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import cv2
 import numpy as np
@@ -286,3 +287,31 @@ def test_plan_wav_bytes_equal_write_wav(tmp_path):
     x = (np.random.default_rng(0).standard_normal(16000 * 3) * 3000).astype(np.int16)
     write_wav(tmp_path / "a.wav", x)
     assert _wav_bytes(x) == (tmp_path / "a.wav").read_bytes()
+
+
+def test_report_html_keeps_names_as_text(tmp_path, monkeypatch):
+    """report.html is a Jinja2 template with autoescape; its figures' JSON cannot close
+    its script element, and plotly's hover text gets entities, not markup."""
+    from lipleak.protocol import reporting
+
+    monkeypatch.setattr(reporting, "cell_fids", lambda *a, **k: {})
+    _store_with(tmp_path)
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "results.sqlite")
+    for table in ("results", "units"):
+        con.execute(f"UPDATE {table} SET stem = '</script><b>x</b>' WHERE stem = 'a'")
+    con.commit()
+    con.close()
+    reporting.write_report(tmp_path)
+    html = (tmp_path / "report.html").read_text()
+    assert "</script><b>x</b>" not in html and "<b>x</b>" not in html
+    assert "&lt;/script&gt;&lt;b&gt;x&lt;/b&gt;" in html  # the per-video table
+    assert html.count("<script") == 3  # plotly.js, the figures' JSON, their script
+    # the scatter's hover text: entities (plotly shows them as the characters), inside JSON
+    assert "\\u0026lt;/script\\u0026gt;\\u0026lt;b\\u0026gt;x" in html
+    # nothing of the page links out (plotly.js itself holds link strings it never uses here:
+    # the logo link is off, no map is drawn)
+    start = html.index("<script>/**")
+    page = html[:start] + html[html.index("</script>", start) :]
+    assert not re.search(r"(src|href)=[\"']?(https?:|//)", page)

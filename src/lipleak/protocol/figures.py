@@ -8,6 +8,8 @@ PNGs of ``charts`` (a markdown viewer runs no script).
 
 from __future__ import annotations
 
+import html
+
 from .dataset import GT_SETUP, REFERENCES
 
 COLOURS = {"CR": "#1f77b4", "AR": "#d62728", "GT": "#2ca02c"}
@@ -81,7 +83,8 @@ def figures(data: dict) -> dict[str, dict]:
                 "name": ref,
                 "x": [a for _, a, _ in pts],
                 "y": [b for _, _, b in pts],
-                "text": [stem for stem, _, _ in pts],
+                # plotly renders hover text as HTML-like markup: entities keep a stem text
+                "text": [html.escape(stem) for stem, _, _ in pts],
                 "hovertemplate": "%{text}<br>AM %{x:.3f}, XM %{y:.3f}<extra>" + ref + "</extra>",
                 "marker": {"color": COLOURS[ref], "size": 8, "opacity": 0.8},
             }
