@@ -208,7 +208,7 @@ def review_page(
 ) -> dict:
     """Everything the page shows; ``rule`` None: the store's latest run's gate."""
     rows, runs = read_store(db)
-    rule_from = "this review's --gate" if rule is not None else "the store's latest run"
+    rule_from = "this review's options" if rule is not None else "the store's latest run"
     rule = rule or store_rule(runs)
     out_dir = Path(out_html).resolve().parent
     videos = [video_entry(i, r, rule, out_dir) for i, r in enumerate(rows)]
