@@ -42,6 +42,13 @@
     ev.preventDefault();
     seek(Number(section.dataset.i), parseFloat(el.dataset.t));
   });
+  // list rows and thumbnails are focusable: Enter seeks like a click
+  document.addEventListener("keydown", function (ev) {
+    if (ev.key === "Enter" && ev.target.classList && ev.target.classList.contains("seek") &&
+        ev.target.tagName !== "BUTTON") {
+      ev.target.click();
+    }
+  });
 
   // --- sorting ----------------------------------------------------------------------
   var table = document.getElementById("videos");
@@ -153,6 +160,7 @@
         var row = tableEl.insertRow();
         row.className = "seek " + (tr.f[j] ? "fail" : tr.st[j] === 0 ? "pass" : "other");
         row.dataset.t = tr.t0[j];
+        row.tabIndex = 0;
         [k, tr.tc0[j], tr.tc1[j], fmt(tr.t0[j], 2), fmt(tr.ms[j], 0), fmt(tr.c[j], 3),
          fmt(tr.d[j], 3), STATUS[tr.st[j]] + (tr.f[j] ? " (fails)" : "")].forEach(function (c) {
           row.insertCell().textContent = String(c);
