@@ -268,6 +268,30 @@ def test_onnx_towers_match_pytorch(net, towers, real_inputs, batch):
     assert np.abs(want_lips - blank).max() > 1e-2 * np.abs(want_lips).max()
 
 
+def test_planar_lip_tower_equals_the_checkpoints_3d_tower(net, real_inputs, tmp_path):
+    """The exported lip tower runs as 2-D layers (``planar_lip_cnn``): the same function as
+    the checkpoint's 3-D tower up to the order of float additions."""
+    import onnx
+
+    from lipleak.export.syncnet import LipTower, planar_lip_cnn
+
+    lips = torch.from_numpy(real_inputs[0][:4])
+    with torch.no_grad():
+        want = net.forward_lips(lips)
+        got = LipTower(net).eval()(lips)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
+    paths = export_towers(FIXTURE, tmp_path)
+    convs = [n for n in onnx.load(str(paths["lips"])).graph.node if n.op_type == "Conv"]
+    assert len(convs) == 6
+    for n in convs:
+        (k,) = (a.ints for a in n.attribute if a.name == "kernel_shape")
+        assert len(k) == 2, n  # no 3-D convolution left for the runtime
+    # the guard: a layer mixing frames with temporal padding is no 2-D layer
+    bad = torch.nn.Sequential(torch.nn.Conv3d(3, 4, (3, 3, 3), padding=(1, 0, 0)))
+    with pytest.raises(ValueError, match="not a 2-D layer"):
+        planar_lip_cnn(bad)
+
+
 def test_onnx_batch_axis_is_dynamic(towers, real_inputs):
     lips, mfcc = real_inputs
     for name, sess in towers.items():

@@ -57,7 +57,7 @@ def _windows(n, seed=0):
 
 
 def test_auto_export_layout(model_dir):
-    folder = model_dir / "onnx" / f"syncnet-{FIXTURE_SHA[:16]}"
+    folder = model_dir / "onnx" / f"syncnet-{FIXTURE_SHA[:16]}-r2"
     assert syncnet_folder(FIXTURE_SHA) == folder
     assert sorted(p.name for p in folder.iterdir()) == ["syncnet_audio.onnx", "syncnet_lips.onnx"]
 

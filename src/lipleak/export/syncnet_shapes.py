@@ -25,3 +25,7 @@ EMBEDDING_OUTPUT = "embedding"
 # File names of the two towers inside one export folder (where that folder is, is
 # lipleak.models.onnx_files' business).
 TOWER_FILES = {"lips": "syncnet_lips.onnx", "audio": "syncnet_audio.onnx"}
+# Revision of the exported graphs, part of the export folder's name: a model dir exported
+# by an older release is exported again rather than read as this one. 2: the lip tower as
+# its 2-D equivalent (lipleak.export.syncnet.planar_lip_cnn).
+EXPORT_REVISION = 2

@@ -1,6 +1,7 @@
 """ONNX files derived from checkpoints: where they live, and exporting them on first use.
 
-- SyncNet: ``model_dir()/onnx/syncnet-<checkpoint sha256[:16]>/syncnet_{lips,audio}.onnx``;
+- SyncNet: ``model_dir()/onnx/syncnet-<checkpoint sha256[:16]>-r<EXPORT_REVISION>/``
+  ``syncnet_{lips,audio}.onnx`` (the revision: ``export.syncnet_shapes.EXPORT_REVISION``);
 - FID Inception: ``model_dir()/onnx/<registry name>-<TorchScript sha256[:16]>.onnx``;
 - S3FD: ``model_dir()/onnx/s3fd-<checkpoint sha256[:16]>.onnx``;
 - AV-HuBERT: ``model_dir()/onnx/avhubert-<checkpoint sha256[:16]>/avhubert_{audio,video,av}.onnx``;
@@ -20,7 +21,7 @@ from pathlib import Path
 from ..errors import ModelError
 from ..export.avhubert_shapes import MODES as AVHUBERT_MODES
 from ..export.avhubert_shapes import mode_file
-from ..export.syncnet_shapes import TOWER_FILES
+from ..export.syncnet_shapes import EXPORT_REVISION, TOWER_FILES
 from ..paths import model_dir
 from . import registry, store
 
@@ -65,7 +66,8 @@ def _published() -> set[str]:
 
 def syncnet_folder(checkpoint_sha256: str, root: Path | None = None) -> Path:
     """Where the ONNX towers of the checkpoint with this sha256 live."""
-    return (onnx_root() if root is None else Path(root)) / f"syncnet-{checkpoint_sha256[:16]}"
+    name = f"syncnet-{checkpoint_sha256[:16]}-r{EXPORT_REVISION}"
+    return (onnx_root() if root is None else Path(root)) / name
 
 
 def export_syncnet(checkpoint: Path, folder: Path) -> dict[str, Path]:
