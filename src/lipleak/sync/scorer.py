@@ -20,8 +20,9 @@ import numpy as np
 from .. import __version__
 from ..errors import InputError
 from ..export.syncnet_shapes import SAMPLES_PER_FRAME, WINDOW_FRAMES
-from ..io.audio import array_chunks, sample_range
+from ..io.audio import array_chunks
 from ..io.container import check_complete
+from ..io.tape import ChunkTape
 from .audio import AudioWindows
 from .checkpoint import Checkpoint
 from .frames import VideoFrames
@@ -453,12 +454,13 @@ class SyncScorer:
         s = self.settings
         video = frames.path
         tracks, n_frames, shots, saved, pass2 = self.detect_tracks(frames, checkpoint, progress)
-        streams = []  # each track reads its own stretch of the audio, streamed
+        streams = []  # each track reads its own stretch of the audio, streamed ...
+        tape = ChunkTape(chunks)  # ... from one pass over it (io.tape: not one per track)
         try:
             for _, t in tracks:
                 start, end = int(t.frames[0]), int(t.frames[-1])
                 seg = AudioWindows(
-                    sample_range(chunks(), start * SAMPLES_PER_FRAME, (end + 1) * SAMPLES_PER_FRAME)
+                    tape.reader(start * SAMPLES_PER_FRAME, (end + 1) * SAMPLES_PER_FRAME)
                 )
                 streams.append(
                     (t, start, end, seg, WindowStream(self.syncnet, seg, s.vshift, s.batch_size))
@@ -504,6 +506,7 @@ class SyncScorer:
         finally:
             for *_, seg, _ in streams:
                 seg.close()
+            tape.close()
         return results, n_frames, shots
 
 

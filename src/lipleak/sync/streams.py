@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..export.syncnet_shapes import SAMPLES_PER_FRAME, WINDOW_FRAMES
-from ..io.audio import sample_range
+from ..io.tape import ChunkTape
 from .audio import AudioWindows
 from .frames import VideoFrames
 from .scorer import SyncScorer, VideoSync, track_sync
@@ -159,14 +159,13 @@ def _detect(scorer, frames, chunk_fns):
     video = frames.path
     tracks, n_frames, shots, _, _ = scorer.detect_tracks(frames)
     streams = []
+    tapes = [ChunkTape(fn) for fn in chunk_fns]  # each signal read once for every track
     try:
         for _, t in tracks:
             start, end = int(t.frames[0]), int(t.frames[-1])
             segs = [
-                AudioWindows(
-                    sample_range(fn(), start * SAMPLES_PER_FRAME, (end + 1) * SAMPLES_PER_FRAME)
-                )
-                for fn in chunk_fns
+                AudioWindows(tape.reader(start * SAMPLES_PER_FRAME, (end + 1) * SAMPLES_PER_FRAME))
+                for tape in tapes
             ]
             streams.append(
                 (
@@ -192,6 +191,8 @@ def _detect(scorer, frames, chunk_fns):
         for *_, segs, _ in streams:
             for seg in segs:
                 seg.close()
+        for tape in tapes:
+            tape.close()
     out = []
     for i in range(len(chunk_fns)):
         results = [
