@@ -88,6 +88,24 @@ def test_streaming_equals_one_shot(n_frames, audio_frames, vshift, batch, chunk)
     np.testing.assert_array_equal(got["fconf"], ref["fconf"])
 
 
+def test_finished_stream_keeps_only_its_distance_rows():
+    """A long video has hundreds of finished tracks: each keeps its distance rows and
+    nothing that only later windows would have needed (no view pinning an embedding array)."""
+    rng = np.random.default_rng(5)
+    samples = (rng.standard_normal(60 * 640) * 3000).astype(np.int16)
+    stream = WindowStream(FakeSyncNet(), AudioWindows.from_array(samples), 15, 8)
+    for _ in range(60):
+        stream.push(rng.integers(0, 256, (224, 224, 3), dtype=np.uint8))
+    want = stream.result()
+    stream.finish()
+    held = [stream.search.v, stream.search.a]
+    assert all(a.size == 0 and a.base is None for a in held)
+    assert stream.frames == []
+    got = stream.result()  # the numbers stay
+    assert got["lse_c"] == want["lse_c"] and got["offset"] == want["offset"]
+    np.testing.assert_array_equal(got["distances"], want["distances"])
+
+
 def test_no_windows_gives_none():
     net = FakeSyncNet()
     stream = WindowStream(net, AudioWindows.from_array(np.zeros(640 * 20, np.int16)), 15, 4)

@@ -239,8 +239,9 @@ class WindowStream:
         tracks keep only their distance rows. ``result()`` stays the same."""
         self.result()
         self.frames = []
-        self.search.v = self.search.v[:0]
-        self.search.a = self.search.a[:0]
+        # copies: an empty slice is a view that would keep the whole embedding array alive
+        self.search.v = self.search.v[:0].copy()
+        self.search.a = self.search.a[:0].copy()
         self.audio.discard()
 
     def result(self) -> dict | None:
