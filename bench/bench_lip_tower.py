@@ -8,6 +8,9 @@ bound of exact fast-convolution algorithms (FFT for the two strided convolutions
 Winograd F(2x2, 3x3) for the 3x3 ones) on the tower's time: the ceiling on what any
 fp32 CPU implementation could gain over plain GEMM convolution.
 
+It also times the shipped 2-D graph of the tower against the checkpoint's 3-D layers
+exported as they are (same process, alternated).
+
     python bench/bench_lip_tower.py [--batch-size 8] [--repeats 5]
 """
 
@@ -122,6 +125,55 @@ def measure_tower(batch: int, repeats: int) -> dict:
     }
 
 
+def planar_vs_3d(batch: int, repeats: int, work: Path) -> dict:
+    """The shipped lip tower graph (2-D layers, ``export.syncnet.planar_lip_cnn``) against
+    the checkpoint's 3-D layers exported as they are, same weights, same runtime settings,
+    alternated in one process: windows/s of each (best of ``repeats``) and the largest
+    embedding difference relative to the embeddings' scale."""
+    import torch
+
+    from lipleak.export.syncnet import LipTower, load_syncnet
+    from lipleak.export.trace import trace_to_onnx
+    from lipleak.models.store import locate
+    from lipleak.runtime.onnxrt import OrtRuntime
+
+    class Tower3d(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.netcnnlip, self.netfclip = net.netcnnlip, net.netfclip
+
+        def forward(self, lips):
+            return self.netfclip(torch.flatten(self.netcnnlip(lips), 1))
+
+    net = load_syncnet(locate("syncnet_v2_random")).eval()
+    example = (torch.zeros(2, 3, 5, 224, 224),)
+    dyn = {"lips": {0: "batch"}, "embedding": {0: "batch"}}
+    runtimes = {}
+    for name, module in (("3d", Tower3d(net)), ("2d", LipTower(net))):
+        path = work / f"lips_{name}.onnx"
+        with torch.no_grad():
+            trace_to_onnx(module.eval(), example, path, ["lips"], ["embedding"], dyn, 17)
+        runtimes[name] = OrtRuntime(path)
+    x = np.random.default_rng(0).uniform(0, 255, (batch, 3, 5, 224, 224)).astype(np.float32)
+    out = {n: rt.run({"lips": x})["embedding"] for n, rt in runtimes.items()}  # warm-up
+    times: dict[str, list[float]] = {n: [] for n in runtimes}
+    for _ in range(repeats):
+        for n, rt in runtimes.items():
+            t = time.perf_counter()
+            rt.run({"lips": x})
+            times[n].append(time.perf_counter() - t)
+    wps = {n: batch / min(t) for n, t in times.items()}
+    scale = float(np.abs(out["3d"]).max())
+    return {
+        "batch": batch,
+        "repeats": repeats,
+        "windows_per_s_3d": wps["3d"],
+        "windows_per_s_2d": wps["2d"],
+        "speedup_2d_over_3d": wps["2d"] / wps["3d"],
+        "max_rel_difference": float(np.abs(out["2d"] - out["3d"]).max()) / scale,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--batch-size", type=int, default=8)
@@ -136,6 +188,7 @@ def main() -> None:
     fast = fast_algorithm_bound(rows)
     fast_total = sum(fast.get(r["layer"], {"macs": r["macs"]})["macs"] for r in rows)
     tower = measure_tower(args.batch_size, args.repeats)
+    planar = planar_vs_3d(args.batch_size, args.repeats, Path(tempfile.mkdtemp()))
     tower["gmac_per_s"] = total * tower["windows_per_s"] / 1e9
 
     for r in rows:
@@ -152,6 +205,11 @@ def main() -> None:
         f"{args.repeats})"
     )
     print(
+        f"2-D graph (shipped) {planar['windows_per_s_2d']:.1f} vs the checkpoint's 3-D layers "
+        f"{planar['windows_per_s_3d']:.1f} windows/s = {planar['speedup_2d_over_3d']:.2f}x; "
+        f"embeddings within {planar['max_rel_difference']:.1e} of their scale"
+    )
+    print(
         "wrote",
         write_result(
             "lip_tower",
@@ -162,6 +220,7 @@ def main() -> None:
                 "fast_total_macs_per_window": fast_total,
                 "max_arithmetic_saving": total / fast_total,
                 "onnxruntime": tower,
+                "planar_vs_3d": planar,
             },
         ),
     )

@@ -1015,12 +1015,14 @@ def cuda_graphs(out: dict, ckpt: Path, batch: int, box: float, dry: bool) -> dic
                         res["speedup"] = res["graph_windows_per_s"] / res["eager_windows_per_s"]
                     except Exception as exc:  # noqa: BLE001 - the finding itself
                         res["graph_error"] = repr(exc)[:300]
-                # channels-last windows: on the CPU torch's kernels for them ran the tower
-                # 1.4x faster with other bits (bench/README); what cuDNN does with them
+                # channels-last: on the CPU torch's kernels for them ran the tower 1.4x
+                # faster with other bits (bench/README); what cuDNN does with them. The
+                # exported tower is 2-D (export.syncnet.planar_lip_cnn): its weights go
+                # channels-last, the 5-D windows are flattened inside the graph
                 try:
                     cl = TorchRuntime(path, precision=p, max_batch=batch)
-                    cl.module = cl.module.to(memory_format=torch.channels_last_3d)
-                    xc = x.contiguous(memory_format=torch.channels_last_3d)
+                    cl.module = cl.module.to(memory_format=torch.channels_last)
+                    xc = x
                     res["channels_last_windows_per_s"] = rate(lambda cl=cl, xc=xc: cl.module(xc))
                     ref = rt.module(x)
                     got = cl.module(xc)
