@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lipleak.sync.results import SyncStore
+from lipleak.errors import InputError
+from lipleak.sync.results import SyncStore, row_from_error
 from lipleak.sync.segments import segment_ranges
 from lipleak.timecode import timecode
 
@@ -89,21 +90,9 @@ def row(video, offsets, lse_c=(6.0,), seconds=3.0, length=25, hop=12, cuts=()) -
 
 
 def failed_row(video, status="decode_error", reason="cannot decode") -> dict:
-    return {
-        "video": str(video),
-        "audio": "",
-        "settings_hash": PROVENANCE["settings_hash"],
-        "inputs_hash": "x",
-        "status": status,
-        "reason": reason,
-        "offset": None,
-        "lse_c": None,
-        "lse_d": None,
-        "n_frames": None,
-        "n_tracks": None,
-        "tracks": [],
-        "detail": None,
-    }
+    """The row ``sync`` stores for a video it could not score (``row_from_error``)."""
+    row = row_from_error((str(video), ""), InputError(Path(video), reason, status))
+    return {**row, "settings_hash": PROVENANCE["settings_hash"], "inputs_hash": "x"}
 
 
 def make_store(db: Path, rows: list[dict]) -> Path:
