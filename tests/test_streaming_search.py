@@ -11,7 +11,7 @@ from lipleak.io.audio import array_chunks, sample_range
 from lipleak.metrics import sync as syncm
 from lipleak.models.syncnet import lip_windows
 from lipleak.sync.audio import AudioWindows
-from lipleak.sync.search import WindowStream
+from lipleak.sync.search import RowBuffer, WindowStream
 
 
 class FakeSyncNet:
@@ -73,19 +73,63 @@ def test_streaming_equals_one_shot(n_frames, audio_frames, vshift, batch, chunk)
     samples = (rng.standard_normal(audio_frames * 640 + extra) * 3000).astype(np.int16)
     net = FakeSyncNet()
     ref = one_shot(net, crops, samples, vshift)
-    stream = WindowStream(net, AudioWindows(array_chunks(samples, chunk)), vshift, batch)
-    for c in crops:
-        stream.push(c)
-        if stream.done:
-            break
-    got = stream.result()
-    assert stream.windows == syncm.n_windows(n_frames, len(samples))
-    for key in ("offset", "best"):
-        assert got[key] == ref[key]
-    for key in ("lse_c", "lse_d"):
-        assert got[key] == ref[key]  # bit for bit
-    np.testing.assert_array_equal(got["mdist"], ref["mdist"])
-    np.testing.assert_array_equal(got["fconf"], ref["fconf"])
+    # the frame count the stream is told sizes its row buffer only: none, exact, too few
+    # (the buffer grows), too many
+    for expected in (0, n_frames, n_frames // 2, 3 * n_frames):
+        audio = AudioWindows(array_chunks(samples, chunk))
+        stream = WindowStream(net, audio, vshift, batch, expected_frames=expected)
+        for c in crops:
+            stream.push(c)
+            if stream.done:
+                break
+        got = stream.result()
+        assert stream.windows == syncm.n_windows(n_frames, len(samples))
+        for key in ("offset", "best"):
+            assert got[key] == ref[key]
+        for key in ("lse_c", "lse_d"):
+            assert got[key] == ref[key]  # bit for bit
+        np.testing.assert_array_equal(got["mdist"], ref["mdist"])
+        np.testing.assert_array_equal(got["fconf"], ref["fconf"])
+        assert got["distances"].shape == (stream.windows, 2 * vshift + 1)
+
+
+@pytest.mark.parametrize("expected", [0, 1000, 999, 700, 5000])
+def test_row_buffer_equals_the_joined_pieces(expected):
+    rng = np.random.default_rng(expected)
+    pieces = [rng.standard_normal((int(k), 31)) for k in rng.integers(0, 70, 30)]
+    pieces.append(rng.standard_normal((1000 - sum(map(len, pieces)) % 1000, 31)))
+    buf, saved = RowBuffer(31, expected), []
+    for i, piece in enumerate(pieces):
+        buf.append(piece)
+        if i % 7 == 3:  # a checkpoint takes the rows since the last one
+            saved.append(buf.rows(sum(map(len, saved))).copy())
+    whole = np.concatenate(pieces)
+    np.testing.assert_array_equal(buf.rows(), whole)
+    np.testing.assert_array_equal(np.concatenate(saved), whole[: sum(map(len, saved))])
+    again = RowBuffer(31, expected, whole[:500])  # restored from a checkpoint, then on
+    again.append(whole[500:])
+    np.testing.assert_array_equal(again.rows(), whole)
+
+
+def test_an_hour_of_rows_is_held_once():
+    """90,000 rows (an hour at 25 fps) appended batch by batch, then read: memory is the
+    rows once (a list of pieces joined at the end held them twice: 45 MB)."""
+    import tracemalloc
+
+    piece = np.ones((64, 31))
+    n = 90_000
+    tracemalloc.start()
+    try:
+        buf = RowBuffer(31, n)  # the frame count a stream is told, less 5
+        for _ in range(n // 64):
+            buf.append(piece)
+        buf.append(piece[: n % 64])
+        rows = buf.rows()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert rows.shape == (n, 31)
+    assert peak < 1.02 * rows.nbytes, (peak, rows.nbytes)
 
 
 def test_finished_stream_keeps_only_its_distance_rows():
@@ -104,6 +148,7 @@ def test_finished_stream_keeps_only_its_distance_rows():
     got = stream.result()  # the numbers stay
     assert got["lse_c"] == want["lse_c"] and got["offset"] == want["offset"]
     np.testing.assert_array_equal(got["distances"], want["distances"])
+    assert np.shares_memory(got["distances"], want["distances"])  # not copied per call
 
 
 def test_no_windows_gives_none():

@@ -15,6 +15,40 @@ from .audio import AudioWindows
 MAX_DISTANCES = 1 << 28
 
 
+class RowBuffer:
+    """Distance rows appended batch by batch into one array.
+
+    Rows kept as a list of per-batch pieces and joined at the end held every row twice
+    at that moment (an hour of video: 22 MB of rows, 45 MB at the join; again at each
+    checkpoint). Here they go into an array sized for the ``expected`` rows (the track's
+    frame count, known before its first window): pages not yet written cost no memory,
+    so an estimate too high costs nothing, and one too low grows the array by half.
+    """
+
+    def __init__(self, width: int, expected: int = 0, rows: np.ndarray | None = None):
+        n = 0 if rows is None else len(rows)
+        self._buf = np.empty((max(expected, n), width))
+        self.n = 0
+        if n:
+            self.append(rows)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def append(self, rows: np.ndarray) -> None:
+        k = len(rows)
+        if self.n + k > len(self._buf):
+            grown = np.empty((max(self.n + k, len(self._buf) * 3 // 2 + 64), self._buf.shape[1]))
+            grown[: self.n] = self._buf[: self.n]
+            self._buf = grown
+        self._buf[self.n : self.n + k] = rows
+        self.n += k
+
+    def rows(self, start: int = 0) -> np.ndarray:
+        """Rows ``start ..`` (a view: the buffer is only replaced, never written over)."""
+        return self._buf[start : self.n]
+
+
 class StreamingSearch:
     """Offset search fed batch by batch, so memory does not grow with video length.
 
@@ -25,7 +59,11 @@ class StreamingSearch:
     rows of the one-shot search; only the N x (2*vshift+1) distances are kept.
     """
 
-    def __init__(self, syncnet, audio: AudioWindows, vshift: int, batch_size: int):
+    def __init__(
+        self, syncnet, audio: AudioWindows, vshift: int, batch_size: int, expected: int = 0
+    ):
+        """``expected``: about how many windows the stream will have (its frames less 5);
+        only sizes the row buffer."""
         self.syncnet = syncnet
         self.vshift = vshift
         self.batch_size = batch_size
@@ -35,16 +73,14 @@ class StreamingSearch:
         self.a = np.empty((0, EMBED_DIM), np.float32)  # audio rows [a0, a0 + len(a))
         self.a0 = 0
         self.n_video = 0
-        self.rows: list[np.ndarray] = []
+        self.expected = max(0, expected)
+        self.rows = RowBuffer(2 * vshift + 1, self.expected)
         self.saved_rows = 0  # distance rows already in a checkpoint
 
     def state(self) -> tuple[dict, np.ndarray]:
         """(what resumes this search, the distance rows made since the last ``state``)."""
-        new = [r for r in self.rows]
-        rows = np.concatenate(new) if new else np.empty((0, 2 * self.vshift + 1))
-        fresh = rows[self.saved_rows :]
-        self.saved_rows = len(rows)
-        self.rows = [rows] if len(rows) else []
+        fresh = self.rows.rows(self.saved_rows)
+        self.saved_rows = len(self.rows)
         return {
             "v": self.v,
             "v0": self.v0,
@@ -59,7 +95,7 @@ class StreamingSearch:
         self.a = np.asarray(state["a"], np.float32)
         self.a0 = int(state["a0"])
         self.n_video = int(state["n_video"])
-        self.rows = [rows] if len(rows) else []
+        self.rows = RowBuffer(2 * self.vshift + 1, self.expected, rows)
         self.saved_rows = len(rows)
 
     def _audio_rows(self, hi: int) -> None:
@@ -106,8 +142,7 @@ class StreamingSearch:
         """``sync_stats`` of all rows, with the rows themselves as ``distances`` (N x S):
         the segments of SPEC §11 are computed from them (``lipleak.sync.segments``)."""
         self._finalize(self.n_video, self.n_video)
-        d = np.concatenate(self.rows)
-        self.rows = [d]
+        d = self.rows.rows()
         return {**_core.sync_stats(d), "distances": d}
 
 
@@ -158,10 +193,14 @@ class WindowStream:
         vshift: int,
         batch_size: int,
         in_flight: int | None = None,
+        expected_frames: int = 0,
     ):
+        """``expected_frames``: about how many crops will come (sizes a buffer only)."""
         self.syncnet = syncnet
         self.audio = audio
-        self.search = StreamingSearch(syncnet, audio, vshift, batch_size)
+        self.search = StreamingSearch(
+            syncnet, audio, vshift, batch_size, expected_frames - WINDOW_FRAMES
+        )
         self.batch_size = batch_size
         self.in_flight = getattr(syncnet, "lip_in_flight", 1) if in_flight is None else in_flight
         self._pending: deque = deque()  # submitted batches, oldest first

@@ -30,10 +30,18 @@ class MultiWindowStream:
     per window, handed to each signal's offset search while its audio covers the window
     (window k needs k + 6 frames of samples, as in ``WindowStream.done``)."""
 
-    def __init__(self, syncnet, audios: list[AudioWindows], vshift: int, batch_size: int):
+    def __init__(
+        self,
+        syncnet,
+        audios: list[AudioWindows],
+        vshift: int,
+        batch_size: int,
+        expected_frames: int = 0,
+    ):
         self.syncnet = syncnet
         self.audios = audios
-        self.searches = [StreamingSearch(syncnet, a, vshift, batch_size) for a in audios]
+        expected = expected_frames - WINDOW_FRAMES  # sizes the searches' row buffers only
+        self.searches = [StreamingSearch(syncnet, a, vshift, batch_size, expected) for a in audios]
         self.batch_size = batch_size
         self.frames: list[np.ndarray] = []
         self.first = 0  # the first window not yet embedded
@@ -129,7 +137,9 @@ def _prealigned(scorer, frames, chunk_fns):
     s = scorer.settings
     audios = [AudioWindows(fn()) for fn in chunk_fns]
     try:
-        stream = MultiWindowStream(scorer.syncnet, audios, s.vshift, s.batch_size)
+        stream = MultiWindowStream(
+            scorer.syncnet, audios, s.vshift, s.batch_size, frames.info.n_frames
+        )
         n_frames = 0
         for frame in frames.decode():
             n_frames += 1
@@ -173,7 +183,9 @@ def _detect(scorer, frames, chunk_fns):
                     start,
                     end,
                     segs,
-                    MultiWindowStream(scorer.syncnet, segs, s.vshift, s.batch_size),
+                    MultiWindowStream(
+                        scorer.syncnet, segs, s.vshift, s.batch_size, end - start + 1
+                    ),
                 )
             )
         for idx, frame in enumerate(frames.decode()):
