@@ -220,6 +220,32 @@ def test_row_from_result_keeps_tracks_without_per_window_lists():
     assert (row["video"], row["audio"]) == ("/x/v.mp4", "/x/a.wav")
 
 
+def test_to_dict_does_not_copy_the_per_frame_rows():
+    """An hour of video keeps 90,000 x 31 distances (22 MB) for the segments; to_dict
+    leaves them out, and must not deep-copy them first (asdict would)."""
+    import tracemalloc
+
+    import numpy as np
+
+    n = 90_000
+    track = TrackSync(0, n + 4, n, 0, 5.0, 7.0, mdist=[1.0] * 31, fconf=[0.5] * 10)
+    track.distances = np.ones((n, 31))
+    track.frame_energy = np.ones(n + 5)
+    result = VideoSync(
+        "/x/v.mp4", "container", n + 5, 25.0, False, "lossless", [track], 0, 5.0, 7.0
+    )
+    tracemalloc.start()
+    try:
+        d = result.to_dict(verbose=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000, peak  # the distances alone are 22.3 MB
+    assert "distances" not in d["tracks"][0] and "frame_energy" not in d["tracks"][0]
+    assert d["tracks"][0]["fconf"] == [0.5] * 10
+    assert result.tracks[0].distances is track.distances  # the result itself is untouched
+
+
 def test_row_from_error_is_one_line():
     exc = InputError("/x/v.mp4", "decoder said:\n  broken  packet\r\n" + "z" * 1000, "decode_error")
     row = row_from_error(("/x/v.mp4", ""), exc)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -126,7 +126,10 @@ class VideoSync:
     audio_stream: dict | None = None
 
     def to_dict(self, verbose: bool = False) -> dict:
-        d = asdict(self)
+        # asdict deep-copies every field: the per-frame rows, which are not output (22 MB
+        # an hour of video), are left out before, not after
+        lean = [replace(t, distances=None, frame_energy=None) for t in self.tracks]
+        d = asdict(replace(self, tracks=lean))
         for t in d["tracks"]:
             t.pop("distances", None)
             t.pop("frame_energy", None)
@@ -359,12 +362,15 @@ class SyncScorer:
         from ..faces.crop import prealigned_crop
 
         video = frames.path
-        stream = WindowStream(self.syncnet, audio, self.settings.vshift, self.settings.batch_size)
+        s = self.settings
+        stream = WindowStream(
+            self.syncnet, audio, s.vshift, s.batch_size, expected_frames=frames.info.n_frames
+        )
         skip = 0
         saved = checkpoint.load() if checkpoint is not None else None
         if saved is not None and saved[0].get("kind") == "prealigned":
             skip = int(saved[0]["frame"])
-            _restore_streams([stream], *saved, self.settings.vshift)
+            _restore_streams([stream], *saved, s.vshift)
         n_frames = 0
         for frame in frames.decode():
             n_frames += 1
@@ -454,16 +460,33 @@ class SyncScorer:
         s = self.settings
         video = frames.path
         tracks, n_frames, shots, saved, pass2 = self.detect_tracks(frames, checkpoint, progress)
+        # Only the crop path (size and centre per frame) is needed from here: an hour of
+        # video has ~520 tracks, and their boxes, keypoints and scores (~150 B per frame)
+        # would otherwise stay in memory to the end; each path is dropped once its track
+        # is scored.
+        paths = [(t.s, t.x, t.y) for _, t in tracks]
+        spans = [(shot, int(t.frames[0]), int(t.frames[-1])) for shot, t in tracks]
+        del tracks
         streams = []  # each track reads its own stretch of the audio, streamed ...
         tape = ChunkTape(chunks)  # ... from one pass over it (io.tape: not one per track)
         try:
-            for _, t in tracks:
-                start, end = int(t.frames[0]), int(t.frames[-1])
+            for _, start, end in spans:
                 seg = AudioWindows(
                     tape.reader(start * SAMPLES_PER_FRAME, (end + 1) * SAMPLES_PER_FRAME)
                 )
                 streams.append(
-                    (t, start, end, seg, WindowStream(self.syncnet, seg, s.vshift, s.batch_size))
+                    (
+                        start,
+                        end,
+                        seg,
+                        WindowStream(
+                            self.syncnet,
+                            seg,
+                            s.vshift,
+                            s.batch_size,
+                            expected_frames=end - start + 1,
+                        ),
+                    )
                 )
             skip = 0
             if pass2 and saved[0]["streams"]:
@@ -472,23 +495,25 @@ class SyncScorer:
                     [st[-1] for st in streams],
                     *saved,
                     s.vshift,
-                    finished=[end < skip for _, _, end, _, _ in streams],
+                    finished=[end < skip for _, end, _, _ in streams],
                 )
             finished = [False] * len(streams)
             for idx, frame in enumerate(frames.decode()):
                 if idx < skip:
                     continue  # cropped and scored before the checkpoint
-                for k, (t, start, end, _, stream) in enumerate(streams):
+                for k, (start, end, _, stream) in enumerate(streams):
                     # a track's audio is not opened before its first frame (a long video
                     # has hundreds of tracks), and is closed once the track is scored
                     if finished[k] or idx < start:
                         continue
                     if idx <= end and not stream.done:
                         i = idx - start
-                        stream.push(syncnet_crop(frame, t.s[i], t.x[i], t.y[i], s.crop_scale))
+                        size, x, y = paths[k]
+                        stream.push(syncnet_crop(frame, size[i], x[i], y[i], s.crop_scale))
                     if idx >= end or stream.done:
                         stream.finish()  # its last rows read the audio, then it is closed
                         finished[k] = True
+                        paths[k] = None
                 if all(finished):
                     break
                 if checkpoint is not None and checkpoint.due(idx + 1):
@@ -501,7 +526,7 @@ class SyncScorer:
                     progress(n_frames + idx + 1)  # detect mode decodes the video twice
             results = [
                 self._track_result(video, st, start, end, shot)
-                for (shot, _), (_, start, end, _, st) in zip(tracks, streams, strict=True)
+                for (shot, _, _), (start, end, _, st) in zip(spans, streams, strict=True)
             ]
         finally:
             for *_, seg, _ in streams:
