@@ -47,6 +47,8 @@ CLIPS = ["real05_cnn_anchor", "real07_reagan", "real08_feifeili", "real09_vox_rd
 # the result's frame count and shots/tracks, the scoring time and the peak RSS.
 CHILD = """
 import json, resource, sys, time
+from lipleak.malloc import limit_arenas
+limit_arenas()  # as lipleak-fast does first
 from lipleak.sync import SyncScorer, SyncSettings
 t0 = time.perf_counter()
 scorer = SyncScorer(SyncSettings(**json.loads(sys.argv[2])))

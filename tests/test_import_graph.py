@@ -31,6 +31,7 @@ FLOORS = {
     "lipleak.names": 0,
     "lipleak.settings": 0,
     "lipleak.timecode": 0,
+    "lipleak.malloc": 0,
     "lipleak._core": 0,
     "lipleak.html": 0,  # templates and embedded plotly.js: report and review pages
     "lipleak.io": 1,  # decode

@@ -11,6 +11,7 @@ import threading
 
 from . import __version__
 from .errors import LipleakError
+from .malloc import limit_arenas
 from .names import shown
 
 # Each module defines add_parser(subparsers) and run(args) -> int.
@@ -77,6 +78,7 @@ def _stop_if_workers_alive(code: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    limit_arenas()  # long runs: memory stays flat (lipleak.malloc)
     _show_library_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)
