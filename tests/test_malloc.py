@@ -42,3 +42,9 @@ def test_the_cli_sets_it_before_any_command(monkeypatch):
 def test_elsewhere_it_does_nothing(monkeypatch):
     monkeypatch.setattr(malloc.sys, "platform", "darwin")
     assert malloc.limit_arenas() is False
+
+
+def test_trim_runs_where_glibc_is():
+    import platform
+
+    assert malloc.trim() is (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc")

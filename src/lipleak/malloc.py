@@ -1,4 +1,4 @@
-"""glibc's malloc arenas, limited for a long run.
+"""glibc's malloc, kept from holding on to freed memory over a long run.
 
 glibc gives each thread that allocates its own arena (up to 8 per core). The scoring
 threads (decoding, cropping, the lip tower's sessions, the audio tower) each free
@@ -31,3 +31,21 @@ def limit_arenas(n: int = ARENAS) -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     return mallopt(_M_ARENA_MAX, int(n)) == 1
+
+
+def trim() -> bool:
+    """Give the heap's free pages back to the system (glibc's ``malloc_trim``).
+
+    Detect mode's first pass over a long video (every frame's detections, then tracking
+    shot by shot) leaves tens of MB free in the heap, in holes that the second pass's
+    buffers do not fit: kept, they add to that pass's peak. True when it ran."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        malloc_trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    malloc_trim.argtypes = [ctypes.c_size_t]
+    malloc_trim.restype = ctypes.c_int
+    malloc_trim(0)
+    return True

@@ -23,6 +23,7 @@ from ..export.syncnet_shapes import SAMPLES_PER_FRAME, WINDOW_FRAMES
 from ..io.audio import array_chunks
 from ..io.container import check_complete
 from ..io.tape import ChunkTape
+from ..malloc import trim
 from .audio import AudioWindows
 from .checkpoint import Checkpoint
 from .frames import VideoFrames
@@ -467,6 +468,7 @@ class SyncScorer:
         paths = [(t.s, t.x, t.y) for _, t in tracks]
         spans = [(shot, int(t.frames[0]), int(t.frames[-1])) for shot, t in tracks]
         del tracks
+        trim()  # what the first pass freed goes back before the second pass's buffers
         streams = []  # each track reads its own stretch of the audio, streamed ...
         tape = ChunkTape(chunks)  # ... from one pass over it (io.tape: not one per track)
         try:
