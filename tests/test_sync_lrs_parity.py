@@ -44,7 +44,9 @@ cv2 = pytest.importorskip("cv2")
 
 TOL = 1e-4
 VSHIFT = 15
-CHOSEN = ("gen01_suitman_wav2lip", "real03_aoc", "real04_woman_glasses", "real09_vox_rdj")
+# three people, a generated clip among them; the ~5-s clips (the reference's float64
+# whole-video stack and PyTorch SyncNet make each second cost)
+CHOSEN = ("gen01_suitman_wav2lip", "real03_aoc", "real04_woman_glasses")
 
 
 def _reference_evaluate(net, video: Path, tmp: Path) -> tuple[int, float, float]:
