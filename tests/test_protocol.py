@@ -393,7 +393,7 @@ def real_set(model_dir, tmp_path_factory):
     gt = base / "gt"
     gt.mkdir()
     for name in ("real03_aoc", "real07_reagan"):
-        _trimmed(CLIPS_DIR / f"{name}.mp4", gt / f"{name}.mp4", 24)
+        _trimmed(CLIPS_DIR / f"{name}.mp4", gt / f"{name}.mp4", 16)
     return base
 
 

@@ -222,13 +222,13 @@ def test_stem_whose_worker_dies_every_try_is_failed_then_retried(cluster, synth_
 
 
 def test_real_clips_all_metrics_and_cell_fid_equal(cluster, tmp_path):
-    """Two real clips (40 frames), re-muxed generations, every visual metric: the Ray rows
+    """Two real clips (16 frames), re-muxed generations, every visual metric: the Ray rows
     and the report's cell FIDs (pooled from the workers' per-video feature files) equal
     the single-process ones."""
     gt = tmp_path / "gt"
     gt.mkdir()
     for name in ("real03_aoc", "real09_vox_rdj"):
-        _trimmed(CLIPS_DIR / f"{name}.mp4", gt / f"{name}.mp4", 24)
+        _trimmed(CLIPS_DIR / f"{name}.mp4", gt / f"{name}.mp4", 16)
     gen = tmp_path / "generated"
     cli("plan", gt, gen, "--seed", "1")
     cli("generate", gen, "--cmd", gen_cmd("remux"), "--quiet")
