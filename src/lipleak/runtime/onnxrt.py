@@ -89,6 +89,8 @@ class OrtRuntime:
         opts.intra_op_num_threads = n
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        if providers[0] == "cpu" and shared_cpu_arena(ort):
+            opts.add_session_config_entry("session.use_env_allocators", "1")
         wanted = [_PROVIDERS[p] for p in providers]
         missing = [p for p in wanted if p not in ort.get_available_providers()]
         if missing:
@@ -153,6 +155,38 @@ class OrtRuntime:
 
 
 # ------------------------------------------------------------------------ helpers
+
+_ARENA_LOCK = threading.Lock()
+_ARENA: list[bool] = []  # [registered], once per process
+
+# ORT's CPU arena grows by the next power of two: an hour of detect-mode video (hundreds
+# of tracks, each ending in a batch of its own size) placed its runs' tensors ever
+# elsewhere in a 512 MB region sized for ~300 MB and touched ~25 MB more of it in its
+# first minutes. Growing by what is asked keeps the arena as large as the largest run,
+# at the same windows/s (bench/README "Long videos").
+_SAME_AS_REQUESTED = 1  # onnxruntime's ArenaExtendStrategy::kSameAsRequested
+
+
+def shared_cpu_arena(ort) -> bool:
+    """Register, once per process, one CPU arena that grows by what is asked, for the
+    CPU sessions to share (``session.use_env_allocators``). False where onnxruntime
+    refuses it (another one already registered, an old onnxruntime): the sessions then
+    keep their own default arenas."""
+    with _ARENA_LOCK:
+        if not _ARENA:
+            try:
+                info = ort.OrtMemoryInfo(
+                    "Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT
+                )
+                ort.create_and_register_allocator(
+                    info, ort.OrtArenaCfg(0, _SAME_AS_REQUESTED, -1, -1)
+                )
+                _ARENA.append(True)
+            except Exception as exc:  # noqa: BLE001 - onnxruntime raises untyped errors
+                log.info("onnxruntime keeps per-session CPU arenas: %s", exc)
+                _ARENA.append(False)
+        return _ARENA[0]
+
 
 _PRELOAD_LOCK = threading.Lock()
 _PRELOADED: list[bool] = []
