@@ -271,3 +271,48 @@ def test_progress_counts_frames_up_to_the_total(scorers, tmp_path):
         assert seen[0] == (0, passes * 300) and dones == sorted(dones)
         assert all(d <= t for d, t in seen)
         assert dones[-1] >= passes * result.n_frames - 2 * 5  # the last windows end early
+
+
+@pytest.mark.parametrize("every_seconds", [None, 10])
+def test_detect_tracks_free_their_rows_as_they_end(scorers, tmp_path, monkeypatch, every_seconds):
+    """An hour of detect-mode video has ~500 tracks: each one's distance rows (248 B per
+    frame) are freed once its result and segments are made (with a checkpoint: once a
+    save holds them), not at the end of the video; the numbers do not change."""
+    import copy
+    import gc
+    import weakref
+
+    from lipleak.sync.search import WindowStream
+
+    scorer = scorers["detect"]
+    keeping = copy.copy(scorer)
+    keeping.keep_rows = True
+    video = _video(tmp_path / "v.mp4", 40, 3, dark_gap=True)
+    kept = keeping.score(video)
+    assert all(t.distances is not None for t in kept.tracks)
+
+    progress, freed = [0], []
+    release = WindowStream.release_rows
+
+    def spy(self):
+        rows = weakref.ref(self.search.rows._buf)
+        release(self)
+        gc.collect()
+        freed.append((progress[0], rows() is None))
+
+    monkeypatch.setattr(WindowStream, "release_rows", spy)
+    ck = None
+    if every_seconds:
+        ck = Checkpoint(tmp_path / "s.sqlite", (str(video), ""), "r", "i", every_seconds=10)
+    r = scorer.score(
+        video, checkpoint=ck, progress=lambda done, total: progress.__setitem__(0, done)
+    )
+    assert _numbers(r) == _numbers(kept)
+    assert all(t.distances is None and t.frame_energy is None and t.segments for t in r.tracks)
+    # every track's rows were freed as it ended (no checkpoint) or at the next save; the
+    # last track ends with the video, after the last save: its rows go when score returns
+    assert len(r.tracks) >= 3 and all(gone for _, gone in freed)
+    assert len(freed) == len(r.tracks) - (1 if every_seconds else 0)
+    lag = 1 if every_seconds is None else 10 * 25
+    for (at, _), t in zip(freed, r.tracks):
+        assert r.n_frames + t.end_frame <= at + 1 <= r.n_frames + t.end_frame + lag + 1

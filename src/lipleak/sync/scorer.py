@@ -46,7 +46,8 @@ class TrackSync:
     shot: int = 0  # the shot it lies in (``VideoSync.shots``); tracks never cross a cut
     segments: list[Segment] = field(default_factory=list)  # SPEC §11
     # the offset search's rows d[i, s] (N x S) and the audio energy per frame of the track's
-    # stretch, from which the segments are made; kept for callers, not in to_dict
+    # stretch, from which the segments are made; None once they are, unless the scorer was
+    # made with keep_rows (256 B per frame: 22 MB an hour of video); not in to_dict
     distances: np.ndarray | None = field(default=None, repr=False, compare=False)
     frame_energy: np.ndarray | None = field(default=None, repr=False, compare=False)
 
@@ -79,19 +80,32 @@ def aggregate_tracks(tracks: list[TrackSync], rule: str) -> tuple[int, float, fl
     return chosen.offset, chosen.lse_c, chosen.lse_d
 
 
+def fill_segments(tracks: list[TrackSync], src_fps: float, s: SyncSettings) -> None:
+    """Fills the segments (SPEC §11) of each track that has none yet."""
+    length, hop = windows_for(s.segment), windows_for(s.hop)
+    for t in tracks:
+        if not t.segments:  # a track has at least one window, so at least one segment
+            t.segments = track_segments(
+                t.distances,
+                t.frame_energy,
+                t.start_frame,
+                length,
+                hop,
+                src_fps,
+                s.min_segment_lse_c,
+            )
+
+
 def add_segments(
     tracks: list[TrackSync], n_frames: int, src_fps: float, s: SyncSettings
 ) -> list[Segment]:
-    """Fills each track's segments (SPEC §11); returns detect mode's no_face stretches."""
-    length, hop = windows_for(s.segment), windows_for(s.hop)
-    for t in tracks:
-        t.segments = track_segments(
-            t.distances, t.frame_energy, t.start_frame, length, hop, src_fps, s.min_segment_lse_c
-        )
+    """Fills the tracks' segments (``fill_segments``); returns detect mode's no_face
+    stretches."""
+    fill_segments(tracks, src_fps, s)
     if s.mode != "detect":
         return []
     return no_face_segments(
-        n_frames, [(t.start_frame, t.end_frame) for t in tracks], length, src_fps
+        n_frames, [(t.start_frame, t.end_frame) for t in tracks], windows_for(s.segment), src_fps
     )
 
 
@@ -159,9 +173,14 @@ def regate_tracks(tracks: list[TrackSync], no_face: list[Segment], src_fps: floa
 class SyncScorer:
     """Scores videos with one set of settings; models are loaded once."""
 
-    def __init__(self, settings: SyncSettings | None = None, concurrent: bool = False):
+    def __init__(
+        self, settings: SyncSettings | None = None, concurrent: bool = False, keep_rows=False
+    ):
         """``concurrent``: several threads will score at once through ``sharing`` copies
-        (the face detector is opened for it, ``runtime.open_model``); changes no number."""
+        (the face detector is opened for it, ``runtime.open_model``); changes no number.
+        ``keep_rows``: results keep each track's distance rows and audio energy
+        (``TrackSync.distances``, ``frame_energy``); otherwise they are dropped once the
+        track's segments are made (an hour of detect-mode video has ~500 tracks)."""
         from ..models.syncnet import SyncNet
 
         # valid: SyncSettings checks itself; with_ffmpeg finds the reference JPEG encoder
@@ -174,6 +193,7 @@ class SyncScorer:
         )
         self._detector = None
         self._concurrent = concurrent
+        self.keep_rows = keep_rows
 
     @property
     def detector(self):
@@ -331,6 +351,9 @@ class SyncScorer:
         offset, lse_c, lse_d = aggregate_tracks(tracks, s.tracks)
         src_fps = float(frames.info.src_fps)
         no_face = add_segments(tracks, n_frames, src_fps, s)
+        if not self.keep_rows:
+            for t in tracks:
+                t.distances = t.frame_energy = None
         return VideoSync(
             video=str(frames.path),
             audio_source=audio_source,
@@ -352,17 +375,21 @@ class SyncScorer:
         )
 
     def _track_result(
-        self, video: Path, stream: WindowStream, start: int, end: int, shot: int = 0
+        self, frames: VideoFrames, stream: WindowStream, start: int, end: int, shot: int = 0
     ) -> TrackSync:
-        result = track_sync(video, stream.result(), start, end, stream.windows, stream.audio, shot)
+        """A track's numbers and segments; its rows dropped then unless ``keep_rows``."""
+        r = stream.result()
+        result = track_sync(frames.path, r, start, end, stream.windows, stream.audio, shot)
         if isinstance(result, InputError):
             raise result
+        fill_segments([result], float(frames.info.src_fps), self.settings)
+        if not self.keep_rows:
+            result.distances = result.frame_energy = None
         return result
 
     def _score_prealigned(self, frames: VideoFrames, audio: AudioWindows, checkpoint, progress):
         from ..faces.crop import prealigned_crop
 
-        video = frames.path
         s = self.settings
         stream = WindowStream(
             self.syncnet, audio, s.vshift, s.batch_size, expected_frames=frames.info.n_frames
@@ -384,7 +411,7 @@ class SyncScorer:
                 _save_streams(checkpoint, {"kind": "prealigned", "frame": n_frames}, [stream])
             if progress is not None:
                 progress(n_frames)
-        return [self._track_result(video, stream, 0, n_frames - 1)], n_frames
+        return [self._track_result(frames, stream, 0, n_frames - 1)], n_frames
 
     def detect_tracks(self, frames: VideoFrames, checkpoint=None, progress=None):
         """Detect mode's first pass: faces and shots on every frame, then faces tracked
@@ -459,7 +486,6 @@ class SyncScorer:
         from ..faces.crop import syncnet_crop
 
         s = self.settings
-        video = frames.path
         tracks, n_frames, shots, saved, pass2 = self.detect_tracks(frames, checkpoint, progress)
         # Only the crop path (size and centre per frame) is needed from here: an hour of
         # video has ~520 tracks, and their boxes, keypoints and scores (~150 B per frame)
@@ -500,6 +526,23 @@ class SyncScorer:
                     finished=[end < skip for _, end, _, _ in streams],
                 )
             finished = [False] * len(streams)
+            # A track's result and segments are made as it ends; its rows are then
+            # dropped (``keep_rows``) once a checkpoint holds them all (``unsaved``: not yet)
+            results: list[TrackSync | InputError | None] = [None] * len(streams)
+            unsaved: list[int] = []
+
+            def close(k: int) -> None:
+                start, end, _, stream = streams[k]
+                try:
+                    results[k] = self._track_result(frames, stream, start, end, spans[k][0])
+                except InputError as exc:  # raised below, in track order
+                    results[k] = exc
+                if not self.keep_rows:
+                    if checkpoint is None:
+                        stream.release_rows()
+                    else:
+                        unsaved.append(k)
+
             for idx, frame in enumerate(frames.decode()):
                 if idx < skip:
                     continue  # cropped and scored before the checkpoint
@@ -516,6 +559,7 @@ class SyncScorer:
                         stream.finish()  # its last rows read the audio, then it is closed
                         finished[k] = True
                         paths[k] = None
+                        close(k)
                 if all(finished):
                     break
                 if checkpoint is not None and checkpoint.due(idx + 1):
@@ -524,12 +568,18 @@ class SyncScorer:
                         {"kind": "detect", "pass": 2, "frame": idx + 1},
                         [st[-1] for st in streams],
                     )
+                    for k in unsaved:
+                        streams[k][-1].release_rows()
+                    unsaved.clear()
                 if progress is not None:
                     progress(n_frames + idx + 1)  # detect mode decodes the video twice
-            results = [
-                self._track_result(video, st, start, end, shot)
-                for (shot, _, _), (start, end, _, st) in zip(spans, streams, strict=True)
-            ]
+            for k, r in enumerate(results):
+                if r is None:  # the video ended before the track (a stated count too high)
+                    streams[k][-1].finish()
+                    close(k)
+            for r in results:
+                if isinstance(r, InputError):
+                    raise r
         finally:
             for *_, seg, _ in streams:
                 seg.close()

@@ -98,6 +98,12 @@ class StreamingSearch:
         self.rows = RowBuffer(2 * self.vshift + 1, self.expected, rows)
         self.saved_rows = len(rows)
 
+    def release_rows(self) -> None:
+        """Drop the distance rows: the result was made from them and any checkpoint holds
+        them; a ``state`` after this hands out none."""
+        self.rows = RowBuffer(2 * self.vshift + 1)
+        self.saved_rows = 0
+
     def _audio_rows(self, hi: int) -> None:
         """Make sure audio embeddings exist up to row ``hi`` (exclusive)."""
         while self.a0 + len(self.a) < hi:
@@ -282,6 +288,11 @@ class WindowStream:
         self.search.v = self.search.v[:0].copy()
         self.search.a = self.search.a[:0].copy()
         self.audio.discard()
+
+    def release_rows(self) -> None:
+        """After ``finish``, once its result was taken and a checkpoint (if any) saved
+        every row: a long video's ended tracks then keep nothing per frame."""
+        self.search.release_rows()
 
     def result(self) -> dict | None:
         """The offset search over all windows, or None when there were none."""
