@@ -199,3 +199,23 @@ def test_audio_windows_refuse_bad_chunks():
     aw = AudioWindows(iter([np.zeros(4000, np.float32)]))
     with pytest.raises(ValueError, match="1-D int16"):
         aw.has_frames(6)
+
+
+def test_row_buffers_take_memory_only_when_rows_come():
+    """Detect mode makes all of a video's ~500 track streams when its second pass starts:
+    their row buffers are made at each track's first rows, so that a track ending frees
+    a buffer that the tracks after it reuse (made up front, each took heap pages that,
+    freed in the middle of the heap, stayed resident: ~1 MB per minute of scoring)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        buffers = [RowBuffer(31, expected=170) for _ in range(500)]
+        made = tracemalloc.get_traced_memory()[0]
+        buffers[0].append(np.ones((3, 31)))
+        one = tracemalloc.get_traced_memory()[0] - made
+    finally:
+        tracemalloc.stop()
+    assert made < 500 * 1024  # 500 empty buffers: not 500 x 170 rows (21 MB)
+    assert 170 * 31 * 8 <= one < 170 * 31 * 8 + 4096  # the first rows: the expected size
+    assert buffers[0].rows().tolist() == np.ones((3, 31)).tolist()

@@ -26,10 +26,13 @@ class RowBuffer:
     """
 
     def __init__(self, width: int, expected: int = 0, rows: np.ndarray | None = None):
-        n = 0 if rows is None else len(rows)
-        self._buf = np.empty((max(expected, n), width))
+        # made at the first rows, not here: detect mode makes every track's buffer when
+        # its second pass starts, and freed buffers of ended tracks are reused by later
+        # ones only if those are allocated after them (free heap pages stay resident)
+        self._buf = np.empty((0, width))
+        self.expected = expected
         self.n = 0
-        if n:
+        if rows is not None and len(rows):
             self.append(rows)
 
     def __len__(self) -> int:
@@ -37,6 +40,8 @@ class RowBuffer:
 
     def append(self, rows: np.ndarray) -> None:
         k = len(rows)
+        if not len(self._buf):
+            self._buf = np.empty((max(self.expected, k), self._buf.shape[1]))
         if self.n + k > len(self._buf):
             grown = np.empty((max(self.n + k, len(self._buf) * 3 // 2 + 64), self._buf.shape[1]))
             grown[: self.n] = self._buf[: self.n]
