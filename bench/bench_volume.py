@@ -101,6 +101,7 @@ def main() -> None:
     ap.add_argument("--baseline", type=int, default=8, help="5-s clips for D (0: skip)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--name", default="volume", help="result file: bench/results/NAME_<date>.json")
     args = ap.parse_args()
 
     from lipleak.sync import SyncScorer, SyncSettings
@@ -215,7 +216,7 @@ def main() -> None:
         else None,
         "targets": {"utilisation": 0.9, "sync_dir_vs_separate_processes": 1.5},
     }
-    print("wrote", write_result("volume", result))
+    print("wrote", write_result(args.name, result))
     shutil.rmtree(tmp, ignore_errors=True)
 
 
