@@ -287,7 +287,7 @@ def test_detect_tracks_free_their_rows_as_they_end(scorers, tmp_path, monkeypatc
     scorer = scorers["detect"]
     keeping = copy.copy(scorer)
     keeping.keep_rows = True
-    video = _video(tmp_path / "v.mp4", 40, 3, dark_gap=True)
+    video = _video(tmp_path / "v.mp4", 24, 3, dark_gap=True)
     kept = keeping.score(video)
     assert all(t.distances is not None for t in kept.tracks)
 

@@ -29,7 +29,7 @@ def avs_run(model_dir, tmp_path_factory):
     gt = base / "gt"
     gt.mkdir()
     for name in ("real03_aoc", "real07_reagan"):
-        _trimmed(CLIPS_DIR / f"{name}.mp4", gt / f"{name}.mp4", 30)
+        _trimmed(CLIPS_DIR / f"{name}.mp4", gt / f"{name}.mp4", 20)
     run = base / "run"
     cli("plan", gt, run, "--seed", "1")
     cli("generate", run, "--cmd", gen_cmd("remux"), "--quiet")

@@ -520,8 +520,10 @@ def cli(*args, cwd=None):
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["prealigned", "detect"])
 def test_sync_rows_torch_equal_cpu(model_dir, tmp_path, mode):
-    # two people, the two shortest real clips (~5 s each)
-    clips = [CLIPS_DIR / "real03_aoc.mp4", CLIPS_DIR / "real04_woman_glasses.mp4"]
+    # one ~5-s real clip per mode, a different person in each (two clips per mode added
+    # 23 s to the suite for the same check)
+    name = "real03_aoc" if mode == "prealigned" else "real04_woman_glasses"
+    clips = [CLIPS_DIR / f"{name}.mp4"]
     rows = {}
     for backend in ("cpu", "torch"):
         out = tmp_path / f"{backend}.jsonl"
@@ -541,7 +543,7 @@ def test_sync_rows_torch_equal_cpu(model_dir, tmp_path, mode):
             "--quiet",
         )
         rows[backend] = {r["video"]: r for r in map(json.loads, out.read_text().splitlines())}
-    assert len(rows["cpu"]) == 2 and rows["cpu"].keys() == rows["torch"].keys()
+    assert len(rows["cpu"]) == 1 and rows["cpu"].keys() == rows["torch"].keys()
     for video, c in rows["cpu"].items():
         t = rows["torch"][video]
         assert t["offset"] == c["offset"], video
