@@ -525,14 +525,15 @@ class SyncScorer:
                     s.vshift,
                     finished=[end < skip for _, end, _, _ in streams],
                 )
-            finished = [False] * len(streams)
-            # A track's result and segments are made as it ends; its rows are then
-            # dropped (``keep_rows``) once a checkpoint holds them all (``unsaved``: not yet)
+            # A track's result and segments are made as it ends (None: not yet); its rows
+            # are then dropped (``keep_rows``) once a checkpoint holds them all (``unsaved``)
             results: list[TrackSync | InputError | None] = [None] * len(streams)
             unsaved: list[int] = []
 
             def close(k: int) -> None:
                 start, end, _, stream = streams[k]
+                stream.finish()  # its last rows read the audio, then it is closed
+                paths[k] = None
                 try:
                     results[k] = self._track_result(frames, stream, start, end, spans[k][0])
                 except InputError as exc:  # raised below, in track order
@@ -549,18 +550,15 @@ class SyncScorer:
                 for k, (start, end, _, stream) in enumerate(streams):
                     # a track's audio is not opened before its first frame (a long video
                     # has hundreds of tracks), and is closed once the track is scored
-                    if finished[k] or idx < start:
+                    if results[k] is not None or idx < start:
                         continue
                     if idx <= end and not stream.done:
                         i = idx - start
                         size, x, y = paths[k]
                         stream.push(syncnet_crop(frame, size[i], x[i], y[i], s.crop_scale))
                     if idx >= end or stream.done:
-                        stream.finish()  # its last rows read the audio, then it is closed
-                        finished[k] = True
-                        paths[k] = None
                         close(k)
-                if all(finished):
+                if all(r is not None for r in results):
                     break
                 if checkpoint is not None and checkpoint.due(idx + 1):
                     _save_streams(
@@ -575,7 +573,6 @@ class SyncScorer:
                     progress(n_frames + idx + 1)  # detect mode decodes the video twice
             for k, r in enumerate(results):
                 if r is None:  # the video ended before the track (a stated count too high)
-                    streams[k][-1].finish()
                     close(k)
             for r in results:
                 if isinstance(r, InputError):
